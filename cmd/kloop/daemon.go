@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kloop/kloop/server"
+	"github.com/kloop/kloop/session"
+)
+
+// version is set at link time with -ldflags "-X main.version=...".
+var version = ""
+
+func kloopVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print kloop's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "kloop", kloopVersion())
+			return nil
+		},
+	}
+}
+
+func newDaemonCmd() *cobra.Command {
+	var idle time.Duration
+	var maxBytes int
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the per-user daemon that editors and the CLI share",
+		Long: `The daemon listens on a private unix socket ($XDG_RUNTIME_DIR/kloop/daemon.sock)
+and serves every editor and CLI call of this user. Editors start it through
+'kloop lsp'; running it by hand is for debugging. It exits after --idle-timeout
+when no client is connected and no session holds a claim, intercept or process.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			paths, err := server.DefaultPaths()
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel()}))
+			err = server.Run(cmd.Context(), server.DaemonOptions{
+				Paths:           paths,
+				IdleTimeout:     idle,
+				Logger:          log,
+				Version:         kloopVersion(),
+				MaxMessageBytes: maxBytes,
+				Capabilities:    capabilities(log),
+			})
+			if errors.Is(err, server.ErrAlreadyRunning) {
+				return err
+			}
+			return err
+		},
+	}
+	cmd.Flags().DurationVar(&idle, "idle-timeout", envDuration("KLOOP_IDLE_TIMEOUT", server.DefaultIdleTimeout), "exit after this long with no client and nothing held")
+	cmd.Flags().IntVar(&maxBytes, "max-message-bytes", server.DefaultMaxMessageBytes, "largest LSP message accepted")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "stop",
+		Short: "Stop the running daemon",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			paths, err := server.DefaultPaths()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := server.Connect(ctx, server.ClientOptions{Dial: server.DialOptions{Paths: paths, NoStart: true}})
+			if err != nil {
+				fmt.Fprintln(cmd.OutOrStdout(), "no kloop daemon is running")
+				return nil
+			}
+			defer c.Close(ctx)
+			if err := c.Call(ctx, "kloop/stopDaemon", struct{}{}, nil); err != nil {
+				return fmt.Errorf("stop the daemon: %w", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "kloop daemon stopping")
+			return nil
+		},
+	})
+	return cmd
+}
+
+func newLSPCmd() *cobra.Command {
+	var standalone bool
+	cmd := &cobra.Command{
+		Use:   "lsp [--stdio]",
+		Short: "Serve the Language Server Protocol on stdio (what editors spawn)",
+		Long: `By default 'kloop lsp' relays stdio to the shared per-user daemon, starting it
+when none answers, so every editor and the CLI see one state. With --standalone
+it serves in this process instead. A trailing --stdio (added by
+vscode-languageclient) is accepted and ignored: stdio is the only transport.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if standalone {
+				log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel()}))
+				mgr := session.NewManager(session.Options{Logger: log, Capabilities: capabilities(log)})
+				defer mgr.Close(context.WithoutCancel(cmd.Context()))
+				return server.ServeConn(cmd.Context(), stdio{}, server.ConnOptions{Manager: mgr, Logger: log, Version: kloopVersion()})
+			}
+			paths, err := server.DefaultPaths()
+			if err != nil {
+				return err
+			}
+			return server.Forward(cmd.Context(), os.Stdin, os.Stdout, server.DialOptions{Paths: paths})
+		},
+	}
+	cmd.Flags().BoolVar(&standalone, "standalone", false, "serve in this process instead of through the shared daemon")
+	cmd.Flags().Bool("stdio", true, "use stdio (the only transport; accepted for vscode-languageclient)")
+	return cmd
+}
+
+// stdio joins the process's stdin and stdout into one connection.
+type stdio struct{}
+
+func (stdio) Read(p []byte) (int, error)  { return os.Stdin.Read(p) }
+func (stdio) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
+func (stdio) Close() error {
+	return errors.Join(os.Stdin.Close(), os.Stdout.Close())
+}
+
+var _ io.ReadWriteCloser = stdio{}
+
+func logLevel() slog.Level {
+	if os.Getenv("KLOOP_DEBUG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+// capabilities wires the parts of kloop this build has into the daemon.
+func capabilities(log *slog.Logger) session.Capabilities {
+	return session.Capabilities{}
+}

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kloop/kloop/handlers"
+	"github.com/kloop/kloop/server"
+	"github.com/kloop/kloop/session"
+)
+
+// sessionFlags are shared by every command that acts on a workspace session.
+type sessionFlags struct {
+	workspace string
+	output    string
+}
+
+func (f *sessionFlags) register(cmd *cobra.Command, read bool) {
+	cmd.Flags().StringVarP(&f.workspace, "workspace", "w", "", "workspace folder (default: nearest parent with .kloop.yaml, go.mod or .git)")
+	if read {
+		cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	}
+}
+
+// run connects to the daemon (starting it if needed) for the workspace and
+// calls fn. Progress goes to stderr as a single updating line.
+func (f *sessionFlags) run(cmd *cobra.Command, fn func(ctx context.Context, c *server.Client) error) error {
+	if f.output != "" && f.output != "text" && f.output != "json" {
+		return fmt.Errorf("--output %q: want text or json", f.output)
+	}
+	ws := f.workspace
+	if ws == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return fmt.Errorf("find the workspace: %w", err)
+		}
+		ws = session.FindRoot(wd)
+	}
+	abs, err := filepath.Abs(ws)
+	if err != nil {
+		return fmt.Errorf("workspace %s: %w", ws, err)
+	}
+	paths, err := server.DefaultPaths()
+	if err != nil {
+		return err
+	}
+	pl := newProgressLine(cmd.ErrOrStderr())
+	ctx := cmd.Context()
+	c, err := server.Connect(ctx, server.ClientOptions{
+		Dial:       server.DialOptions{Paths: paths},
+		Workspace:  abs,
+		OnProgress: pl.update,
+		OnMessage:  func(msg string) { pl.message(msg) },
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	err = fn(ctx, c)
+	pl.finish()
+	return err
+}
+
+func newStatusCmd() *cobra.Command {
+	var f sessionFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the workspace's claim, intercepts and process",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				var st session.Status
+				if err := c.Execute(ctx, handlers.CmdStatus, nil, &st); err != nil {
+					return err
+				}
+				return printStatus(cmd.OutOrStdout(), f.output, st)
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func printStatus(w io.Writer, format string, st session.Status) error {
+	if format == "json" {
+		return writeJSON(w, st)
+	}
+	fmt.Fprintf(w, "workspace  %s\n", st.Workspace)
+	if st.Claim == nil {
+		fmt.Fprintln(w, "claim      none (kloop claim)")
+	} else {
+		fmt.Fprintf(w, "claim      %s of pool %s until %s (kubeconfig %s)\n", st.Claim.Slot, st.Claim.Pool, st.Claim.Until.Local().Format(time.Kitchen), st.Claim.Kubeconfig)
+	}
+	if len(st.Intercepts) == 0 {
+		fmt.Fprintln(w, "intercepts none (kloop intercept WORKLOAD)")
+	}
+	for _, in := range st.Intercepts {
+		fmt.Fprintf(w, "intercept  %s ports %s %s, %d requests\n", in.Workload, strings.Join(in.Ports, ","), in.State, in.Requests)
+	}
+	if st.Process != nil {
+		fmt.Fprintf(w, "process    %s pid %d %s\n", st.Process.Program, st.Process.PID, st.Process.State)
+	}
+	if st.LastBuild != nil {
+		fmt.Fprintf(w, "last build %s in %dms\n", map[bool]string{true: "ok", false: "failed"}[st.LastBuild.OK], st.LastBuild.Millis)
+	}
+	return nil
+}
+
+func newClaimCmd() *cobra.Command {
+	var f sessionFlags
+	var args session.ClaimArgs
+	cmd := &cobra.Command{
+		Use:   "claim [--pool P] [--for 8h]",
+		Short: "Claim an exclusive dev namespace or cluster from a pool",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				var cl session.ClaimStatus
+				if err := c.Execute(ctx, handlers.CmdClaim, args, &cl); err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), cl)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "claimed %s of pool %s until %s\nexport KUBECONFIG=%s\n", cl.Slot, cl.Pool, cl.Until.Local().Format(time.RFC1123), cl.Kubeconfig)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&args.Pool, "pool", "", "pool to claim from (default: claim.pool of .kloop.yaml, else \"default\")")
+	cmd.Flags().StringVar(&args.For, "for", "", "how long the claim lasts (default 8h)")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newReleaseCmd() *cobra.Command {
+	var f sessionFlags
+	cmd := &cobra.Command{
+		Use:   "release",
+		Short: "Reset and give back the claimed slot",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				if err := c.Execute(ctx, handlers.CmdRelease, session.ReleaseArgs{}, nil); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "released")
+				return nil
+			})
+		},
+	}
+	f.register(cmd, false)
+	return cmd
+}
+
+func newInterceptCmd() *cobra.Command {
+	var f sessionFlags
+	var args session.InterceptArgs
+	var headers []string
+	cmd := &cobra.Command{
+		Use:   "intercept WORKLOAD [--port 8080[:LOCAL]] [--header NAME=VALUE] [--debug] [--program ./cmd/x] [-- ARGS...]",
+		Short: "Send a workload's cluster traffic to a process on this machine",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			args.Workload = pos[0]
+			args.Args = pos[1:]
+			for _, h := range headers {
+				name, value, ok := strings.Cut(h, "=")
+				if !ok || name == "" {
+					return fmt.Errorf("--header %q: want NAME=VALUE, e.g. --header x-dev=me", h)
+				}
+				if args.Header == nil {
+					args.Header = map[string]string{}
+				}
+				args.Header[name] = value
+			}
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				var in session.InterceptStatus
+				if err := c.Execute(ctx, handlers.CmdIntercept, args, &in); err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), in)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "intercepting %s (ports %s)\n", in.Workload, strings.Join(in.Ports, ","))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&args.Port, "port", "", "container port to intercept, REMOTE[:LOCAL]")
+	cmd.Flags().StringArrayVar(&headers, "header", nil, "personal intercept: only requests with this header NAME=VALUE")
+	cmd.Flags().BoolVar(&args.Debug, "debug", false, "run the program under the debugger")
+	cmd.Flags().StringVar(&args.Program, "program", "", "Go main package to build and run, e.g. ./cmd/orders")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newLeaveCmd() *cobra.Command {
+	var f sessionFlags
+	var args session.LeaveArgs
+	cmd := &cobra.Command{
+		Use:   "leave [WORKLOAD | --all]",
+		Short: "End intercepts and restore the workloads' original spec",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			if len(pos) == 1 {
+				args.Workload = pos[0]
+			}
+			if args.Workload == "" && !args.All {
+				return fmt.Errorf("name a WORKLOAD to leave, or --all")
+			}
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				if err := c.Execute(ctx, handlers.CmdLeave, args, nil); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "left")
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&args.All, "all", false, "restore every intercepted workload")
+	f.register(cmd, false)
+	return cmd
+}
+
+func newEnvCmd() *cobra.Command {
+	var f sessionFlags
+	var args session.EnvArgs
+	cmd := &cobra.Command{
+		Use:   "env WORKLOAD [--format dotenv|json|shell]",
+		Short: "Print the environment of a workload's container, resolved from the cluster",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			args.Workload = pos[0]
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				var res session.EnvResult
+				if err := c.Execute(ctx, handlers.CmdEnv, args, &res); err != nil {
+					return err
+				}
+				_, err := io.WriteString(cmd.OutOrStdout(), res.Content)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&args.Format, "format", "dotenv", "dotenv, json or shell")
+	f.register(cmd, false)
+	return cmd
+}
+
+func newRelaunchCmd() *cobra.Command {
+	var f sessionFlags
+	var args session.RelaunchArgs
+	cmd := &cobra.Command{
+		Use:   "relaunch [WORKLOAD]",
+		Short: "Rebuild and restart the intercepted program now",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			if len(pos) == 1 {
+				args.Workload = pos[0]
+			}
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				return c.Execute(ctx, handlers.CmdRelaunch, args, nil)
+			})
+		},
+	}
+	f.register(cmd, false)
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

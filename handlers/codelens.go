@@ -1,0 +1,188 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.lsp.dev/protocol"
+	"go.lsp.dev/uri"
+	"gopkg.in/yaml.v3"
+
+	"github.com/kloop/kloop/config"
+	"github.com/kloop/kloop/session"
+)
+
+// CodeLens offers intercepts where a user starts them: above func main of
+// a Go main package, and above each Deployment or StatefulSet of a YAML
+// manifest. Lenses are cached per document version; the status lens is
+// added fresh each time because it changes with the session.
+func (s *Server) CodeLens(ctx context.Context, params *protocol.CodeLensParams) ([]protocol.CodeLens, error) {
+	if err := s.ready(); err != nil {
+		return nil, err
+	}
+	u := params.TextDocument.URI
+	doc, ok := s.docs.get(u)
+	if !ok {
+		return nil, nil
+	}
+	if !doc.lensOK {
+		doc.lenses = s.computeLenses(u, doc.text)
+		doc.lensOK = true
+	}
+	lenses := doc.lenses
+	if sess := s.currentSession(); sess != nil && len(lenses) > 0 && isGoFile(u) {
+		if st := sess.Status(); len(st.Intercepts) > 0 {
+			lenses = append([]protocol.CodeLens{statusLens(lenses[0].Range, st)}, lenses...)
+		}
+	}
+	return lenses, nil
+}
+
+func (s *Server) computeLenses(u uri.URI, text []byte) []protocol.CodeLens {
+	path := u.FsPath()
+	switch {
+	case isGoFile(u):
+		return s.mainLenses(path, text)
+	case strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml"):
+		if isConfigFile(u) {
+			return nil
+		}
+		return manifestLenses(text)
+	}
+	return nil
+}
+
+func isGoFile(u uri.URI) bool { return strings.HasSuffix(u.FsPath(), ".go") }
+
+// mainLenses finds func main in package main. A file that does not parse
+// gets no lenses rather than an error: the user is mid-edit.
+func (s *Server) mainLenses(path string, text []byte) []protocol.CodeLens {
+	if !bytes.Contains(text, []byte("func main()")) {
+		return nil
+	}
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, path, text, parser.SkipObjectResolution)
+	if err != nil && f == nil {
+		return nil
+	}
+	if f.Name == nil || f.Name.Name != "main" {
+		return nil
+	}
+	for _, decl := range f.Decls {
+		fn, ok := decl.(*ast.FuncDecl)
+		if !ok || fn.Recv != nil || fn.Name.Name != "main" || fn.Type.Params.NumFields() != 0 {
+			continue
+		}
+		pos := fset.Position(fn.Pos())
+		rng := lineRange(pos.Line - 1)
+		args := s.interceptArgsFor(filepath.Dir(path))
+		return []protocol.CodeLens{
+			{Range: rng, Command: command("Intercept "+args.Workload+" & debug", CmdIntercept, withDebug(args, true))},
+			{Range: rng, Command: command("Intercept & run", CmdIntercept, withDebug(args, false))},
+		}
+	}
+	return nil
+}
+
+// interceptArgsFor picks the workload of the main package in dir: the
+// .kloop.yaml intercept whose program is that package, else the
+// directory's name (cmd/orders serves deployment/orders by convention).
+func (s *Server) interceptArgsFor(dir string) session.InterceptArgs {
+	root := dir
+	if sess := s.currentSession(); sess != nil {
+		root = sess.Root()
+	}
+	if cfg, _, err := config.Load(root); err == nil && cfg != nil {
+		for _, ic := range cfg.Intercepts {
+			if ic.Program == "" {
+				continue
+			}
+			if filepath.Clean(filepath.Join(root, ic.Program)) == filepath.Clean(dir) {
+				rel, _ := filepath.Rel(root, dir)
+				return session.InterceptArgs{Workload: ic.Workload.String(), Program: "./" + filepath.ToSlash(rel)}
+			}
+		}
+	}
+	rel, err := filepath.Rel(root, dir)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		rel = dir
+	}
+	return session.InterceptArgs{Workload: "deployment/" + filepath.Base(dir), Program: "./" + filepath.ToSlash(rel)}
+}
+
+func withDebug(a session.InterceptArgs, debug bool) session.InterceptArgs {
+	a.Debug = debug
+	return a
+}
+
+// manifestLenses puts "Intercept this workload" above each Deployment and
+// StatefulSet document of a multi-document YAML file.
+func manifestLenses(text []byte) []protocol.CodeLens {
+	var lenses []protocol.CodeLens
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	for {
+		var doc yaml.Node
+		if err := dec.Decode(&doc); err != nil {
+			break
+		}
+		if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+			continue
+		}
+		m := doc.Content[0]
+		var kind, name string
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			switch m.Content[i].Value {
+			case "kind":
+				kind = m.Content[i+1].Value
+			case "metadata":
+				md := m.Content[i+1]
+				for j := 0; j+1 < len(md.Content); j += 2 {
+					if md.Content[j].Value == "name" {
+						name = md.Content[j+1].Value
+					}
+				}
+			}
+		}
+		if name == "" || (kind != "Deployment" && kind != "StatefulSet") {
+			continue
+		}
+		workload := strings.ToLower(kind) + "/" + name
+		lenses = append(lenses, protocol.CodeLens{
+			Range:   lineRange(m.Line - 1),
+			Command: command("Intercept this workload", CmdIntercept, session.InterceptArgs{Workload: workload}),
+		})
+	}
+	return lenses
+}
+
+func statusLens(rng protocol.Range, st session.Status) protocol.CodeLens {
+	in := st.Intercepts[0]
+	title := fmt.Sprintf("● intercepting %s · %d requests", in.Workload, in.Requests)
+	if st.LastRelaunchMillis > 0 {
+		title += fmt.Sprintf(" · last relaunch %s", (time.Duration(st.LastRelaunchMillis) * time.Millisecond).String())
+	}
+	return protocol.CodeLens{Range: rng, Command: command(title, CmdStatus, nil)}
+}
+
+func lineRange(line int) protocol.Range {
+	l := uint32(max(line, 0))
+	return protocol.Range{Start: protocol.Position{Line: l}, End: protocol.Position{Line: l}}
+}
+
+func command(title, name string, arg any) protocol.Command {
+	c := protocol.Command{Title: title, Command: name}
+	if arg != nil {
+		if data, err := json.Marshal(arg); err == nil {
+			c.Arguments = []protocol.LSPAny{protocol.LSPAny(data)}
+		}
+	}
+	return c
+}

@@ -1,0 +1,128 @@
+package handlers
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	"go.lsp.dev/jsonrpc2"
+	"go.lsp.dev/protocol"
+	"go.lsp.dev/uri"
+
+	"github.com/kloop/kloop/config"
+	"github.com/kloop/kloop/session"
+)
+
+// codeServerNotInitialized is LSP's error for requests before initialize.
+const codeServerNotInitialized = -32002
+
+// Commands are the workspace/executeCommand identifiers kloop serves.
+var Commands = []string{
+	CmdClaim, CmdRelease, CmdIntercept, CmdLeave, CmdStatus, CmdRelaunch, CmdEnv,
+}
+
+// Initialize records the workspace and the client's capabilities and
+// advertises kloop's.
+func (s *Server) Initialize(ctx context.Context, params *protocol.InitializeParams) (*protocol.InitializeResult, error) {
+	s.mu.Lock()
+	if s.initialized {
+		s.mu.Unlock()
+		return nil, jsonrpc2.NewError(jsonrpc2.ErrInvalidRequest.Code, "initialize was already called on this connection")
+	}
+	s.initialized = true
+	if w := params.Capabilities.Window; w != nil && w.WorkDoneProgress != nil {
+		s.caps.workDoneProgress = *w.WorkDoneProgress
+	}
+	s.caps.name = params.ClientInfo.Name
+	s.mu.Unlock()
+
+	if root := workspaceRoot(params); root != "" {
+		s.attach(ctx, root)
+	}
+
+	yes := true
+	full := protocol.TextDocumentSyncKindFull
+	version := s.opts.Version
+	return &protocol.InitializeResult{
+		Capabilities: protocol.ServerCapabilities{
+			TextDocumentSync: &protocol.TextDocumentSyncOptions{
+				OpenClose: &yes,
+				Change:    &full,
+				Save:      &protocol.SaveOptions{IncludeText: &yes},
+			},
+			CodeLensProvider: &protocol.CodeLensOptions{},
+			CodeActionProvider: &protocol.CodeActionOptions{
+				CodeActionKinds: codeActionKinds(),
+			},
+			ExecuteCommandProvider: protocol.ExecuteCommandOptions{Commands: append([]string(nil), Commands...)},
+			Workspace: &protocol.WorkspaceOptions{
+				WorkspaceFolders: &protocol.WorkspaceFoldersServerCapabilities{
+					Supported:           &yes,
+					ChangeNotifications: protocol.Boolean(true),
+				},
+			},
+		},
+		ServerInfo: protocol.ServerInfo{Name: "kloop", Version: protocol.NewOptional(version)},
+	}, nil
+}
+
+// Initialized sends the first status, and diagnostics for a broken
+// .kloop.yaml on disk, so the editor shows them before any file is opened.
+func (s *Server) Initialized(ctx context.Context, _ *protocol.InitializedParams) error {
+	sess := s.currentSession()
+	if sess == nil {
+		return nil
+	}
+	s.sendStatus(ctx, sess.Status())
+	for _, name := range []string{config.FileName, config.AltFileName} {
+		path := filepath.Join(sess.Root(), name)
+		if data, err := os.ReadFile(path); err == nil && !s.docs.isOpen(uri.File(path)) {
+			s.diagnoseConfig(ctx, uri.File(path), data)
+		}
+	}
+	return nil
+}
+
+// Shutdown stops serving requests other than exit.
+func (s *Server) Shutdown(context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	s.mu.Unlock()
+	return nil
+}
+
+// Exit ends the connection. The shared daemon lives on for other clients.
+func (s *Server) Exit(context.Context) error {
+	go s.conn.Close()
+	return nil
+}
+
+// ready rejects requests outside the initialize..shutdown window.
+func (s *Server) ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.initialized {
+		return jsonrpc2.NewError(codeServerNotInitialized, "kloop: the client must send initialize first")
+	}
+	if s.shutdown {
+		return jsonrpc2.NewError(jsonrpc2.ErrInvalidRequest.Code, "kloop: the server is shut down; only exit is accepted")
+	}
+	return nil
+}
+
+func workspaceRoot(params *protocol.InitializeParams) string {
+	if folders, ok := params.WorkspaceFolders.Get(); ok && len(folders) > 0 {
+		return folders[0].URI.FsPath()
+	}
+	if params.RootURI != nil && *params.RootURI != "" {
+		return params.RootURI.FsPath()
+	}
+	if p, ok := params.RootPath.Get(); ok && p != "" {
+		return p
+	}
+	return ""
+}
+
+// rootFor finds the workspace of a file opened by a client that named no
+// workspace.
+func rootFor(file string) string { return session.FindRoot(filepath.Dir(file)) }

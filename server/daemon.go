@@ -1,0 +1,250 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kloop/kloop/session"
+)
+
+// DefaultIdleTimeout is how long a daemon with no clients and nothing held
+// waits before it exits. Editors restart it on demand in well under a
+// second, so there is no reason to linger.
+const DefaultIdleTimeout = time.Minute
+
+// ErrAlreadyRunning means another daemon owns the socket.
+var ErrAlreadyRunning = errors.New("a kloop daemon is already running")
+
+// DaemonOptions configure Run.
+type DaemonOptions struct {
+	Paths       Paths
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
+	Version     string
+	// MaxMessageBytes bounds one LSP message; 0 means DefaultMaxMessageBytes.
+	MaxMessageBytes int
+	// Capabilities are handed to the session manager.
+	Capabilities session.Capabilities
+	// Ready, when set, is called once the socket accepts connections.
+	Ready func()
+}
+
+// Run is `kloop daemon`: it owns the socket until ctx ends, `kloop daemon
+// stop` is asked, or it has been idle for IdleTimeout.
+func Run(ctx context.Context, opts DaemonOptions) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if err := ensurePrivateDir(filepath.Dir(opts.Paths.Socket)); err != nil {
+		return err
+	}
+	if err := ensurePrivateDir(opts.Paths.State); err != nil {
+		return err
+	}
+	lock, err := lockExclusive(opts.Paths.lockFile())
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
+	// Holding the lock proves no daemon serves the socket: a file there was
+	// left by one that died.
+	if err := os.Remove(opts.Paths.Socket); err == nil {
+		log.Info("removed stale socket of a dead daemon", "socket", opts.Paths.Socket)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket %s: %w", opts.Paths.Socket, err)
+	}
+	ln, err := net.Listen("unix", opts.Paths.Socket)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", opts.Paths.Socket, err)
+	}
+	defer os.Remove(opts.Paths.Socket)
+	if err := os.Chmod(opts.Paths.Socket, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("make %s private: %w", opts.Paths.Socket, err)
+	}
+
+	mgr := session.NewManager(session.Options{
+		Logger:       log,
+		Store:        session.NewStore(opts.Paths.StateFile()),
+		Capabilities: opts.Capabilities,
+	})
+	d := &daemon{opts: opts, log: log, mgr: mgr, ln: ln, lastIdle: time.Now()}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d.stop = cancel
+
+	log.Info("daemon listening", "socket", opts.Paths.Socket, "pid", os.Getpid(), "version", opts.Version)
+	if opts.Ready != nil {
+		opts.Ready()
+	}
+	go d.watchIdle(ctx)
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	err = d.accept(ctx)
+	d.wg.Wait()
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelClose()
+	if cerr := mgr.Close(closeCtx); cerr != nil {
+		log.Error("close sessions", "err", cerr)
+	}
+	log.Info("daemon stopped", "reason", d.reason())
+	return err
+}
+
+type daemon struct {
+	opts DaemonOptions
+	log  *slog.Logger
+	mgr  *session.Manager
+	ln   net.Listener
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	clients  atomic.Int64
+	mu       sync.Mutex
+	lastIdle time.Time
+	why      string
+}
+
+func (d *daemon) accept(ctx context.Context) error {
+	for {
+		c, err := d.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		if err := checkPeer(c); err != nil {
+			d.log.Warn("refused connection", "err", err)
+			c.Close()
+			continue
+		}
+		d.clients.Add(1)
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			defer func() {
+				if d.clients.Add(-1) == 0 {
+					d.mu.Lock()
+					d.lastIdle = time.Now()
+					d.mu.Unlock()
+				}
+			}()
+			if err := ServeConn(ctx, c, ConnOptions{
+				Manager:         d.mgr,
+				Logger:          d.log,
+				Version:         d.opts.Version,
+				MaxMessageBytes: d.opts.MaxMessageBytes,
+				StopDaemon:      func() { d.shutdown("asked to stop") },
+			}); err != nil {
+				d.log.Warn("client connection", "err", err)
+			}
+		}()
+	}
+}
+
+func (d *daemon) shutdown(why string) {
+	d.mu.Lock()
+	if d.why == "" {
+		d.why = why
+	}
+	d.mu.Unlock()
+	d.stop()
+}
+
+func (d *daemon) reason() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.why == "" {
+		return "signal"
+	}
+	return d.why
+}
+
+// watchIdle exits the daemon once it has had no client and held nothing
+// for the idle timeout.
+func (d *daemon) watchIdle(ctx context.Context) {
+	tick := min(d.opts.IdleTimeout/4, time.Second)
+	t := time.NewTicker(max(tick, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if d.clients.Load() > 0 || d.mgr.Holds() {
+			d.mu.Lock()
+			d.lastIdle = time.Now()
+			d.mu.Unlock()
+			continue
+		}
+		d.mu.Lock()
+		idle := time.Since(d.lastIdle)
+		d.mu.Unlock()
+		if idle >= d.opts.IdleTimeout {
+			d.shutdown(fmt.Sprintf("idle for %s with no client and nothing held", d.opts.IdleTimeout))
+			return
+		}
+	}
+}
+
+// lockExclusive takes a non-blocking flock on path for the caller's life.
+func lockExclusive(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w (lock %s is held); use it, or stop it with `kloop daemon stop`", ErrAlreadyRunning, path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// lockBlocking waits for an exclusive flock on path.
+func lockBlocking(ctx context.Context, path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("wait for lock %s: %w", path, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,110 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// ClaimArgs are the arguments of kloop.claim / `kloop claim`.
+type ClaimArgs struct {
+	// Pool names the pool; empty means the workspace default.
+	Pool string `json:"pool,omitempty"`
+	// For is how long the claim lasts, e.g. "8h"; empty means 8h.
+	For string `json:"for,omitempty"`
+}
+
+// ReleaseArgs are the arguments of kloop.release.
+type ReleaseArgs struct{}
+
+// InterceptArgs are the arguments of kloop.intercept / `kloop intercept`.
+type InterceptArgs struct {
+	Workload string            `json:"workload"`
+	Port     string            `json:"port,omitempty"`
+	Header   map[string]string `json:"header,omitempty"`
+	Debug    bool              `json:"debug,omitempty"`
+	Program  string            `json:"program,omitempty"`
+	Args     []string          `json:"args,omitempty"`
+}
+
+// LeaveArgs are the arguments of kloop.leave / `kloop leave`.
+type LeaveArgs struct {
+	Workload string `json:"workload,omitempty"`
+	All      bool   `json:"all,omitempty"`
+}
+
+// RelaunchArgs are the arguments of kloop.relaunch.
+type RelaunchArgs struct {
+	Workload string `json:"workload,omitempty"`
+}
+
+// EnvArgs are the arguments of kloop.env / `kloop env`.
+type EnvArgs struct {
+	Workload string `json:"workload"`
+	Format   string `json:"format,omitempty"`
+}
+
+// EnvResult is the env of a workload's container rendered in one format.
+type EnvResult struct {
+	Format  string `json:"format"`
+	Content string `json:"content"`
+}
+
+// DefaultClaimDuration is how long a claim lasts when no --for is given.
+const DefaultClaimDuration = 8 * time.Hour
+
+// Claim takes a slot from a pool for this workspace.
+func (s *Session) Claim(ctx context.Context, args ClaimArgs, p Progress) (*ClaimStatus, error) {
+	engine := s.mgr.opts.Capabilities.Claims
+	if engine == nil {
+		return nil, &NotAvailableError{Command: "kloop.claim", Why: "claim pools are not wired into this daemon"}
+	}
+	d := DefaultClaimDuration
+	if args.For != "" {
+		var err error
+		if d, err = time.ParseDuration(args.For); err != nil || d <= 0 {
+			return nil, fmt.Errorf("claim duration %q: want a positive duration like 8h or 90m", args.For)
+		}
+	}
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.claim != nil {
+		c := s.claim.status
+		return nil, fmt.Errorf("this workspace already holds slot %s of pool %s until %s; run `kloop release` first", c.Slot, c.Pool, c.Until.Format(time.RFC3339))
+	}
+	return s.claimLocked(ctx, engine, args.Pool, d, p)
+}
+
+// Release gives the claimed slot back, resetting it.
+func (s *Session) Release(ctx context.Context, _ ReleaseArgs, p Progress) error {
+	engine := s.mgr.opts.Capabilities.Claims
+	if engine == nil {
+		return &NotAvailableError{Command: "kloop.release", Why: "claim pools are not wired into this daemon"}
+	}
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.claim == nil {
+		return fmt.Errorf("this workspace holds no claim; `kloop status` shows what it holds")
+	}
+	return s.releaseLocked(ctx, engine, p)
+}
+
+// Intercept routes a workload's traffic to this machine.
+func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress) (*InterceptStatus, error) {
+	return nil, &NotAvailableError{Command: "kloop.intercept", Why: "the traffic agent and intercepts are not part of this build"}
+}
+
+// Leave ends intercepts and restores the workloads.
+func (s *Session) Leave(ctx context.Context, args LeaveArgs, p Progress) error {
+	return &NotAvailableError{Command: "kloop.leave", Why: "the traffic agent and intercepts are not part of this build"}
+}
+
+// Relaunch rebuilds and restarts the local process now.
+func (s *Session) Relaunch(ctx context.Context, args RelaunchArgs, p Progress) error {
+	return &NotAvailableError{Command: "kloop.relaunch", Why: "the run loop is not part of this build"}
+}
+
+// Env renders a workload container's environment.
+func (s *Session) Env(ctx context.Context, args EnvArgs) (*EnvResult, error) {
+	return nil, &NotAvailableError{Command: "kloop.env", Why: "env resolution from the cluster is not part of this build"}
+}

@@ -1,0 +1,220 @@
+// Package session holds one dev session per workspace: what is claimed,
+// intercepted and running for it, the status editors draw, and the state file
+// that lets a restarted daemon find what an earlier one left behind. The
+// handlers and the CLI reach every capability through a Session, so an editor
+// and a terminal on the same workspace see one state.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Progress receives reports of long work: claim, intercept, build. The LSP
+// turns them into $/progress, the CLI into a progress line.
+type Progress interface {
+	Report(message string, percentage int)
+}
+
+// NoProgress discards reports.
+type NoProgress struct{}
+
+// Report implements Progress.
+func (NoProgress) Report(string, int) {}
+
+// NotAvailableError is returned by a command whose capability this build of
+// kloop does not have yet. It is an honest refusal, never a fake success.
+type NotAvailableError struct {
+	Command string
+	Why     string
+}
+
+func (e *NotAvailableError) Error() string {
+	return fmt.Sprintf("%s is not available in this build of kloop yet: %s", e.Command, e.Why)
+}
+
+// ErrNotAvailable matches any NotAvailableError with errors.Is.
+var ErrNotAvailable = errors.New("not available")
+
+// Is lets errors.Is(err, ErrNotAvailable) match.
+func (e *NotAvailableError) Is(target error) bool { return target == ErrNotAvailable }
+
+// Options configure a Manager.
+type Options struct {
+	Logger *slog.Logger
+	// Store records what must survive a daemon crash; nil keeps nothing.
+	Store *Store
+	// Capabilities are the parts of kloop this daemon can drive. A nil
+	// capability makes its commands return NotAvailableError.
+	Capabilities Capabilities
+}
+
+// Capabilities are the engines behind the commands, filled in as kloop's
+// parts land: claim pools, intercepts, the run loop.
+type Capabilities struct {
+	Claims ClaimEngine
+}
+
+// Manager owns every Session of the daemon.
+type Manager struct {
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+}
+
+// NewManager returns a Manager with no sessions.
+func NewManager(opts Options) *Manager {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{opts: opts, log: opts.Logger, sessions: map[string]*Session{}}
+}
+
+// Open returns the session for the workspace root, creating it on first use.
+// Roots are cleaned so that two editors naming the same folder share it.
+func (m *Manager) Open(root string) *Session {
+	root = filepath.Clean(root)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.sessions[root]; ok {
+		return s
+	}
+	s := &Session{root: root, mgr: m, subs: map[int]func(Status){}}
+	s.status = Status{Workspace: root, Updated: time.Now().UTC()}
+	m.sessions[root] = s
+	return s
+}
+
+// Sessions lists the open sessions, ordered by workspace.
+func (m *Manager) Sessions() []*Session {
+	m.mu.Lock()
+	out := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		out = append(out, s)
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].root < out[j].root })
+	return out
+}
+
+// Holds reports whether any session holds a claim, an intercept or a
+// process: the daemon must not exit on idle while one does.
+func (m *Manager) Holds() bool {
+	for _, s := range m.Sessions() {
+		if s.Status().Holds() {
+			return true
+		}
+	}
+	return false
+}
+
+// Close ends every session's background work (claim renewal, processes).
+func (m *Manager) Close(ctx context.Context) error {
+	var errs []error
+	for _, s := range m.Sessions() {
+		if err := s.close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Session is one workspace's dev session.
+type Session struct {
+	root string
+	mgr  *Manager
+
+	mu      sync.Mutex
+	status  Status
+	subs    map[int]func(Status)
+	nextSub int
+
+	// opMu serialises state-changing commands so that a claim from the CLI
+	// and one from an editor cannot interleave.
+	opMu sync.Mutex
+
+	claim *activeClaim
+}
+
+// Root is the workspace directory.
+func (s *Session) Root() string { return s.root }
+
+// Status returns a copy of the current status.
+func (s *Session) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status.clone()
+}
+
+// Subscribe calls fn after every state change until cancel is called. fn
+// runs on the goroutine that made the change and must not block.
+func (s *Session) Subscribe(fn func(Status)) (cancel func()) {
+	s.mu.Lock()
+	id := s.nextSub
+	s.nextSub++
+	s.subs[id] = fn
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.subs, id)
+		s.mu.Unlock()
+	}
+}
+
+// update applies change to the status and tells subscribers.
+func (s *Session) update(change func(*Status)) {
+	s.mu.Lock()
+	change(&s.status)
+	s.status.Updated = time.Now().UTC()
+	st := s.status.clone()
+	subs := make([]func(Status), 0, len(s.subs))
+	for _, fn := range s.subs {
+		subs = append(subs, fn)
+	}
+	s.mu.Unlock()
+	for _, fn := range subs {
+		fn(st)
+	}
+}
+
+func (s *Session) close(ctx context.Context) error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.claim != nil {
+		s.claim.stopRenewal()
+	}
+	return nil
+}
+
+// Saved tells the session that the editor saved path. The run loop uses it
+// as a relaunch trigger for the intercepted program's Go files.
+func (s *Session) Saved(ctx context.Context, path string) {
+	s.mgr.log.Debug("saved", "workspace", s.root, "path", path)
+}
+
+// FindRoot names the workspace a directory belongs to: the nearest
+// ancestor holding .kloop.yaml, go.mod or .git, else dir itself. The CLI
+// run from a subdirectory and an editor opened on the root then share one
+// session.
+func FindRoot(dir string) string {
+	dir = filepath.Clean(dir)
+	for d := dir; ; d = filepath.Dir(d) {
+		for _, marker := range []string{".kloop.yaml", ".kloop.yml", "go.mod", ".git"} {
+			if _, err := os.Stat(filepath.Join(d, marker)); err == nil {
+				return d
+			}
+		}
+		if filepath.Dir(d) == d {
+			return dir
+		}
+	}
+}

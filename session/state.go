@@ -1,0 +1,119 @@
+package session
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// State is what state.json records: everything a crashed daemon leaves in
+// the cluster or on the machine, written before it is acted on.
+type State struct {
+	Version  int                      `json:"version"`
+	Sessions map[string]*SessionState `json:"sessions"`
+}
+
+// SessionState is one workspace's record.
+type SessionState struct {
+	Claim *ClaimStatus `json:"claim,omitempty"`
+}
+
+func (st *State) session(root string) *SessionState {
+	if st.Sessions == nil {
+		st.Sessions = map[string]*SessionState{}
+	}
+	ss, ok := st.Sessions[root]
+	if !ok {
+		ss = &SessionState{}
+		st.Sessions[root] = ss
+	}
+	return ss
+}
+
+// Store reads and writes state.json (0600, written atomically).
+type Store struct {
+	path string
+	mu   sync.Mutex
+}
+
+// NewStore returns a Store for path.
+func NewStore(path string) *Store { return &Store{path: path} }
+
+// Load reads the file; a missing file is an empty State.
+func (s *Store) Load() (*State, error) {
+	if s == nil {
+		return &State{Version: 1}, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loadLocked()
+}
+
+func (s *Store) loadLocked() (*State, error) {
+	data, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &State{Version: 1}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state %s: %w", s.path, err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("parse state %s: %w; move it aside to start fresh (what it listed may still be held in the cluster: `kloop leave --all` restores workloads)", s.path, err)
+	}
+	return &st, nil
+}
+
+// update applies change to the stored state and writes it back.
+func (s *Store) update(change func(*State)) error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.loadLocked()
+	if err != nil {
+		return err
+	}
+	change(st)
+	for root, ss := range st.Sessions {
+		if ss.Claim == nil {
+			delete(st.Sessions, root)
+		}
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(s.path), ".state-*.json")
+	if err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write state: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), s.path); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}

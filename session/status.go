@@ -1,0 +1,85 @@
+package session
+
+import "time"
+
+// Status is what editors draw in their status bar and what `kloop status`
+// prints. It is sent as the kloop/status notification after every change.
+type Status struct {
+	Workspace  string            `json:"workspace"`
+	Claim      *ClaimStatus      `json:"claim,omitempty"`
+	Intercepts []InterceptStatus `json:"intercepts"`
+	Process    *ProcessStatus    `json:"process,omitempty"`
+	LastBuild  *BuildStatus      `json:"lastBuild,omitempty"`
+	// LastRelaunchMillis is the save-to-serving time of the last relaunch.
+	LastRelaunchMillis int64     `json:"lastRelaunchMillis,omitempty"`
+	Updated            time.Time `json:"updated"`
+}
+
+// ClaimStatus describes the slot this session holds.
+type ClaimStatus struct {
+	Pool       string    `json:"pool"`
+	Slot       string    `json:"slot"`
+	Namespace  string    `json:"namespace,omitempty"`
+	Holder     string    `json:"holder"`
+	Until      time.Time `json:"until"`
+	Kubeconfig string    `json:"kubeconfig"`
+}
+
+// InterceptStatus describes one intercepted workload.
+type InterceptStatus struct {
+	Workload string            `json:"workload"`
+	Ports    []string          `json:"ports"`
+	Header   map[string]string `json:"header,omitempty"`
+	Requests int64             `json:"requests"`
+	State    string            `json:"state"`
+}
+
+// ProcessStatus describes the local process behind the intercepts.
+type ProcessStatus struct {
+	Program string `json:"program"`
+	PID     int    `json:"pid"`
+	State   string `json:"state"`
+}
+
+// BuildStatus describes the last build.
+type BuildStatus struct {
+	OK     bool      `json:"ok"`
+	Millis int64     `json:"millis"`
+	At     time.Time `json:"at"`
+	Errors int       `json:"errors"`
+}
+
+// Holds reports whether the session holds anything in the cluster or on
+// the machine that an idle daemon must not abandon.
+func (st Status) Holds() bool {
+	return st.Claim != nil || len(st.Intercepts) > 0 || st.Process != nil
+}
+
+func (st Status) clone() Status {
+	c := st
+	if st.Claim != nil {
+		cl := *st.Claim
+		c.Claim = &cl
+	}
+	c.Intercepts = make([]InterceptStatus, len(st.Intercepts))
+	for i, in := range st.Intercepts {
+		in.Ports = append([]string(nil), in.Ports...)
+		if in.Header != nil {
+			h := make(map[string]string, len(in.Header))
+			for k, v := range in.Header {
+				h[k] = v
+			}
+			in.Header = h
+		}
+		c.Intercepts[i] = in
+	}
+	if st.Process != nil {
+		p := *st.Process
+		c.Process = &p
+	}
+	if st.LastBuild != nil {
+		b := *st.LastBuild
+		c.LastBuild = &b
+	}
+	return c
+}
