@@ -93,7 +93,7 @@ func (s *Server) Shutdown(context.Context) error {
 
 // Exit ends the connection. The shared daemon lives on for other clients.
 func (s *Server) Exit(context.Context) error {
-	go s.conn.Close()
+	s.exitOnce.Do(func() { close(s.exited) })
 	return nil
 }
 

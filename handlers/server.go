@@ -47,6 +47,8 @@ type Server struct {
 	initialized bool
 	shutdown    bool
 	unsubscribe func()
+	exited      chan struct{}
+	exitOnce    sync.Once
 	// configDiagnosed remembers which .kloop.yaml files carry diagnostics,
 	// so a fixed file gets an empty publish that clears them.
 	configDiagnosed map[string]bool
@@ -62,7 +64,11 @@ type clientCaps struct {
 // synchronisation notifications are handled in wire order on the read
 // goroutine; every other request is released to run concurrently, so a long
 // claim does not stall the editor's next keystroke.
-func Serve(ctx context.Context, stream jsonrpc2.Stream, opts Options) jsonrpc2.Conn {
+//
+// The returned channel closes when the client sends exit. A stdio server
+// must then return without waiting for the connection to drain: a read
+// blocked on the process's stdin is not interrupted by closing it.
+func Serve(ctx context.Context, stream jsonrpc2.Stream, opts Options) (jsonrpc2.Conn, <-chan struct{}) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -74,6 +80,7 @@ func Serve(ctx context.Context, stream jsonrpc2.Stream, opts Options) jsonrpc2.C
 		client:          protocol.ClientDispatcher(conn),
 		docs:            newDocuments(),
 		configDiagnosed: map[string]bool{},
+		exited:          make(chan struct{}),
 	}
 	ctx = protocol.WithClient(ctx, s.client)
 	conn.Go(ctx, orderedHandler(ctx, protocol.ServerHandler(s, jsonrpc2.MethodNotFoundHandler)))
@@ -81,7 +88,7 @@ func Serve(ctx context.Context, stream jsonrpc2.Stream, opts Options) jsonrpc2.C
 		<-conn.Done()
 		s.close()
 	}()
-	return conn
+	return conn, s.exited
 }
 
 // orderedHandler keeps the handlers that mutate documents or connection

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/kloop/kloop/handlers"
 	"github.com/kloop/kloop/session"
@@ -29,7 +30,7 @@ func ServeConn(ctx context.Context, rwc io.ReadWriteCloser, opts ConnOptions) er
 	stream := newLSPStream(rwc, opts.MaxMessageBytes, func(err error) {
 		log.Warn("bad input from client", "err", err)
 	})
-	conn := handlers.Serve(ctx, stream, handlers.Options{
+	conn, exited := handlers.Serve(ctx, stream, handlers.Options{
 		Manager:    opts.Manager,
 		Logger:     log,
 		Version:    opts.Version,
@@ -37,9 +38,19 @@ func ServeConn(ctx context.Context, rwc io.ReadWriteCloser, opts ConnOptions) er
 	})
 	select {
 	case <-conn.Done():
+		return nil
+	case <-exited:
 	case <-ctx.Done():
-		conn.Close()
-		<-conn.Done()
+	}
+	// Close the transport first: for a socket that ends jsonrpc2's read
+	// loop at once. A blocked read of a stdin pipe cannot be interrupted,
+	// so conn.Close (which waits for that loop) is not called; the
+	// standalone process exits right after this returns, as LSP's exit
+	// requires.
+	rwc.Close()
+	select {
+	case <-conn.Done():
+	case <-time.After(time.Second):
 	}
 	return nil
 }

@@ -59,6 +59,7 @@ func commands() []*cobra.Command {
 		newEnvCmd(),
 		newRelaunchCmd(),
 		newDAPCmd(), newDebugWorkerCmd(),
+		newSandboxCmd(),
 		newAgentCmd(),
 		newPoolCmd(),
 		// Subcommands are added here, one line each.

@@ -1,0 +1,399 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kloop/kloop/agent/tunnel"
+)
+
+// laptopDialTimeout bounds how long a connection waits for the laptop to take
+// it before the agent gives it to the app. It is long enough to cover the
+// daemon holding connections while it relaunches the local process.
+const laptopDialTimeout = 30 * time.Second
+
+// appDialTimeout bounds a dial to the app container.
+const appDialTimeout = 10 * time.Second
+
+// acceptRetryDelay paces accepting again after a listener error such as
+// running out of file descriptors.
+const acceptRetryDelay = 100 * time.Millisecond
+
+// Agent is a running traffic agent.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	control net.Listener
+	ports   []*port
+
+	// route is what the current tunnel client asked for; nil sends
+	// everything to the app.
+	route atomic.Pointer[route]
+
+	mu     sync.Mutex
+	client *tunnel.ServerConn // the one connected tunnel client, if any
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// route is one client's intercept, bound to that client's tunnel.
+type route struct {
+	conn   *tunnel.ServerConn
+	ports  map[int]*tunnel.HeaderMatch // app port -> header (nil: global)
+	laptop *transports                 // HTTP to the laptop through conn
+
+	mu      sync.Mutex
+	spliced map[net.Conn]struct{} // whole connections sent to the laptop
+	ended   bool
+}
+
+// adopt records a connection spliced to the laptop under this route; it
+// refuses once the route has ended.
+func (r *route) adopt(c net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return false
+	}
+	if r.spliced == nil {
+		r.spliced = map[net.Conn]struct{}{}
+	}
+	r.spliced[c] = struct{}{}
+	return true
+}
+
+func (r *route) release(c net.Conn) {
+	r.mu.Lock()
+	delete(r.spliced, c)
+	r.mu.Unlock()
+}
+
+// end closes what this route sent to the laptop: when an intercept changes
+// or ends, clients reconnect and are routed afresh instead of staying on
+// the laptop.
+func (r *route) end() {
+	r.mu.Lock()
+	r.ended = true
+	for c := range r.spliced {
+		c.Close()
+	}
+	r.mu.Unlock()
+	r.laptop.closeIdle()
+}
+
+func (r *route) takesConn(appPort int) bool {
+	if r == nil {
+		return false
+	}
+	h, ok := r.ports[appPort]
+	return ok && h == nil
+}
+
+func (r *route) takesRequest(appPort int, header http.Header) bool {
+	if r == nil {
+		return false
+	}
+	h, ok := r.ports[appPort]
+	return ok && (h == nil || h.Matches(header))
+}
+
+// Start binds every listener and starts serving. Traffic goes to the app
+// until a tunnel client sets an intercept.
+func Start(ctx context.Context, cfg Config) (*Agent, error) {
+	if cfg.Control == "" {
+		cfg.Control = DefaultControlAddr
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Agent{cfg: cfg, log: log, conns: map[net.Conn]struct{}{}}
+	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Control)
+	if err != nil {
+		a.cancel()
+		return nil, fmt.Errorf("listen for tunnels on %s: %w", cfg.Control, err)
+	}
+	a.control = ln
+	for _, f := range cfg.Forwards {
+		addr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(f.ListenPort))
+		pln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("listen on %s for app port %d: %w", addr, f.AppPort(), err)
+		}
+		a.ports = append(a.ports, newPort(a, f, pln))
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.acceptTunnels()
+	}()
+	for _, p := range a.ports {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			p.serve()
+		}()
+	}
+	log.Info("agent ready", "control", ln.Addr().String(), "ports", a.info().Ports)
+	return a, nil
+}
+
+// Run starts an agent and serves until ctx is done.
+func Run(ctx context.Context, cfg Config) error {
+	a, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return a.Close()
+}
+
+// ControlAddr is the address the tunnel listener is bound to.
+func (a *Agent) ControlAddr() string { return a.control.Addr().String() }
+
+// ListenAddr is the address the agent accepts traffic on for an app port.
+func (a *Agent) ListenAddr(appPort int) (string, bool) {
+	for _, p := range a.ports {
+		if p.fwd.AppPort() == appPort {
+			return p.ln.Addr().String(), true
+		}
+	}
+	return "", false
+}
+
+// Close stops every listener, ends the tunnel and every connection, and
+// waits for all of the agent's goroutines.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	client := a.client
+	for c := range a.conns {
+		c.Close()
+	}
+	a.mu.Unlock()
+	a.cancel()
+	if a.control != nil {
+		a.control.Close()
+	}
+	if client != nil {
+		client.Close()
+	}
+	for _, p := range a.ports {
+		p.close()
+	}
+	a.wg.Wait()
+	for _, p := range a.ports {
+		p.app.closeIdle()
+	}
+	return nil
+}
+
+func (a *Agent) info() tunnel.AgentInfo {
+	info := tunnel.AgentInfo{Pod: a.cfg.Pod}
+	for _, p := range a.ports {
+		_, port, _ := net.SplitHostPort(p.ln.Addr().String())
+		lp, _ := strconv.Atoi(port)
+		info.Ports = append(info.Ports, tunnel.PortInfo{Port: p.fwd.AppPort(), ListenPort: lp, Protocol: p.fwd.Protocol})
+	}
+	return info
+}
+
+// track remembers a connection so Close can end it; it refuses once closed.
+func (a *Agent) track(c net.Conn) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.conns[c] = struct{}{}
+	return true
+}
+
+func (a *Agent) untrack(c net.Conn) {
+	a.mu.Lock()
+	delete(a.conns, c)
+	a.mu.Unlock()
+}
+
+func (a *Agent) acceptTunnels() {
+	for {
+		conn, err := a.control.Accept()
+		if err != nil {
+			if a.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			a.log.Error("tunnel listener failed; retrying", "err", err)
+			time.Sleep(acceptRetryDelay)
+			continue
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.serveTunnel(conn)
+		}()
+	}
+}
+
+func (a *Agent) serveTunnel(conn net.Conn) {
+	if !a.track(conn) {
+		conn.Close()
+		return
+	}
+	tc, err := tunnel.Accept(a.ctx, conn, tunnel.ServerConfig{
+		Token:  a.cfg.Token,
+		Agent:  a.info(),
+		Logger: a.log,
+		Dial:   a.cfg.Dial,
+	})
+	a.untrack(conn)
+	if err != nil {
+		// err names the client and the reason, never the token.
+		a.log.Warn("refused tunnel client", "err", err)
+		return
+	}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		tc.Close()
+		return
+	}
+	// One client at a time: a daemon that restarted reconnects with the
+	// same token while its old tunnel may not have timed out yet.
+	old := a.client
+	a.client = tc
+	a.mu.Unlock()
+	if old != nil {
+		a.log.Info("tunnel client replaced by a newer one", "old", old.Remote(), "new", tc.Remote())
+		old.Close()
+	}
+	a.log.Info("tunnel client connected", "client", tc.Remote())
+
+	err = tc.Serve(a.ctx, &controller{a: a, conn: tc})
+	tc.Close()
+	a.mu.Lock()
+	if a.client == tc {
+		a.client = nil
+	}
+	a.mu.Unlock()
+	a.dropRoute(tc)
+	a.log.Info("tunnel client gone; traffic goes to the app", "client", tc.Remote(), "err", err)
+}
+
+// dropRoute sends traffic back to the app if tc's intercept is the active one.
+func (a *Agent) dropRoute(tc *tunnel.ServerConn) {
+	r := a.route.Load()
+	if r != nil && r.conn == tc && a.route.CompareAndSwap(r, nil) {
+		r.end()
+	}
+}
+
+func (a *Agent) portByApp(appPort int) *port {
+	for _, p := range a.ports {
+		if p.fwd.AppPort() == appPort {
+			return p
+		}
+	}
+	return nil
+}
+
+// controller applies one client's control requests.
+type controller struct {
+	a    *Agent
+	conn *tunnel.ServerConn
+}
+
+func (c *controller) current() bool {
+	c.a.mu.Lock()
+	defer c.a.mu.Unlock()
+	return c.a.client == c.conn
+}
+
+func (c *controller) SetIntercept(ic tunnel.Intercept) error {
+	if !c.current() {
+		return errors.New("this tunnel was replaced by a newer client")
+	}
+	if ic.Header != nil {
+		if err := ic.Header.Validate(); err != nil {
+			return err
+		}
+	}
+	ports := map[int]*tunnel.HeaderMatch{}
+	want := ic.Ports
+	if len(want) == 0 {
+		for _, p := range c.a.ports {
+			if ic.Header == nil || p.fwd.Protocol == tunnel.ProtoHTTP {
+				want = append(want, p.fwd.AppPort())
+			}
+		}
+		if len(want) == 0 {
+			return errors.New("a header intercept needs an HTTP port, and every port of this agent is tcp; use a global intercept")
+		}
+	}
+	for _, n := range want {
+		p := c.a.portByApp(n)
+		if p == nil {
+			return fmt.Errorf("port %d is not intercepted by this agent; it forwards %v", n, c.a.info().PortNumbers())
+		}
+		if ic.Header != nil && p.fwd.Protocol != tunnel.ProtoHTTP {
+			return fmt.Errorf("port %d is tcp, and a header intercept routes HTTP requests; use a global intercept for it", n)
+		}
+		ports[n] = ic.Header
+	}
+	next := &route{conn: c.conn, ports: ports, laptop: newLaptopTransports(c.conn)}
+	old := c.a.route.Swap(next)
+	if old != nil {
+		old.end()
+	}
+	// The client may have gone while we built the route; never leave a
+	// route pointing at a dead tunnel.
+	select {
+	case <-c.conn.Done():
+		c.a.dropRoute(c.conn)
+		return errors.New("tunnel closed")
+	default:
+	}
+	return nil
+}
+
+func (c *controller) ClearIntercept() {
+	if c.current() {
+		c.a.dropRoute(c.conn)
+	}
+}
+
+func (c *controller) Stats() tunnel.Stats {
+	var st tunnel.Stats
+	for _, p := range c.a.ports {
+		st.Ports = append(st.Ports, tunnel.PortStats{
+			Port:      p.fwd.AppPort(),
+			ToLaptop:  p.toLaptop.Load(),
+			ToApp:     p.toApp.Load(),
+			Fallbacks: p.fallbacks.Load(),
+		})
+	}
+	slices.SortFunc(st.Ports, func(x, y tunnel.PortStats) int { return x.Port - y.Port })
+	return st
+}

@@ -1,0 +1,310 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// LocalDialFunc connects to the laptop's process that serves an intercepted
+// app port. The daemon passes one that retries for a bounded time, so
+// connections that arrive while the process is being relaunched wait instead
+// of failing.
+type LocalDialFunc func(ctx context.Context, port int) (net.Conn, error)
+
+// Client is the daemon's end of one tunnel to one agent (one pod).
+type Client struct {
+	sess  *yamux.Session
+	agent AgentInfo
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	streams map[net.Conn]struct{} // live inbound and dialed streams
+	wg      sync.WaitGroup        // running ServeInbound calls
+}
+
+// DialOption adjusts Dial.
+type DialOption func(*Client)
+
+// WithLogger sets where the client logs; the default discards.
+func WithLogger(log *slog.Logger) DialOption {
+	return func(c *Client) { c.log = log }
+}
+
+// Dial runs the handshake on conn (typically a Kubernetes port-forward to the
+// agent's control port) and returns the multiplexed tunnel. The client owns
+// conn from then on; Close closes it.
+func Dial(ctx context.Context, conn net.Conn, token string, opts ...DialOption) (*Client, error) {
+	c := &Client{log: slog.New(slog.DiscardHandler), streams: map[net.Conn]struct{}{}}
+	for _, opt := range opts {
+		opt(c)
+	}
+	w, err := clientHandshake(ctx, conn, token)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	sess, err := yamux.Client(&coalescingConn{Conn: conn}, yamuxConfig(c.log))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("start tunnel multiplexer: %w", err)
+	}
+	c.sess = sess
+	c.agent = w.Agent
+	return c, nil
+}
+
+func clientHandshake(ctx context.Context, conn net.Conn, token string) (welcome, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok || time.Until(deadline) > handshakeTimeout {
+		deadline = time.Now().Add(handshakeTimeout)
+	}
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	var w welcome
+	fail := func(what string, err error) (welcome, error) {
+		if ctx.Err() != nil {
+			return w, fmt.Errorf("tunnel handshake: %w", ctx.Err())
+		}
+		return w, fmt.Errorf("tunnel handshake: %s: %w", what, err)
+	}
+	if _, err := conn.Write([]byte(magic)); err != nil {
+		return fail("send hello", err)
+	}
+	if err := writeFrame(conn, hello{Versions: []int{Version}, Token: token}); err != nil {
+		return fail("send hello", err)
+	}
+	if err := readFrame(conn, &w); err != nil {
+		return fail("no answer from the agent (is this the agent's control port?)", err)
+	}
+	if w.Error != "" {
+		if strings.HasPrefix(w.Error, tokenRefusedPrefix) {
+			return w, fmt.Errorf("%w: %s", ErrTokenRefused, w.Error)
+		}
+		return w, fmt.Errorf("tunnel handshake: agent says: %s", w.Error)
+	}
+	if w.Version != Version {
+		return w, fmt.Errorf("tunnel handshake: agent chose protocol version %d, this kloop speaks %d", w.Version, Version)
+	}
+	conn.SetDeadline(time.Time{})
+	return w, nil
+}
+
+// Agent describes the agent at the other end.
+func (c *Client) Agent() AgentInfo { return c.agent }
+
+// Done is closed when the tunnel has ended: Close was called, the agent went
+// away, or keep-alives stopped being answered.
+func (c *Client) Done() <-chan struct{} { return c.sess.CloseChan() }
+
+// Close ends the tunnel and every stream on it, and waits for the goroutines
+// serving inbound streams. The agent returns its traffic to the app.
+func (c *Client) Close() error {
+	err := c.sess.Close()
+	c.mu.Lock()
+	for s := range c.streams {
+		s.Close()
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+	return err
+}
+
+// SetIntercept starts routing traffic to this client, or changes how. It
+// replaces any earlier intercept of this tunnel.
+func (c *Client) SetIntercept(ctx context.Context, ic Intercept) error {
+	if ic.Header != nil {
+		if err := ic.Header.Validate(); err != nil {
+			return fmt.Errorf("set intercept: %w", err)
+		}
+	}
+	if _, err := c.control(ctx, controlRequest{Op: "set", Intercept: &ic}); err != nil {
+		return fmt.Errorf("set intercept: %w", err)
+	}
+	return nil
+}
+
+// ClearIntercept sends all traffic back to the app while keeping the tunnel
+// (and outbound dialing) up.
+func (c *Client) ClearIntercept(ctx context.Context) error {
+	if _, err := c.control(ctx, controlRequest{Op: "clear"}); err != nil {
+		return fmt.Errorf("clear intercept: %w", err)
+	}
+	return nil
+}
+
+// Stats returns how many requests the agent routed each way.
+func (c *Client) Stats(ctx context.Context) (Stats, error) {
+	resp, err := c.control(ctx, controlRequest{Op: "stats"})
+	if err != nil {
+		return Stats{}, fmt.Errorf("agent stats: %w", err)
+	}
+	if resp.Stats == nil {
+		return Stats{}, errors.New("agent stats: the agent sent none")
+	}
+	return *resp.Stats, nil
+}
+
+func (c *Client) control(ctx context.Context, req controlRequest) (controlResponse, error) {
+	var resp controlResponse
+	s, err := c.open(ctx)
+	if err != nil {
+		return resp, err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := writeKindFrame(s, kindControl, req); err != nil {
+		return resp, c.streamErr(ctx, err)
+	}
+	if err := readFrame(s, &resp); err != nil {
+		return resp, c.streamErr(ctx, err)
+	}
+	if resp.Error != "" {
+		return resp, errors.New(resp.Error)
+	}
+	return resp, nil
+}
+
+// DialCluster connects to addr from inside the agent's pod, so cluster DNS
+// names such as users:8080 resolve the way the app would see them.
+func (c *Client) DialCluster(ctx context.Context, network, addr string) (net.Conn, error) {
+	s, err := c.open(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s in the cluster: %w", addr, err)
+	}
+	stop := context.AfterFunc(ctx, func() { s.SetDeadline(time.Unix(1, 0)) })
+	var r reply
+	err = writeKindFrame(s, kindDial, dialHeader{Network: network, Addr: addr})
+	if err == nil {
+		err = readFrame(s, &r)
+	}
+	if !stop() {
+		err = ctx.Err()
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("dial %s in the cluster: %w", addr, c.streamErr(ctx, err))
+	}
+	if r.Error != "" {
+		s.Close()
+		return nil, fmt.Errorf("dial %s in the cluster: %s", addr, r.Error)
+	}
+	return s, nil
+}
+
+// ServeInbound takes the connections and requests the agent routes to this
+// laptop and pipes each to the connection dial returns. It blocks until ctx
+// is done or the tunnel ends, and returns after every inbound stream it
+// started has finished. When dial fails, the agent is told so and sends that
+// traffic to the app instead.
+func (c *Client) ServeInbound(ctx context.Context, dial LocalDialFunc) error {
+	c.wg.Add(1)
+	defer c.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		s, err := c.sess.AcceptStreamWithContext(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if isClosedErr(err) {
+				return fmt.Errorf("serve inbound: %w", ErrClosed)
+			}
+			return fmt.Errorf("serve inbound: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.serveInbound(ctx, s, dial)
+		}()
+	}
+}
+
+func (c *Client) serveInbound(ctx context.Context, s *yamux.Stream, dial LocalDialFunc) {
+	c.track(s, true)
+	defer c.track(s, false)
+	defer s.Close()
+	var kind [1]byte
+	var h inboundHeader
+	s.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	if _, err := s.Read(kind[:]); err != nil || kind[0] != kindInbound {
+		c.log.Warn("tunnel: unexpected stream from the agent", "kind", kind[0], "err", err)
+		return
+	}
+	if err := readFrame(s, &h); err != nil {
+		c.log.Warn("tunnel: bad inbound header", "err", err)
+		return
+	}
+	s.SetReadDeadline(time.Time{})
+	local, err := dial(ctx, h.Port)
+	if err != nil {
+		c.log.Info("tunnel: local app did not answer; the agent sends this to the cluster app", "port", h.Port, "err", err)
+		writeFrame(s, reply{Error: fmt.Sprintf("laptop: dial local port for %d: %v", h.Port, err)})
+		return
+	}
+	if err := writeFrame(s, reply{}); err != nil {
+		local.Close()
+		return
+	}
+	c.track(local, true)
+	defer c.track(local, false)
+	Splice(ctx, s, local)
+}
+
+func (c *Client) track(conn net.Conn, add bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if add {
+		c.streams[conn] = struct{}{}
+	} else {
+		delete(c.streams, conn)
+	}
+}
+
+func (c *Client) open(ctx context.Context) (*yamux.Stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s, err := c.sess.OpenStream()
+	if err != nil {
+		if c.sess.IsClosed() {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	return s, nil
+}
+
+func (c *Client) streamErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if c.sess.IsClosed() {
+		return ErrClosed
+	}
+	return err
+}
+
+// PortNumbers returns the app ports the agent forwards, sorted.
+func (a AgentInfo) PortNumbers() []int {
+	ports := make([]int, 0, len(a.Ports))
+	for _, p := range a.Ports {
+		ports = append(ports, p.Port)
+	}
+	slices.Sort(ports)
+	return ports
+}

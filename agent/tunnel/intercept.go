@@ -1,0 +1,80 @@
+package tunnel
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Intercept is the routing an agent applies while a client is connected. It
+// lives only as long as the tunnel that set it: when the tunnel ends, the agent
+// sends everything to the app again.
+type Intercept struct {
+	// Ports are app container ports to intercept; empty means every forwarded
+	// port (for a header intercept, every HTTP port).
+	Ports []int `json:"ports,omitempty"`
+	// Header, when set, makes this a personal intercept: only HTTP requests
+	// carrying this header value reach the laptop. Nil means global: every
+	// request and connection on the intercepted ports reaches the laptop.
+	Header *HeaderMatch `json:"header,omitempty"`
+}
+
+// HeaderMatch selects requests whose header Name has exactly Value.
+type HeaderMatch struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// ParseHeaderMatch parses the NAME=VALUE form users type after --header.
+func ParseHeaderMatch(s string) (HeaderMatch, error) {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok {
+		return HeaderMatch{}, fmt.Errorf("header %q: want NAME=VALUE, e.g. x-dev=alice", s)
+	}
+	h := HeaderMatch{Name: strings.TrimSpace(name), Value: value}
+	return h, h.Validate()
+}
+
+// Validate reports a header name or value that HTTP cannot carry.
+func (h HeaderMatch) Validate() error {
+	if !httpguts.ValidHeaderFieldName(h.Name) {
+		return fmt.Errorf("header name %q is not a valid HTTP header name", h.Name)
+	}
+	if h.Value == "" {
+		return fmt.Errorf("header %s: the value is empty; give a value that only your requests carry", h.Name)
+	}
+	if !httpguts.ValidHeaderFieldValue(h.Value) {
+		return fmt.Errorf("header %s: the value contains characters HTTP cannot carry", h.Name)
+	}
+	return nil
+}
+
+// Matches reports whether a request carries the header value.
+func (h HeaderMatch) Matches(header http.Header) bool {
+	for _, v := range header.Values(h.Name) {
+		if v == h.Value {
+			return true
+		}
+	}
+	return false
+}
+
+func (h HeaderMatch) String() string { return h.Name + "=" + h.Value }
+
+// Stats counts where an agent sent traffic since it started.
+type Stats struct {
+	Ports []PortStats `json:"ports"`
+}
+
+// PortStats counts one forwarded port. HTTP ports count requests, TCP ports
+// count connections.
+type PortStats struct {
+	Port     int    `json:"port"`
+	ToLaptop uint64 `json:"toLaptop"`
+	ToApp    uint64 `json:"toApp"`
+	// Fallbacks were meant for the laptop but went to the app because the
+	// laptop side did not take them; they are also counted in ToApp.
+	Fallbacks uint64 `json:"fallbacks"`
+}

@@ -1,0 +1,259 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// tokenRefusedPrefix starts the welcome error for a wrong token; the client
+// maps it to ErrTokenRefused.
+const tokenRefusedPrefix = "token refused"
+
+// outboundDialTimeout bounds a dial made inside the pod for the laptop.
+const outboundDialTimeout = 10 * time.Second
+
+// Controller is the agent's routing state that a connected client changes.
+type Controller interface {
+	SetIntercept(Intercept) error
+	ClearIntercept()
+	Stats() Stats
+}
+
+// ServerConfig is the agent's side of the handshake.
+type ServerConfig struct {
+	// Token is the per-intercept secret a client must present.
+	Token string
+	// Agent is sent to the client at handshake.
+	Agent AgentInfo
+	// Dial makes the outbound connections clients ask for; nil uses a
+	// net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Logger receives refusals and stream errors; never the token.
+	Logger *slog.Logger
+}
+
+// ServerConn is the agent's end of one authenticated tunnel.
+type ServerConn struct {
+	sess   *yamux.Session
+	remote string
+	log    *slog.Logger
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Accept runs the agent's side of the handshake on conn. A client with a
+// wrong token or an unknown protocol version gets a clear error and the
+// connection is closed.
+func Accept(ctx context.Context, conn net.Conn, cfg ServerConfig) (*ServerConn, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	remote := conn.RemoteAddr().String()
+	if err := serverHandshake(ctx, conn, cfg); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tunnel client %s: %w", remote, err)
+	}
+	sess, err := yamux.Server(&coalescingConn{Conn: conn}, yamuxConfig(log))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tunnel client %s: start multiplexer: %w", remote, err)
+	}
+	dial := cfg.Dial
+	if dial == nil {
+		d := &net.Dialer{}
+		dial = d.DialContext
+	}
+	return &ServerConn{sess: sess, remote: remote, log: log, dial: dial}, nil
+}
+
+func serverHandshake(ctx context.Context, conn net.Conn, cfg ServerConfig) error {
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	var m [len(magic)]byte
+	if _, err := io.ReadFull(conn, m[:]); err != nil {
+		return fmt.Errorf("read hello: %w", err)
+	}
+	if string(m[:]) != magic {
+		return errors.New("not a kloop tunnel client (bad magic)")
+	}
+	var h hello
+	if err := readFrame(conn, &h); err != nil {
+		return fmt.Errorf("read hello: %w", err)
+	}
+	if !slices.Contains(h.Versions, Version) {
+		msg := fmt.Sprintf("protocol versions %v are not supported; this agent speaks %d: use a kloop whose agent image matches, or re-run kloop intercept to update the agent", h.Versions, Version)
+		writeFrame(conn, welcome{Error: msg})
+		return errors.New(msg)
+	}
+	if !tokenEqual(h.Token, cfg.Token) {
+		writeFrame(conn, welcome{Error: tokenRefusedPrefix + ": the token does not match this agent's intercept; it was probably replaced by a newer intercept, run kloop leave and intercept again"})
+		return ErrTokenRefused
+	}
+	if err := writeFrame(conn, welcome{Version: Version, Agent: cfg.Agent}); err != nil {
+		return fmt.Errorf("send welcome: %w", err)
+	}
+	conn.SetDeadline(time.Time{})
+	return nil
+}
+
+// tokenEqual compares in constant time, hashing first so the length of the
+// expected token does not leak either.
+func tokenEqual(got, want string) bool {
+	if want == "" {
+		return false
+	}
+	g := sha256.Sum256([]byte(got))
+	w := sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+}
+
+// Remote is the client's address as the agent sees it.
+func (s *ServerConn) Remote() string { return s.remote }
+
+// Done is closed when the tunnel has ended.
+func (s *ServerConn) Done() <-chan struct{} { return s.sess.CloseChan() }
+
+// Close ends the tunnel and every stream on it.
+func (s *ServerConn) Close() error { return s.sess.Close() }
+
+// Serve answers the client's control and dial streams until ctx is done or
+// the tunnel ends, and returns after every stream it started has finished.
+func (s *ServerConn) Serve(ctx context.Context, ctrl Controller) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		st, err := s.sess.AcceptStreamWithContext(ctx)
+		if err != nil {
+			if ctx.Err() != nil || isClosedErr(err) {
+				return nil
+			}
+			return fmt.Errorf("tunnel client %s: %w", s.remote, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveStream(ctx, st, ctrl)
+		}()
+	}
+}
+
+func (s *ServerConn) serveStream(ctx context.Context, st *yamux.Stream, ctrl Controller) {
+	defer st.Close()
+	st.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	var kind [1]byte
+	if _, err := io.ReadFull(st, kind[:]); err != nil {
+		return
+	}
+	switch kind[0] {
+	case kindControl:
+		var req controlRequest
+		if err := readFrame(st, &req); err != nil {
+			s.log.Warn("tunnel: bad control request", "client", s.remote, "err", err)
+			return
+		}
+		writeFrame(st, s.control(req, ctrl))
+	case kindDial:
+		var h dialHeader
+		if err := readFrame(st, &h); err != nil {
+			s.log.Warn("tunnel: bad dial request", "client", s.remote, "err", err)
+			return
+		}
+		st.SetReadDeadline(time.Time{})
+		s.serveDial(ctx, st, h)
+	default:
+		s.log.Warn("tunnel: unknown stream kind; is the client newer than this agent?", "client", s.remote, "kind", kind[0])
+	}
+}
+
+func (s *ServerConn) control(req controlRequest, ctrl Controller) controlResponse {
+	switch req.Op {
+	case "set":
+		if req.Intercept == nil {
+			return controlResponse{Error: "set intercept: no intercept given"}
+		}
+		if err := ctrl.SetIntercept(*req.Intercept); err != nil {
+			return controlResponse{Error: err.Error()}
+		}
+		s.log.Info("intercept set", "client", s.remote, "ports", req.Intercept.Ports, "header", headerName(req.Intercept.Header))
+		return controlResponse{}
+	case "clear":
+		ctrl.ClearIntercept()
+		s.log.Info("intercept cleared", "client", s.remote)
+		return controlResponse{}
+	case "stats":
+		st := ctrl.Stats()
+		return controlResponse{Stats: &st}
+	}
+	return controlResponse{Error: fmt.Sprintf("unknown control operation %q; is the client newer than this agent?", req.Op)}
+}
+
+// headerName logs which header a personal intercept matches; the value is
+// personal and stays out of the log.
+func headerName(h *HeaderMatch) string {
+	if h == nil {
+		return "(global)"
+	}
+	return h.Name
+}
+
+func (s *ServerConn) serveDial(ctx context.Context, st *yamux.Stream, h dialHeader) {
+	if h.Network != "tcp" && h.Network != "tcp4" && h.Network != "tcp6" {
+		writeFrame(st, reply{Error: fmt.Sprintf("network %q is not supported; only tcp", h.Network)})
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, outboundDialTimeout)
+	conn, err := s.dial(dctx, h.Network, h.Addr)
+	cancel()
+	if err != nil {
+		writeFrame(st, reply{Error: fmt.Sprintf("from the pod: %v", err)})
+		return
+	}
+	if err := writeFrame(st, reply{}); err != nil {
+		conn.Close()
+		return
+	}
+	Splice(ctx, st, conn)
+}
+
+// OpenInbound asks the client to take a connection for app port port. It
+// returns once the laptop side has connected to its local process; an error
+// means the caller should send the traffic to the app instead.
+func (s *ServerConn) OpenInbound(ctx context.Context, port int, protocol, remote string) (net.Conn, error) {
+	st, err := s.sess.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("open inbound stream: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Unix(1, 0)) })
+	var r reply
+	err = writeKindFrame(st, kindInbound, inboundHeader{Port: port, Protocol: protocol, Remote: remote})
+	if err == nil {
+		err = readFrame(st, &r)
+	}
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err == nil && r.Error != "" {
+		err = errors.New(r.Error)
+	}
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("inbound for port %d: %w", port, err)
+	}
+	st.SetDeadline(time.Time{})
+	return st, nil
+}

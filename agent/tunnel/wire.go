@@ -1,0 +1,226 @@
+package tunnel
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Version is the protocol version this build speaks. The client offers the
+// versions it knows and the agent picks one, so a newer daemon can still talk
+// to an agent image that was injected by an older kloop.
+const Version = 1
+
+// magic opens every tunnel connection so that an agent reached by something
+// other than kloop (a browser, a stray port-forward) fails fast and clearly.
+// It ends in CRLF so that an HTTP server reached by mistake answers at once.
+const magic = "KLOOP-TUNNEL\r\n"
+
+// maxFrame bounds every JSON frame; real frames are a few hundred bytes.
+const maxFrame = 1 << 20
+
+// handshakeTimeout bounds the whole hello/welcome exchange when the caller's
+// context has no earlier deadline.
+const handshakeTimeout = 10 * time.Second
+
+// Keep-alive timing: a tunnel whose peer stops answering is declared dead
+// after at most keepAliveInterval+keepAliveTimeout, which is how long the
+// agent keeps sending traffic to a laptop that went away.
+const (
+	keepAliveInterval = 2 * time.Second
+	keepAliveTimeout  = 3 * time.Second
+)
+
+// Stream kinds: the first byte written on every yamux stream.
+const (
+	kindControl byte = 1 // daemon -> agent: one request, one response
+	kindDial    byte = 2 // daemon -> agent: dial HOST:PORT inside the pod
+	kindInbound byte = 3 // agent -> daemon: a connection for the laptop
+)
+
+// Protocols an intercepted port or an inbound stream can carry.
+const (
+	ProtoTCP  = "tcp"  // opaque bytes; routed per connection
+	ProtoHTTP = "http" // HTTP/1.1 or h2c; routed per request
+	ProtoH2C  = "h2c"  // inbound stream that carries HTTP/2 prior-knowledge
+)
+
+type hello struct {
+	Versions []int  `json:"versions"`
+	Token    string `json:"token"`
+}
+
+type welcome struct {
+	Version int       `json:"version,omitempty"`
+	Error   string    `json:"error,omitempty"`
+	Agent   AgentInfo `json:"agent"`
+}
+
+// AgentInfo is what an agent tells a client about itself at handshake.
+type AgentInfo struct {
+	// Pod is the pod name, when the agent was given one (POD_NAME).
+	Pod string `json:"pod,omitempty"`
+	// Ports lists the forwarded ports, in flag order.
+	Ports []PortInfo `json:"ports"`
+}
+
+// PortInfo describes one forwarded port of an agent.
+type PortInfo struct {
+	// Port is the app container's original port: the number the user names
+	// and the number inbound streams carry.
+	Port int `json:"port"`
+	// ListenPort is the agent's own port that the Service now targets.
+	ListenPort int `json:"listenPort"`
+	// Protocol is ProtoHTTP or ProtoTCP.
+	Protocol string `json:"protocol"`
+}
+
+// inboundHeader follows kindInbound.
+type inboundHeader struct {
+	Port     int    `json:"port"`
+	Protocol string `json:"protocol"`
+	Remote   string `json:"remote,omitempty"`
+}
+
+// dialHeader follows kindDial.
+type dialHeader struct {
+	Network string `json:"network"`
+	Addr    string `json:"addr"`
+}
+
+// reply answers a dial or inbound header: empty Error means the stream is now
+// a raw byte pipe.
+type reply struct {
+	Error string `json:"error,omitempty"`
+}
+
+type controlRequest struct {
+	Op        string     `json:"op"` // "set", "clear", "stats"
+	Intercept *Intercept `json:"intercept,omitempty"`
+}
+
+type controlResponse struct {
+	Error string `json:"error,omitempty"`
+	Stats *Stats `json:"stats,omitempty"`
+}
+
+func writeFrame(w io.Writer, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 4+len(body))
+	binary.BigEndian.PutUint32(buf, uint32(len(body)))
+	copy(buf[4:], body)
+	_, err = w.Write(buf)
+	return err
+}
+
+// readFrame reads exactly one frame and nothing more, so that the bytes after
+// it stay in the connection for whoever pipes it next.
+func readFrame(r io.Reader, v any) error {
+	var size [4]byte
+	if _, err := io.ReadFull(r, size[:]); err != nil {
+		return err
+	}
+	if string(size[:]) == "HTTP" {
+		return errors.New("the peer answered in HTTP; it does not speak the kloop tunnel protocol")
+	}
+	n := binary.BigEndian.Uint32(size[:])
+	if n > maxFrame {
+		return fmt.Errorf("frame of %d bytes is larger than the %d allowed", n, maxFrame)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return err
+	}
+	return json.Unmarshal(body, v)
+}
+
+// writeKindFrame writes a stream's kind byte and header in one write, so a
+// stream's setup costs one yamux data frame.
+func writeKindFrame(w io.Writer, kind byte, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 5+len(body))
+	buf[0] = kind
+	binary.BigEndian.PutUint32(buf[1:], uint32(len(body)))
+	copy(buf[5:], body)
+	_, err = w.Write(buf)
+	return err
+}
+
+func yamuxConfig(log *slog.Logger) *yamux.Config {
+	cfg := yamux.DefaultConfig()
+	cfg.EnableKeepAlive = true
+	cfg.KeepAliveInterval = keepAliveInterval
+	cfg.ConnectionWriteTimeout = keepAliveTimeout
+	// A stream we closed whose peer never answers is reset after this; it
+	// only matters for peers that misbehave.
+	cfg.StreamCloseTimeout = 30 * time.Second
+	cfg.LogOutput = nil
+	cfg.Logger = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	return cfg
+}
+
+// errString turns an error into a reply's Error field.
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// ErrTokenRefused is returned by Dial when the agent does not accept the token.
+var ErrTokenRefused = errors.New("the agent refused the token")
+
+// ErrClosed is returned by calls on a tunnel that has ended.
+var ErrClosed = errors.New("tunnel closed")
+
+// yamuxHeaderSize is the length of a yamux frame header.
+const yamuxHeaderSize = 12
+
+// coalescingConn saves a syscall (and a TCP segment through the
+// port-forward) per yamux data frame. yamux v0.1.2 writes each frame's
+// 12-byte header and its body in two Writes from its single send loop; the
+// header of a data frame that has a body is held and sent together with that
+// body. Every other write, including header-only frames such as keep-alive
+// pings and window updates, goes out at once.
+type coalescingConn struct {
+	net.Conn
+	held [yamuxHeaderSize]byte
+	has  bool
+	buf  []byte
+}
+
+func (c *coalescingConn) Write(b []byte) (int, error) {
+	if !c.has && len(b) == yamuxHeaderSize && b[1] == 0 /* data */ && binary.BigEndian.Uint32(b[8:]) > 0 {
+		copy(c.held[:], b)
+		c.has = true
+		return len(b), nil
+	}
+	if !c.has {
+		return c.Conn.Write(b)
+	}
+	c.has = false
+	c.buf = append(append(c.buf[:0], c.held[:]...), b...)
+	n, err := c.Conn.Write(c.buf)
+	if n >= yamuxHeaderSize {
+		n -= yamuxHeaderSize
+	} else {
+		n = 0
+	}
+	if cap(c.buf) > 64<<10 {
+		c.buf = nil // do not pin a large buffer after a burst
+	}
+	return n, err
+}

@@ -1,0 +1,160 @@
+// Package config reads a workspace's .kloop.yaml: the Go types of the file,
+// a parser that reports every problem at its line and column (for CLI errors
+// and LSP diagnostics), and a JSON Schema generated from the same types so that
+// editors complete and check the file the way the parser does.
+package config
+
+//go:generate go run ./gen -o kloop.schema.json
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// File names Load looks for, in this order of preference.
+const (
+	FileName    = ".kloop.yaml"
+	AltFileName = ".kloop.yml"
+)
+
+// Defaults applied by Parse and Load to fields the file leaves out.
+const (
+	DefaultPool     = "default"
+	DefaultClaimFor = 8 * time.Hour
+	// MaxClaimFor bounds claim.for so a forgotten claim does not hold a shared
+	// slot for weeks.
+	MaxClaimFor = 7 * 24 * time.Hour
+)
+
+// Config is the content of .kloop.yaml, the per-workspace kloop settings.
+//
+// The description tags become the JSON Schema descriptions that editors show
+// on hover; keep them written for the person editing the file.
+type Config struct {
+	Claim      Claim       `yaml:"claim,omitempty" json:"claim,omitzero" description:"Defaults for 'kloop claim': which pool to claim a dev slot from and for how long."`
+	Kubeconfig string      `yaml:"kubeconfig,omitempty" json:"kubeconfig,omitempty" description:"Kubeconfig file to use instead of $KUBECONFIG or ~/.kube/config. '~/' is the home directory; a relative path is relative to the directory of .kloop.yaml."`
+	Context    string      `yaml:"context,omitempty" json:"context,omitempty" description:"Kubeconfig context to use instead of the current context."`
+	Intercepts []Intercept `yaml:"intercepts,omitempty" json:"intercepts,omitempty" description:"Workloads whose cluster traffic can be sent to a program on this machine, each with how to build and run that program. Entries are picked by name (or by workload) from the editor, the launch configuration or 'kloop intercept'."`
+}
+
+// Claim holds the defaults for claiming a dev slot from a pool.
+type Claim struct {
+	Pool string        `yaml:"pool,omitempty" json:"pool,omitempty" default:"default" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" description:"Name of the claim pool (declared in the cluster by an admin) to claim a namespace or cluster from."`
+	For  time.Duration `yaml:"for,omitempty" json:"for,omitempty" default:"8h" description:"How long a claim lasts unless renewed, as a Go duration such as 8h or 90m; more than 0 and at most 168h (7 days)."`
+}
+
+// Intercept describes one workload to intercept and the local program that
+// takes its traffic. Program (a Go main package, built and debugged by kloop)
+// and Run (any other command) are mutually exclusive; with neither, kloop only
+// routes traffic and the user starts the process themselves.
+type Intercept struct {
+	Name       string            `yaml:"name,omitempty" json:"name,omitempty" pattern:"^[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$" description:"Short name for this intercept, unique in the file; used by 'kloop intercept NAME' and the editor commands. Defaults to the workload's name."`
+	Workload   Workload          `yaml:"workload" json:"workload" required:"true" description:"Workload whose traffic is intercepted: deployment/NAME, statefulset/NAME, or a bare NAME meaning deployment/NAME."`
+	Program    string            `yaml:"program,omitempty" json:"program,omitempty" description:"Go main package to build and run (and debug) locally, such as ./cmd/orders; relative to the directory of .kloop.yaml. Use run.command instead for programs that are not Go."`
+	Port       Port              `yaml:"port,omitempty" json:"port,omitzero" description:"Container port to intercept and the local port it goes to: \"REMOTE\" or \"REMOTE:LOCAL\" (LOCAL defaults to REMOTE), each 1..65535. May be a plain number. Defaults to the workload's only port."`
+	Header     map[string]string `yaml:"header,omitempty" json:"header,omitempty" keyPattern:"^[-!#$%&'*+.^_\\x60|~0-9A-Za-z]+$" valuePattern:"^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$" description:"Personal intercept: only HTTP requests carrying all of these headers (name: value) come to this machine; other requests stay in the cluster. Without it every connection is intercepted."`
+	Args       []string          `yaml:"args,omitempty" json:"args,omitempty" description:"Command-line arguments for the local program."`
+	Env        map[string]string `yaml:"env,omitempty" json:"env,omitempty" keyPattern:"^[^=]+$" description:"Environment variables set on top of the environment resolved from the pod."`
+	BuildFlags []string          `yaml:"buildFlags,omitempty" json:"buildFlags,omitempty" description:"Extra flags for 'go build' of program, such as -tags=dev."`
+	Readiness  *Readiness        `yaml:"readiness,omitempty" json:"readiness,omitempty" description:"How kloop knows the local program is ready for traffic after a (re)launch. Default: the local port accepts connections."`
+	Build      *Command          `yaml:"build,omitempty" json:"build,omitempty" description:"For run.command programs: command that builds the program before each (re)launch. A failed build keeps the old process running."`
+	Run        *Command          `yaml:"run,omitempty" json:"run,omitempty" description:"Command that starts a program that is not Go (no debugger); use program for Go main packages."`
+	Watch      []string          `yaml:"watch,omitempty" json:"watch,omitempty" description:"Glob patterns (relative to the directory of .kloop.yaml; ** matches any number of directories) of files whose change rebuilds and relaunches the program. Go programs already watch their module's Go files."`
+}
+
+// Readiness says how to tell that a freshly started local program serves.
+type Readiness struct {
+	HTTPPath string `yaml:"httpPath,omitempty" json:"httpPath,omitempty" pattern:"^(/|$)" description:"Path, starting with '/', that must answer HTTP 2xx on the local port before traffic is let through."`
+}
+
+// Command is an external command line, run from the directory of .kloop.yaml.
+type Command struct {
+	Command []string `yaml:"command" json:"command" required:"true" minItems:"1" description:"Program and arguments, such as [\"./gradlew\", \"installDist\"]. Not run through a shell."`
+}
+
+// Default returns the configuration used when a workspace has no .kloop.yaml.
+func Default() *Config {
+	return &Config{Claim: Claim{Pool: DefaultPool, For: DefaultClaimFor}}
+}
+
+// Intercept finds the intercept named name. When no intercept has that name,
+// name is read as a workload (orders, deployment/orders) and the one intercept
+// of that workload is returned, so that `kloop intercept deployment/orders`
+// picks up the settings written for it. ok is false when nothing matches or
+// the workload has several intercepts.
+func (c *Config) Intercept(name string) (ic *Intercept, ok bool) {
+	for i := range c.Intercepts {
+		if c.Intercepts[i].Name == name {
+			return &c.Intercepts[i], true
+		}
+	}
+	w, err := ParseWorkload(name)
+	if err != nil {
+		return nil, false
+	}
+	for i := range c.Intercepts {
+		if c.Intercepts[i].Workload == w {
+			if ic != nil {
+				return nil, false
+			}
+			ic = &c.Intercepts[i]
+		}
+	}
+	return ic, ic != nil
+}
+
+// KubeconfigPath returns c.Kubeconfig with '~/' expanded and a relative path
+// made absolute against dir (the directory of .kloop.yaml). It returns "" when
+// the file names no kubeconfig.
+func (c *Config) KubeconfigPath(dir string) (string, error) {
+	p := c.Kubeconfig
+	switch {
+	case p == "":
+		return "", nil
+	case p == "~" || strings.HasPrefix(p, "~/"):
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("expand kubeconfig %q: %w", p, err)
+		}
+		p = filepath.Join(home, strings.TrimPrefix(p, "~"))
+	case !filepath.IsAbs(p):
+		p = filepath.Join(dir, p)
+	}
+	return filepath.Clean(p), nil
+}
+
+// Load reads .kloop.yaml (or .kloop.yml) from dir. A directory without either
+// file is not an error: Load returns Default() and an empty path. A file that
+// does not parse returns an *Errors naming the file.
+func Load(dir string) (*Config, string, error) {
+	var found []string
+	for _, name := range []string{FileName, AltFileName} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			found = append(found, p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, "", fmt.Errorf("look for %s: %w", p, err)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return Default(), "", nil
+	case 2:
+		return nil, "", fmt.Errorf("both %s and %s exist in %s: keep one of them", FileName, AltFileName, dir)
+	}
+	path := found[0]
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("read kloop config: %w", err)
+	}
+	cfg, err := Parse(path, data)
+	if err != nil {
+		return nil, path, err
+	}
+	return cfg, path, nil
+}

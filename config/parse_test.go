@@ -1,0 +1,332 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fullExample is the .kloop.yaml of the design, every field used.
+const fullExample = `# defaults for kloop claim
+claim:
+  pool: dev
+  for: 8h
+kubeconfig: ~/.kube/config
+context: my-ctx
+intercepts:
+  - name: orders
+    workload: deployment/orders
+    program: ./cmd/orders
+    port: "8080"
+    header: {x-dev: me}
+    args: ["--verbose"]
+    env: {LOG_LEVEL: debug, PORT: 8080}
+    buildFlags: ["-tags=dev"]
+    readiness: {httpPath: /healthz}
+  - name: billing
+    workload: statefulset/billing
+    port: 9090:3000
+    build: {command: ["./gradlew", "installDist"]}
+    run: {command: ["build/install/app/bin/app"]}
+    watch: ["src/**/*.kt"]
+  - workload: payments
+    port: 7000
+`
+
+func TestParseFullExample(t *testing.T) {
+	got, err := Parse(".kloop.yaml", []byte(fullExample))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := &Config{
+		Claim:      Claim{Pool: "dev", For: 8 * time.Hour},
+		Kubeconfig: "~/.kube/config",
+		Context:    "my-ctx",
+		Intercepts: []Intercept{
+			{
+				Name:       "orders",
+				Workload:   Workload{Kind: KindDeployment, Name: "orders"},
+				Program:    "./cmd/orders",
+				Port:       Port{Remote: 8080, Local: 8080},
+				Header:     map[string]string{"x-dev": "me"},
+				Args:       []string{"--verbose"},
+				Env:        map[string]string{"LOG_LEVEL": "debug", "PORT": "8080"},
+				BuildFlags: []string{"-tags=dev"},
+				Readiness:  &Readiness{HTTPPath: "/healthz"},
+			},
+			{
+				Name:     "billing",
+				Workload: Workload{Kind: KindStatefulSet, Name: "billing"},
+				Port:     Port{Remote: 9090, Local: 3000},
+				Build:    &Command{Command: []string{"./gradlew", "installDist"}},
+				Run:      &Command{Command: []string{"build/install/app/bin/app"}},
+				Watch:    []string{"src/**/*.kt"},
+			},
+			{
+				Name:     "payments", // from the workload
+				Workload: Workload{Kind: KindDeployment, Name: "payments"},
+				Port:     Port{Remote: 7000, Local: 7000},
+			},
+		},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Parse got\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestParseDefaultsAndShortcuts(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want *Config
+	}{
+		{"empty file", "", Default()},
+		{"comments only", "# nothing yet\n", Default()},
+		{"empty document", "---\n", Default()},
+		{"empty sections keep defaults", "claim:\nintercepts:\ncontext:\n", Default()},
+		{"claim pool only keeps default duration", "claim: {pool: team-a}\n",
+			&Config{Claim: Claim{Pool: "team-a", For: DefaultClaimFor}}},
+		{"kubectl kind spellings", "intercepts:\n  - {name: a, workload: deploy/a}\n  - {name: b, workload: sts/b}\n",
+			&Config{Claim: Default().Claim, Intercepts: []Intercept{
+				{Name: "a", Workload: Workload{KindDeployment, "a"}},
+				{Name: "b", Workload: Workload{KindStatefulSet, "b"}},
+			}}},
+		{"merge keys share settings", `intercepts:
+  - &orders
+    workload: orders
+    env: {A: "1"}
+  - <<: *orders
+    name: orders-2
+`, &Config{Claim: Default().Claim, Intercepts: []Intercept{
+			{Name: "orders", Workload: Workload{KindDeployment, "orders"}, Env: map[string]string{"A": "1"}},
+			{Name: "orders-2", Workload: Workload{KindDeployment, "orders"}, Env: map[string]string{"A": "1"}},
+		}}},
+		{"scalars in lists and maps read as text", "intercepts:\n  - workload: a\n    args: [-n, 3, true, 1.50]\n    env: {DEBUG: true}\n",
+			&Config{Claim: Default().Claim, Intercepts: []Intercept{{
+				Name: "a", Workload: Workload{KindDeployment, "a"},
+				Args: []string{"-n", "3", "true", "1.50"}, Env: map[string]string{"DEBUG": "true"},
+			}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse("x.yaml", []byte(tt.src))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got\n%+v\nwant\n%+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string // Error.Error() of each, in order
+	}{
+		// unknown keys
+		{"unknown top-level key suggests", "intercept:\n  - workload: x\n",
+			[]string{`1:1: intercept: unknown field "intercept"; did you mean "intercepts"?`}},
+		{"unknown key with swapped letters suggests", "intercepts:\n  - workload: x\n    prot: 80\n",
+			[]string{`3:5: intercepts[0].prot: unknown field "prot"; did you mean "port"?`}},
+		{"unknown key differing in case suggests", "intercepts:\n  - workload: x\n    buildflags: [-race]\n",
+			[]string{`3:5: intercepts[0].buildflags: unknown field "buildflags"; did you mean "buildFlags"?`}},
+		{"unknown key far from all lists them", "claim:\n  size: 3\n",
+			[]string{`2:3: claim.size: unknown field "size"; known fields here: pool, for`}},
+		{"key set twice", "claim:\n  pool: a\n  pool: b\n",
+			[]string{`3:3: claim.pool: "pool" is set twice (first at line 2); keep one`}},
+		// types
+		{"mapping expected", "claim: [dev]\n",
+			[]string{`1:8: claim: must be a mapping (key: value lines), not a list`}},
+		{"string expected", "context: 12\n",
+			[]string{`1:10: context: must be a string, not a number; quote it: "12"`}},
+		{"list expected, intercepts keyed by name", "intercepts:\n  orders:\n    workload: orders\n",
+			[]string{`2:3: intercepts: must be a list (lines starting with "- ", or [a, b]), not a mapping`}},
+		{"map expected", "intercepts:\n  - workload: a\n    env: [A=1]\n",
+			[]string{`3:10: intercepts[0].env: must be a mapping (NAME: VALUE), not a list`}},
+		{"null list item", "intercepts:\n  - workload: a\n    args: [a, ~]\n",
+			[]string{`3:15: intercepts[0].args[1]: must be a string, not null; write "" for an empty string`}},
+		{"null intercept", "intercepts:\n  -\n  - workload: a\n",
+			[]string{`2:4: intercepts[0]: must be a mapping, not null`}},
+		{"merge of a scalar", "claim:\n  <<: 1\n",
+			[]string{`2:7: claim: << merges a mapping or a list of mappings, not a number`}},
+		{"positions with CRLF line ends", "claim:\r\n  for: 0s\r\n  poll: a\r\n",
+			[]string{
+				`2:8: claim.for: claim duration 0s must be more than 0`,
+				`3:3: claim.poll: unknown field "poll"; did you mean "pool"?`,
+			}},
+		{"columns count characters, not bytes", "intercepts: [{workload: a, env: {Ä: ü}, prot: 1}]\n",
+			[]string{`1:41: intercepts[0].prot: unknown field "prot"; did you mean "port"?`}},
+		{"file is a list", "- a\n",
+			[]string{`1:1: the file must be a mapping of settings (claim, kubeconfig, context, intercepts), not a list`}},
+		{"key is not a name", "claim:\n  ? [a]\n  : b\n",
+			[]string{`2:5: claim: keys must be names, not a list`}},
+		// required
+		{"workload missing", "intercepts:\n  - name: a\n    program: ./a\n",
+			[]string{`2:5: intercepts[0].workload: workload is required`}},
+		{"workload null", "intercepts:\n  - name: a\n    workload:\n",
+			[]string{`3:5: intercepts[0].workload: workload is required`}},
+		{"run without command", "intercepts:\n  - workload: a\n    run: {}\n",
+			[]string{`3:10: intercepts[0].run.command: command is required`}},
+		// durations
+		{"duration without unit", "claim:\n  for: 8\n",
+			[]string{`2:8: claim.for: 8 needs a unit: write 8h for hours or 8m for minutes`}},
+		{"duration unreadable", "claim:\n  for: 8 hours\n",
+			[]string{`2:8: claim.for: "8 hours" is not a duration: write one such as 8h, 90m or 1h30m`}},
+		{"duration zero", "claim:\n  for: 0s\n",
+			[]string{`2:8: claim.for: claim duration 0s must be more than 0`}},
+		{"duration negative", "claim:\n  for: -1h\n",
+			[]string{`2:8: claim.for: claim duration -1h0m0s must be more than 0`}},
+		{"duration over a week", "claim:\n  for: 169h\n",
+			[]string{`2:8: claim.for: claim duration 169h0m0s is longer than the maximum of 168h (7 days)`}},
+		{"pool name", "claim:\n  pool: Team_A\n",
+			[]string{`2:9: claim.pool: pool "Team_A" is not a pool name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit`}},
+		// ports
+		{"port zero", "intercepts:\n  - workload: a\n    port: 0\n",
+			[]string{`3:11: intercepts[0].port: port "0": 0 is out of range 1..65535; write REMOTE or REMOTE:LOCAL, such as 8080 or 8080:3000`}},
+		{"port too large", "intercepts:\n  - workload: a\n    port: \"8080:70000\"\n",
+			[]string{`3:11: intercepts[0].port: port "8080:70000": 70000 is out of range 1..65535; write REMOTE or REMOTE:LOCAL, such as 8080 or 8080:3000`}},
+		{"port not a number", "intercepts:\n  - workload: a\n    port: http\n",
+			[]string{`3:11: intercepts[0].port: port "http": "http" is not a port number; write REMOTE or REMOTE:LOCAL, such as 8080 or 8080:3000`}},
+		{"port local missing", "intercepts:\n  - workload: a\n    port: '8080:'\n",
+			[]string{`3:11: intercepts[0].port: port "8080:": port number is empty; write REMOTE or REMOTE:LOCAL, such as 8080 or 8080:3000`}},
+		{"port is a float", "intercepts:\n  - workload: a\n    port: 80.5\n",
+			[]string{`3:11: intercepts[0].port: must be a port number or a "REMOTE:LOCAL" string, not a number`}},
+		{"port is a list", "intercepts:\n  - workload: a\n    port: [80]\n",
+			[]string{`3:11: intercepts[0].port: must be a port number or a "REMOTE:LOCAL" string, not a list`}},
+		// workloads
+		{"workload kind", "intercepts:\n  - workload: foo/bar\n",
+			[]string{`2:15: intercepts[0].workload: workload "foo/bar": kind must be deployment or statefulset`}},
+		{"workload kind capitalized", "intercepts:\n  - workload: StatefulSet/db\n",
+			[]string{`2:15: intercepts[0].workload: workload "StatefulSet/db": kind must be lowercase: statefulset/db`}},
+		{"workload name", "intercepts:\n  - workload: deployment/Orders\n",
+			[]string{`2:15: intercepts[0].workload: workload "deployment/Orders": name "Orders" is not a Kubernetes object name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit`}},
+		{"workload name empty", "intercepts:\n  - workload: deployment/\n",
+			[]string{`2:15: intercepts[0].workload: workload "deployment/": name is empty`}},
+		{"workload not a string", "intercepts:\n  - workload: {deployment: a}\n",
+			[]string{`2:15: intercepts[0].workload: must be a string such as deployment/orders, not a mapping`}},
+		// intercept rules
+		{"program and run", "intercepts:\n  - workload: a\n    program: ./cmd/a\n    run: {command: [./a]}\n",
+			[]string{`4:5: intercepts[0].run: program and run cannot both be set: program is a Go main package that kloop builds and debugs; run.command starts any other program`}},
+		{"build without run", "intercepts:\n  - workload: a\n    program: ./cmd/a\n    build: {command: [make]}\n",
+			[]string{`4:5: intercepts[0].build: build needs run: build.command builds what run.command starts, while kloop builds a Go program itself (use buildFlags for go build flags)`}},
+		{"buildFlags with run", "intercepts:\n  - workload: a\n    run: {command: [./a]}\n    buildFlags: [-race]\n",
+			[]string{`4:5: intercepts[0].buildFlags: buildFlags apply to go build of program; with run, put the build in build.command`}},
+		{"duplicate names", "intercepts:\n  - name: a\n    workload: x\n  - name: a\n    workload: y\n",
+			[]string{`4:11: intercepts[1].name: intercept name "a" is already used by the intercept at line 2; give each intercept its own name`}},
+		{"duplicate names from workloads", "intercepts:\n  - workload: orders\n  - workload: statefulset/orders\n",
+			[]string{`3:15: intercepts[1].workload: intercept name "orders" (taken from the workload) is already used by the intercept at line 2; add name: to tell them apart`}},
+		{"empty name", "intercepts:\n  - name: ''\n    workload: x\n",
+			[]string{`2:11: intercepts[0].name: name is empty; leave name out to name the intercept after its workload`}},
+		{"bad name", "intercepts:\n  - name: my orders\n    workload: x\n",
+			[]string{`2:11: intercepts[0].name: name "my orders": use letters, digits, '-', '_' and '.', starting and ending with a letter or digit`}},
+		{"header name", "intercepts:\n  - workload: a\n    header: {x dev: me}\n",
+			[]string{`3:14: intercepts[0].header.x dev: header name "x dev" is not a valid HTTP header name (no spaces, colons or quotes)`}},
+		{"header value", "intercepts:\n  - workload: a\n    header: {x-dev: \"me\\r\\nx: y\"}\n",
+			[]string{`3:21: intercepts[0].header.x-dev: header x-dev: the value contains a control character or line break`}},
+		{"env name", "intercepts:\n  - workload: a\n    env: {A=B: c}\n",
+			[]string{`3:11: intercepts[0].env.A=B: environment variable name "A=B" must not be empty or contain '='`}},
+		{"readiness path", "intercepts:\n  - workload: a\n    readiness: {httpPath: healthz}\n",
+			[]string{`3:27: intercepts[0].readiness.httpPath: httpPath "healthz" must start with '/', such as /healthz`}},
+		{"empty command", "intercepts:\n  - workload: a\n    run: {command: []}\n",
+			[]string{`3:20: intercepts[0].run.command: command is empty: give the program and its arguments, such as ["./gradlew", "installDist"]`}},
+		{"empty program name in command", "intercepts:\n  - workload: a\n    run:\n      command: ['', x]\n",
+			[]string{`4:17: intercepts[0].run.command[0]: the program name (the first item of command) is empty`}},
+		{"watch glob", "intercepts:\n  - workload: a\n    watch: ['src/[a-']\n",
+			[]string{`3:13: intercepts[0].watch[0]: watch pattern "src/[a-" is not a valid glob (check its [ ] brackets and \ escapes)`}},
+		// YAML itself
+		// yaml.v3 reports the line of the block the error is in (the mapping
+		// "pool: dev" opens), not of the bad line, and no column.
+		{"syntax error", "claim:\n  pool: dev\n for: 8h\n",
+			[]string{`2:1: YAML syntax: did not find expected key`}},
+		{"tab indentation", "claim:\n\tpool: dev\n",
+			[]string{`2:1: YAML syntax: found character that cannot start any token`}},
+		{"two documents", "claim: {pool: a}\n---\nclaim: {pool: b}\n",
+			[]string{`3:1: the file holds more than one YAML document; remove the '---' line before this one`}},
+		{"alias to itself", "claim: &c {pool: a, <<: *c}\n",
+			[]string{`1:25: claim: alias *c refers to the value that contains it`}},
+		// everything at once, in file order
+		{"all errors reported", "contxt: x\nclaim:\n  for: 1w\nintercepts:\n  - name: a\n    port: 0\n  - name: a\n    workload: x/y\n",
+			[]string{
+				`1:1: contxt: unknown field "contxt"; did you mean "context"?`,
+				`3:8: claim.for: "1w" is not a duration: write one such as 8h, 90m or 1h30m`,
+				`5:5: intercepts[0].workload: workload is required`,
+				`6:11: intercepts[0].port: port "0": 0 is out of range 1..65535; write REMOTE or REMOTE:LOCAL, such as 8080 or 8080:3000`,
+				`7:11: intercepts[1].name: intercept name "a" is already used by the intercept at line 5; give each intercept its own name`,
+				`8:15: intercepts[1].workload: workload "x/y": kind must be deployment or statefulset`,
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("x.yaml", []byte(tt.src))
+			if err == nil {
+				t.Fatalf("Parse accepted it: %+v", cfg)
+			}
+			if cfg != nil {
+				t.Errorf("Parse returned a config with its error: %+v", cfg)
+			}
+			var errs *Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error is %T, want *Errors: %v", err, err)
+			}
+			if errs.Filename != "x.yaml" {
+				t.Errorf("Filename = %q, want x.yaml", errs.Filename)
+			}
+			var got []string
+			for _, e := range errs.List {
+				got = append(got, e.Error())
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestErrorsMessageNamesFile(t *testing.T) {
+	_, err := Parse("/ws/.kloop.yaml", []byte("contxt: a\nclaim: {for: 0s}\n"))
+	want := "/ws/.kloop.yaml:1:1: contxt: unknown field \"contxt\"; did you mean \"context\"?\n" +
+		"/ws/.kloop.yaml:2:14: claim.for: claim duration 0s must be more than 0"
+	if err == nil || err.Error() != want {
+		t.Errorf("error text:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+func TestTooManyErrorsAreCapped(t *testing.T) {
+	var b strings.Builder
+	for i := range 150 {
+		b.WriteString("unknown" + strings.Repeat("x", i) + ": 1\n")
+	}
+	_, err := Parse("x.yaml", []byte(b.String()))
+	var errs *Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("want *Errors, got %v", err)
+	}
+	if len(errs.List) != maxErrors {
+		t.Errorf("got %d errors, want %d", len(errs.List), maxErrors)
+	}
+	if last := errs.List[len(errs.List)-1]; !strings.Contains(last.Message, "too many errors") {
+		t.Errorf("last error = %v, want a too-many-errors note", last)
+	}
+}
+
+func TestAliasExpansionIsBounded(t *testing.T) {
+	// Each anchor merges the one before ten times: 10^9 pairs if expanded.
+	// The anchors sit under an unknown key, which is reported but not read.
+	var b strings.Builder
+	b.WriteString("x-anchors:\n  a0: &a0 {x: 1}\n")
+	for i := 1; i <= 9; i++ {
+		prev := fmt.Sprintf("*a%d", i-1)
+		fmt.Fprintf(&b, "  a%d: &a%d {<<: [%s]}\n", i, i, strings.TrimSuffix(strings.Repeat(prev+", ", 10), ", "))
+	}
+	b.WriteString("claim:\n  <<: *a9\n")
+	_, err := Parse("x.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "expand too much") {
+		t.Errorf("want an expansion error, got %v", err)
+	}
+}

@@ -1,0 +1,167 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// SchemaFile is the name of the committed schema next to this package,
+// written by `go generate ./config` for the editor extensions.
+const SchemaFile = "kloop.schema.json"
+
+// durationPattern matches what time.ParseDuration reads, except signs and a
+// bare 0, which claim.for rejects anyway.
+const durationPattern = `^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`
+
+// Struct tags read by the schema generator (and, for patterns, the parser):
+//
+//	description  hover text
+//	default      default value, as a string
+//	required     "true" when the field must be set
+//	pattern      regular expression a string value must match
+//	keyPattern   regular expression the keys of a map must match
+//	valuePattern regular expression the string values of a map must match
+//	minItems     least number of items of a list
+
+// schemaer is implemented by types that read a scalar their own way.
+type schemaer interface{ jsonSchema() map[string]any }
+
+// schemaExtender is implemented by structs with rules across fields.
+type schemaExtender interface{ extendSchema(s map[string]any) }
+
+// Schema returns the JSON Schema (draft-07, the dialect the YAML language
+// server in VS Code handles best) of .kloop.yaml, generated from the Config
+// types so that it describes exactly what Parse reads. Rules the schema
+// language cannot say (duplicate intercept names, the claim.for range) are
+// only checked by Parse.
+func Schema() ([]byte, error) {
+	s := typeSchema(reflect.TypeFor[Config](), false)
+	s["$schema"] = "http://json-schema.org/draft-07/schema#"
+	s["title"] = "kloop workspace configuration (.kloop.yaml)"
+	s["description"] = "Settings for kloop in this workspace: claim defaults, the cluster to use, and the workloads to intercept with the local programs that take their traffic."
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s); err != nil {
+		return nil, fmt.Errorf("encode kloop JSON Schema: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// typeSchema describes t. elem is true for list items and map values, where
+// the parser reads any scalar as a string.
+func typeSchema(t reflect.Type, elem bool) map[string]any {
+	if s, ok := reflect.Zero(t).Interface().(schemaer); ok {
+		return s.jsonSchema()
+	}
+	if t == durationType {
+		return map[string]any{"type": "string", "pattern": durationPattern}
+	}
+	switch t.Kind() {
+	case reflect.String:
+		if elem {
+			return map[string]any{"type": []any{"string", "number", "boolean"}}
+		}
+		return map[string]any{"type": "string"}
+	case reflect.Pointer:
+		return typeSchema(t.Elem(), elem)
+	case reflect.Slice:
+		return map[string]any{"type": "array", "items": typeSchema(t.Elem(), true)}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": typeSchema(t.Elem(), true)}
+	case reflect.Struct:
+		props := map[string]any{}
+		var required []any
+		for _, f := range fieldsOf(t) {
+			props[f.name] = fieldSchema(t.Field(f.index), f.required)
+			if f.required {
+				required = append(required, f.name)
+			}
+		}
+		s := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+		if len(required) > 0 {
+			s["required"] = required
+		}
+		if x, ok := reflect.Zero(reflect.PointerTo(t)).Interface().(schemaExtender); ok {
+			x.extendSchema(s)
+		}
+		return s
+	}
+	// Parse reports the same type as unreadable; TestSchemaMatchesParser
+	// notices either.
+	return map[string]any{"description": "unsupported Go type " + t.String()}
+}
+
+func fieldSchema(sf reflect.StructField, required bool) map[string]any {
+	s := typeSchema(sf.Type, false)
+	tag := sf.Tag
+	if v := tag.Get("description"); v != "" {
+		s["description"] = v
+	}
+	if v := tag.Get("default"); v != "" {
+		s["default"] = v
+	}
+	if v := tag.Get("pattern"); v != "" {
+		s["pattern"] = v
+	}
+	if v := tag.Get("keyPattern"); v != "" {
+		s["propertyNames"] = map[string]any{"pattern": v}
+	}
+	if v := tag.Get("valuePattern"); v != "" {
+		if vs, ok := s["additionalProperties"].(map[string]any); ok {
+			vs["pattern"] = v
+		}
+	}
+	if v := tag.Get("minItems"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			s["minItems"] = n
+		}
+	}
+	if !required {
+		allowNull(s)
+	}
+	return s
+}
+
+// allowNull lets an optional setting be written empty ("key:" alone), which
+// Parse reads as "not set".
+func allowNull(s map[string]any) {
+	switch t := s["type"].(type) {
+	case string:
+		s["type"] = []any{t, "null"}
+	case []any:
+		s["type"] = append(t, "null")
+	}
+	if alts, ok := s["anyOf"].([]any); ok {
+		s["anyOf"] = append(alts, map[string]any{"type": "null"})
+	}
+}
+
+func (*Intercept) extendSchema(s map[string]any) {
+	s["allOf"] = []any{
+		map[string]any{
+			"not":          map[string]any{"required": []any{"program", "run"}},
+			"errorMessage": "program and run cannot both be set: program is a Go main package, run.command starts any other program",
+		},
+		map[string]any{
+			"not":          map[string]any{"required": []any{"buildFlags", "run"}},
+			"errorMessage": "buildFlags apply to go build of program; with run, put the build in build.command",
+		},
+	}
+	s["dependencies"] = map[string]any{"build": []any{"run"}}
+}
+
+// tagOf returns the struct tag key of field name of the struct value v; the
+// validators use it to share their patterns with the schema.
+func tagOf(v any, name, key string) string {
+	sf, ok := reflect.TypeOf(v).FieldByName(name)
+	if !ok {
+		panic("config: no field " + name) // a typo in this package, caught by any test
+	}
+	return strings.TrimSpace(sf.Tag.Get(key))
+}

@@ -1,0 +1,109 @@
+package config
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Patterns shared with the JSON Schema through the struct tags, so that the
+// editor and the parser accept the same values.
+var (
+	poolNameRE      = regexp.MustCompile(tagOf(Claim{}, "Pool", "pattern"))
+	interceptNameRE = regexp.MustCompile(tagOf(Intercept{}, "Name", "pattern"))
+	headerNameRE    = regexp.MustCompile(tagOf(Intercept{}, "Header", "keyPattern"))
+	headerValueRE   = regexp.MustCompile(tagOf(Intercept{}, "Header", "valuePattern"))
+)
+
+func (c *Config) validate(r reporter) {
+	firstAt := map[string]int{} // intercept name -> index
+	for i := range c.Intercepts {
+		ic := &c.Intercepts[i]
+		item := "intercepts[" + strconv.Itoa(i) + "]"
+		explicit := ic.Name != ""
+		if !explicit {
+			ic.Name = ic.Workload.Name
+		}
+		if ic.Name == "" {
+			continue // the missing workload is already reported
+		}
+		first, dup := firstAt[ic.Name]
+		if !dup {
+			firstAt[ic.Name] = i
+			continue
+		}
+		firstLine := r.line("intercepts[" + strconv.Itoa(first) + "]")
+		if explicit {
+			r.atValue(item+".name", fmt.Sprintf("intercept name %q is already used by the intercept at line %d; give each intercept its own name", ic.Name, firstLine))
+		} else {
+			r.atValue(item+".workload", fmt.Sprintf("intercept name %q (taken from the workload) is already used by the intercept at line %d; add name: to tell them apart", ic.Name, firstLine))
+		}
+	}
+}
+
+func (c *Claim) validate(r reporter) {
+	if !poolNameRE.MatchString(c.Pool) || len(c.Pool) > maxNameLen {
+		r.atValue("pool", fmt.Sprintf("pool %q is not a pool name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", c.Pool))
+	}
+	switch {
+	case c.For <= 0:
+		r.atValue("for", fmt.Sprintf("claim duration %s must be more than 0", c.For))
+	case c.For > MaxClaimFor:
+		r.atValue("for", fmt.Sprintf("claim duration %s is longer than the maximum of 168h (7 days)", c.For))
+	}
+}
+
+func (ic *Intercept) validate(r reporter) {
+	if ic.Name == "" && r.written("name") {
+		r.atValue("name", "name is empty; leave name out to name the intercept after its workload")
+	}
+	if ic.Name != "" && !interceptNameRE.MatchString(ic.Name) {
+		r.atValue("name", fmt.Sprintf("name %q: use letters, digits, '-', '_' and '.', starting and ending with a letter or digit", ic.Name))
+	}
+	if ic.Program != "" && ic.Run != nil {
+		r.atKey("run", "program and run cannot both be set: program is a Go main package that kloop builds and debugs; run.command starts any other program")
+	}
+	if ic.Build != nil && ic.Run == nil {
+		r.atKey("build", "build needs run: build.command builds what run.command starts, while kloop builds a Go program itself (use buildFlags for go build flags)")
+	}
+	if len(ic.BuildFlags) > 0 && ic.Run != nil {
+		r.atKey("buildFlags", "buildFlags apply to go build of program; with run, put the build in build.command")
+	}
+	for name, value := range ic.Header {
+		if !headerNameRE.MatchString(name) {
+			r.atKey("header."+name, fmt.Sprintf("header name %q is not a valid HTTP header name (no spaces, colons or quotes)", name))
+		}
+		if !headerValueRE.MatchString(value) {
+			r.atValue("header."+name, fmt.Sprintf("header %s: the value contains a control character or line break", name))
+		}
+	}
+	for name := range ic.Env {
+		if name == "" || strings.Contains(name, "=") {
+			r.atKey("env."+name, fmt.Sprintf("environment variable name %q must not be empty or contain '='", name))
+		}
+	}
+	for i, pattern := range ic.Watch {
+		if _, err := path.Match(pattern, ""); err != nil {
+			r.atValue("watch["+strconv.Itoa(i)+"]", fmt.Sprintf("watch pattern %q is not a valid glob (check its [ ] brackets and \\ escapes)", pattern))
+		}
+	}
+}
+
+func (rd *Readiness) validate(r reporter) {
+	if rd.HTTPPath != "" && !strings.HasPrefix(rd.HTTPPath, "/") {
+		r.atValue("httpPath", fmt.Sprintf("httpPath %q must start with '/', such as /healthz", rd.HTTPPath))
+	}
+}
+
+func (c *Command) validate(r reporter) {
+	switch {
+	case c.Command == nil:
+		// missing: reported as required
+	case len(c.Command) == 0:
+		r.atValue("command", "command is empty: give the program and its arguments, such as [\"./gradlew\", \"installDist\"]")
+	case c.Command[0] == "":
+		r.atValue("command[0]", "the program name (the first item of command) is empty")
+	}
+}

@@ -1,0 +1,373 @@
+package dap
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	godap "github.com/google/go-dap"
+)
+
+func launchConfig(extra map[string]any) map[string]any {
+	cfg := map[string]any{"type": "kloop", "request": "launch", "name": "test", "program": "./server"}
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	return cfg
+}
+
+// waitStopped waits for a stopped event and checks the top frame is file:line.
+func (e *editor) waitStopped(since int, file string, line int) (threadID, frameID int) {
+	e.t.Helper()
+	ev := e.waitEvent(since, fmt.Sprintf("stop at line %d", line), eventNamed("stopped"))
+	var stopped godap.StoppedEventBody
+	if err := json.Unmarshal(ev.Body, &stopped); err != nil {
+		e.t.Fatal(err)
+	}
+	st := e.request("stackTrace", godap.StackTraceArguments{ThreadId: stopped.ThreadId, Levels: 20})
+	frames := st.decode(e.t).(*godap.StackTraceResponse).Body.StackFrames
+	if len(frames) == 0 {
+		e.t.Fatalf("stopped (%s) with an empty stack", stopped.Reason)
+	}
+	top := frames[0]
+	if top.Source == nil || top.Source.Path != file || top.Line != line || !strings.HasSuffix(top.Name, ".handler") && !strings.HasSuffix(top.Name, ".big") {
+		var where []string
+		for _, f := range frames {
+			path := ""
+			if f.Source != nil {
+				path = f.Source.Path
+			}
+			where = append(where, fmt.Sprintf("%s %s:%d", f.Name, path, f.Line))
+		}
+		e.t.Fatalf("stopped (%s) at\n  %s\nwant %s:%d", stopped.Reason, strings.Join(where, "\n  "), file, line)
+	}
+	return stopped.ThreadId, top.Id
+}
+
+// local reads a local variable of a frame as the editor's Variables view does.
+func (e *editor) local(frameID int, name string) string {
+	e.t.Helper()
+	scopes := e.request("scopes", godap.ScopesArguments{FrameId: frameID}).decode(e.t).(*godap.ScopesResponse).Body.Scopes
+	for _, sc := range scopes {
+		vars := e.request("variables", godap.VariablesArguments{VariablesReference: sc.VariablesReference}).decode(e.t).(*godap.VariablesResponse).Body.Variables
+		for _, v := range vars {
+			if v.Name == name {
+				return v.Value
+			}
+		}
+	}
+	e.t.Fatalf("no variable %q in frame %d", name, frameID)
+	return ""
+}
+
+func (e *editor) relaunch() {
+	e.t.Helper()
+	e.request("kloop/relaunch", nil)
+}
+
+func TestBreakpointKeepsHittingAcrossRelaunch(t *testing.T) {
+	fx := newFixture(t)
+	e := startEditor(t, fx.dir)
+	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "reply")}})
+	e.initializeAndLaunch(launchConfig(map[string]any{"env": map[string]string{"FIXTURE_ENV": "from-launch"}}))
+	e.waitEvent(0, "the launch env in the program's output", outputContaining("env=from-launch"))
+	addr := e.serverAddr(0)
+
+	since := e.mark()
+	answer := get(addr, "/?name=bob")
+	thread, frame := e.waitStopped(since, fx.main, fx.line(t, "reply"))
+	if got := e.local(frame, "greeting"); got != `"hello bob"` {
+		t.Errorf("greeting = %s, want \"hello bob\"", got)
+	}
+	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	if got := recv(t, answer, "the first request"); got != "hello bob" {
+		t.Errorf("answer %q, want hello bob", got)
+	}
+
+	// Edit the handler; the editor moves its breakpoint with the text.
+	fx.write(t, "goodbye", 3)
+	newLine := fx.line(t, "reply")
+	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: newLine}})
+	since = e.mark()
+	e.relaunch()
+	addr = e.serverAddr(since)
+	since = e.mark()
+	answer = get(addr, "/?name=bob")
+	thread, frame = e.waitStopped(since, fx.main, newLine)
+	if got := e.local(frame, "greeting"); got != `"goodbye bob"` {
+		t.Errorf("after relaunch greeting = %s, want \"goodbye bob\"", got)
+	}
+	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	if got := recv(t, answer, "the request after relaunch"); got != "goodbye bob" {
+		t.Errorf("answer %q, want goodbye bob", got)
+	}
+
+	// A build error is reported and the old program stays debuggable.
+	good, err := os.ReadFile(fx.main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(good), `greeting := "goodbye " + name`, `greeting := undefinedGreeting + name`, 1)
+	if err := os.WriteFile(fx.main, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	since = e.mark()
+	resp := e.await(e.send("kloop/relaunch", nil), "relaunch with a build error")
+	if resp.Success {
+		t.Fatal("relaunch of a broken program succeeded")
+	}
+	e.waitEvent(since, "compiler error with file:line", outputContaining(fmt.Sprintf("main.go:%d", fx.line(t, "greet"))))
+	since = e.mark()
+	answer = get(addr, "/?name=carol")
+	thread, _ = e.waitStopped(since, fx.main, newLine)
+	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	if got := recv(t, answer, "the request after the failed build"); got != "goodbye carol" {
+		t.Errorf("answer %q, want the old program's goodbye carol", got)
+	}
+
+	for _, ev := range []string{"terminated", "exited"} {
+		if e.sawEvent(0, ev) {
+			t.Errorf("the session got an %s event; a relaunch replaces the program silently", ev)
+		}
+	}
+	e.checkSeqs()
+
+	procs := descendants(e.cmd.Process.Pid)
+	if len(procs) < 2 {
+		t.Fatalf("want a worker and a debuggee under kloop dap, found pids %v", procs)
+	}
+	e.request("disconnect", godap.DisconnectArguments{TerminateDebuggee: true})
+	waitGone(t, procs, "worker and debuggee after disconnect")
+}
+
+func TestConditionsAndLogpointsAfterRelaunch(t *testing.T) {
+	fx := newFixture(t)
+	e := startEditor(t, fx.dir)
+	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{
+		{Line: fx.line(t, "greet"), LogMessage: "saw {name}"},
+		{Line: fx.line(t, "reply"), Condition: `name == "alice"`},
+	})
+	e.initializeAndLaunch(launchConfig(nil))
+
+	check := func(round string, since int) {
+		t.Helper()
+		addr := e.serverAddr(since)
+		since = e.mark()
+		if got := recv(t, get(addr, "/?name=bob"), round+" bob"); got != "hello bob" {
+			t.Fatalf("%s: bob's answer %q; the condition should have let it through", round, got)
+		}
+		e.waitEvent(since, round+" logpoint output", outputContaining(`saw "bob"`))
+		if e.sawEvent(since, "stopped") {
+			t.Fatalf("%s: stopped for bob; the condition is name == alice", round)
+		}
+		since = e.mark()
+		answer := get(addr, "/?name=alice")
+		thread, frame := e.waitStopped(since, fx.main, fx.line(t, "reply"))
+		if got := e.local(frame, "name"); got != `"alice"` {
+			t.Errorf("%s: name = %s at the conditional breakpoint", round, got)
+		}
+		e.request("continue", godap.ContinueArguments{ThreadId: thread})
+		if got := recv(t, answer, round+" alice"); got != "hello alice" {
+			t.Errorf("%s: alice's answer %q", round, got)
+		}
+	}
+	check("before relaunch", 0)
+	since := e.mark()
+	e.relaunch()
+	check("after relaunch", since)
+
+	// A hit condition: the first request to /big passes, the second stops.
+	bps := []godap.SourceBreakpoint{
+		{Line: fx.line(t, "greet"), LogMessage: "saw {name}"},
+		{Line: fx.line(t, "reply"), Condition: `name == "alice"`},
+		{Line: fx.line(t, "big"), HitCondition: "2"},
+	}
+	e.setBreakpoints(fx.main, bps)
+	set := e.request("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: fx.main}, Breakpoints: bps})
+	for i, bp := range set.decode(t).(*godap.SetBreakpointsResponse).Body.Breakpoints {
+		if !bp.Verified {
+			t.Fatalf("breakpoint %d not verified: %s", i, bp.Message)
+		}
+	}
+	addr := e.serverAddr(since)
+	since = e.mark()
+	if got := recv(t, get(addr, "/big"), "first /big"); got != fmt.Sprint(10<<20) {
+		t.Fatalf("first /big answered %q; the hit condition should have let it through", got)
+	}
+	if e.sawEvent(since, "stopped") {
+		t.Fatal("stopped on the first hit of a hitCondition 2 breakpoint")
+	}
+	answer := get(addr, "/big")
+	thread, _ := e.waitStopped(since, fx.main, fx.line(t, "big"))
+	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	recv(t, answer, "second /big")
+	e.checkSeqs()
+}
+
+func TestLargeVariableAndCrash(t *testing.T) {
+	fx := newFixture(t)
+	e := startEditor(t, fx.dir)
+	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "big")}})
+	// maxStringLen is Delve's own attribute: it must pass through the bridge.
+	e.initializeAndLaunch(launchConfig(map[string]any{"maxStringLen": 11 << 20}))
+	addr := e.serverAddr(0)
+
+	since := e.mark()
+	answer := get(addr, "/big")
+	thread, frame := e.waitStopped(since, fx.main, fx.line(t, "big"))
+	ev := e.request("evaluate", godap.EvaluateArguments{Expression: "value", FrameId: frame, Context: "clipboard"})
+	var body godap.EvaluateResponseBody
+	if err := json.Unmarshal(ev.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(body.Result, "x"); n != 10<<20 {
+		t.Errorf("evaluate value: %d x's came through, want %d", n, 10<<20)
+	}
+	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	if got := recv(t, answer, "/big"); got != fmt.Sprint(10<<20) {
+		t.Errorf("/big answered %q", got)
+	}
+
+	// The program crashes: the editor sees it exit, the session stays, a relaunch revives it.
+	since = e.mark()
+	get(addr, "/crash")
+	for done := false; !done; {
+		m := e.waitEvent(since, "the crash", func(m message) bool { return m.Event == "stopped" || m.Event == "exited" })
+		since = e.mark()
+		if m.Event == "stopped" { // Delve stops on the unrecovered panic first
+			var st godap.StoppedEventBody
+			_ = json.Unmarshal(m.Body, &st)
+			e.request("continue", godap.ContinueArguments{ThreadId: st.ThreadId})
+			continue
+		}
+		done = true
+	}
+	since = e.mark()
+	e.relaunch()
+	addr = e.serverAddr(since)
+	if got := recv(t, get(addr, "/?name=again"), "a request after the crash"); got != "hello again" {
+		t.Errorf("answer after relaunch %q", got)
+	}
+	if e.sawEvent(0, "terminated") {
+		t.Error("a crash of the program ended the session (terminated event)")
+	}
+
+	// The editor vanishes without a disconnect: nothing may be left running.
+	procs := descendants(e.cmd.Process.Pid)
+	if len(procs) < 2 {
+		t.Fatalf("want a worker and a debuggee, found pids %v", procs)
+	}
+	_ = e.in.Close()
+	waitGone(t, append(procs, e.cmd.Process.Pid), "kloop dap, worker and debuggee after the editor went away")
+}
+
+func TestWorkersDieWithTheAdapter(t *testing.T) {
+	fx := newFixture(t)
+	e := startEditor(t, fx.dir)
+	e.initializeAndLaunch(launchConfig(nil))
+	addr := e.serverAddr(0)
+	if got := recv(t, get(addr, "/?name=x"), "first request"); got != "hello x" {
+		t.Fatalf("answer %q", got)
+	}
+	procs := descendants(e.cmd.Process.Pid)
+	if len(procs) < 2 {
+		t.Fatalf("want a worker and a debuggee, found pids %v", procs)
+	}
+	if err := e.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, procs, "worker and debuggee after kloop dap was killed")
+}
+
+func TestLaunchErrors(t *testing.T) {
+	fx := newFixture(t)
+	brokenDir := t.TempDir()
+	if err := os.WriteFile(brokenDir+"/go.mod", []byte("module broken\n\ngo 1.26\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(brokenDir+"/main.go", []byte("package main\n\nfunc main() {\n\tundefinedCall()\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		dir        string
+		launch     map[string]any
+		wantError  string
+		wantOutput string
+	}{
+		{name: "missing program", dir: fx.dir, launch: launchConfig(map[string]any{"program": "./nope"}), wantError: "does not exist"},
+		{name: "no program", dir: fx.dir, launch: map[string]any{"type": "kloop", "request": "launch"}, wantError: `no "program"`},
+		{name: "not a main package", dir: fx.dir, launch: launchConfig(map[string]any{"program": "./lib"}), wantError: "not a main package"},
+		{name: "workload without daemon", dir: fx.dir, launch: launchConfig(map[string]any{"workload": "orders"}), wantError: "needs the kloop daemon"},
+		{name: "other debug mode", dir: fx.dir, launch: launchConfig(map[string]any{"mode": "test"}), wantError: `remove "mode"`},
+		{name: "working directory missing", dir: fx.dir, launch: launchConfig(map[string]any{"cwd": "./missing-dir"}), wantError: `cwd "./missing-dir" is not a directory`},
+		{name: "build error", dir: brokenDir, launch: launchConfig(map[string]any{"program": "."}), wantError: "build failed", wantOutput: "main.go:4:2: undefined: undefinedCall"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := startEditor(t, tt.dir)
+			e.request("initialize", godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true})
+			resp := e.await(e.send("launch", tt.launch), "launch")
+			if resp.Success {
+				t.Fatalf("launch succeeded, want an error containing %q", tt.wantError)
+			}
+			if !strings.Contains(resp.Message, tt.wantError) {
+				t.Errorf("launch error %q, want it to contain %q", resp.Message, tt.wantError)
+			}
+			if tt.wantOutput != "" {
+				e.waitEvent(0, "compiler output", outputContaining(tt.wantOutput))
+			}
+			if procs := descendants(e.cmd.Process.Pid); len(procs) != 0 {
+				t.Errorf("a failed launch left processes behind: %v", procs)
+			}
+		})
+	}
+}
+
+func TestMalformedFrames(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("bad body gets an error and the session goes on", func(t *testing.T) {
+		e := startEditor(t, dir)
+		for _, body := range []string{`not json`, `{"seq":7,"type":"request"}`, `{"seq":8}`, `[1,2]`} {
+			e.writeRaw(fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body))
+		}
+		e.mu.Lock()
+		for len(e.responses) < 3 && !e.closed {
+			e.waitLocked()
+		}
+		e.mu.Unlock()
+		for _, seq := range []int{7, 8} {
+			r := e.await(seq, fmt.Sprintf("malformed message %d", seq))
+			if r.Success || !strings.Contains(r.Message, "malformed DAP message") {
+				t.Errorf("answer to malformed message %d: success=%v %q", seq, r.Success, r.Message)
+			}
+		}
+		init := e.request("initialize", godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true})
+		var caps godap.Capabilities
+		if err := json.Unmarshal(init.Body, &caps); err != nil || !caps.SupportsConditionalBreakpoints || !caps.SupportsRestartRequest {
+			t.Errorf("initialize after malformed messages: caps %s err %v", init.Body, err)
+		}
+		if r := e.await(e.send("kloop/relaunch", nil), "relaunch before launch"); r.Success || !strings.Contains(r.Message, "no program is being debugged yet") {
+			t.Errorf("relaunch before launch: success=%v %q", r.Success, r.Message)
+		}
+		if r := e.await(e.send("threads", nil), "threads before launch"); r.Success || !strings.Contains(r.Message, "needs a running program") {
+			t.Errorf("threads before launch: success=%v %q", r.Success, r.Message)
+		}
+	})
+	t.Run("broken framing ends the session with a message", func(t *testing.T) {
+		e := startEditor(t, dir)
+		e.writeRaw("Content-Length: twelve\r\n\r\n{}")
+		e.waitEvent(0, "an explanation", outputContaining("Content-Length"))
+		done := make(chan error, 1)
+		go func() { done <- e.cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(waitLong):
+			t.Fatal("kloop dap hung after broken framing")
+		}
+	})
+}

@@ -1,0 +1,258 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const (
+	usersManifest  = "../testdata/users.yaml"
+	ordersManifest = "../testdata/orders.yaml"
+	sampleToken    = "sample-token-not-a-real-secret"
+)
+
+func getVia(t *testing.T, env *Env, pod string, port int, path string) (int, string) {
+	t.Helper()
+	return env.HTTPGet(t, pod, port, path)
+}
+
+func envValue(p *Process, name string) (string, bool) {
+	for _, kv := range p.Env {
+		if k, v, _ := strings.Cut(kv, "="); k == name {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func TestSamplesRunAsStandInsAndAnswerThroughPortForward(t *testing.T) {
+	var procs []*Process
+	var netnsNames []string
+	t.Run("deploy", func(t *testing.T) {
+		env := New(t)
+		si := env.StartStandIns(t, DefaultImages())
+		t.Logf("stand-in network: %s", si.Network())
+		env.Apply(t, usersManifest, ordersManifest)
+		users := env.WaitPodsRunning(t, "app=users", 1)
+		orders := env.WaitPodsRunning(t, "app=orders", 2)
+		procs = append(procs, si.Wait(t, users[0].Name, "users"))
+
+		for _, pod := range orders {
+			p := si.Wait(t, pod.Name, "orders")
+			procs = append(procs, p)
+			if p.Netns != "" {
+				netnsNames = append(netnsNames, p.Netns)
+			}
+			for name, want := range map[string]string{
+				"POD_NAME":     pod.Name,
+				"API_TOKEN":    sampleToken,
+				"USERS_URL":    "http://users:8080",
+				"CATALOG_FILE": "/etc/orders/catalog.json",
+			} {
+				if got, ok := envValue(p, name); !ok || got != want {
+					t.Errorf("%s: env %s = %q (set %v), want %q", pod.Name, name, got, ok, want)
+				}
+			}
+
+			status, body := getVia(t, env, pod.Name, 9090, "/config")
+			if status != http.StatusOK {
+				t.Fatalf("%s /config: %d %s", pod.Name, status, body)
+			}
+			var cfg struct {
+				Pod, Namespace, UsersURL, Greeting, TokenSHA256 string
+				CatalogItems                                    int
+			}
+			if err := json.Unmarshal([]byte(body), &cfg); err != nil {
+				t.Fatalf("%s /config: %v: %s", pod.Name, err, body)
+			}
+			sum := sha256.Sum256([]byte(sampleToken))
+			if cfg.Pod != pod.Name || cfg.Namespace != env.Namespace || cfg.Greeting != "hello from orders" ||
+				cfg.TokenSHA256 != hex.EncodeToString(sum[:]) || cfg.CatalogItems != 3 {
+				t.Errorf("%s was configured with %+v", pod.Name, cfg)
+			}
+		}
+
+		if si.Network() == NetworkNamespace {
+			// Service names resolve inside the pod network: orders reaches users.
+			status, body := getVia(t, env, orders[0].Name, 8080, "/orders/2")
+			if status != http.StatusOK || !strings.Contains(body, "Grace Hopper") || !strings.Contains(body, users[0].Name) {
+				t.Errorf("GET /orders/2 via port-forward: %d %s", status, body)
+			}
+		}
+	})
+	// The subtest's cleanup stopped everything.
+	for _, p := range procs {
+		if p.Running() {
+			t.Errorf("stand-in %s/%s (pid %d) still runs after the test ended", p.Pod, p.Container, p.PID())
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.PID())); err == nil {
+			t.Errorf("process %d of %s/%s still exists", p.PID(), p.Pod, p.Container)
+		}
+	}
+	for _, ns := range netnsNames {
+		if _, err := os.Stat(filepath.Join("/run/netns", ns)); err == nil {
+			t.Errorf("network namespace %s still exists after the test ended", ns)
+		}
+	}
+}
+
+func TestReplicasDoNotCollideOnLoopback(t *testing.T) {
+	env := New(t)
+	si := env.StartStandIns(t, DefaultImages(), WithNetwork(NetworkLoopback))
+	env.Apply(t, ordersManifest)
+	pods := env.WaitPodsRunning(t, "app=orders", 2)
+	var addrs []string
+	for _, pod := range pods {
+		p := si.Wait(t, pod.Name, "orders")
+		addrs = append(addrs, p.Addr(8080), p.Addr(9090))
+		if v, _ := envValue(p, "HTTP_ADDR"); !strings.HasPrefix(v, "127.0.0.1:") || v == "127.0.0.1:8080" {
+			t.Errorf("%s: HTTP_ADDR %q was not remapped to a loopback port", pod.Name, v)
+		}
+		status, body := getVia(t, env, pod.Name, 9090, "/config")
+		if status != http.StatusOK || !strings.Contains(body, `"pod":"`+pod.Name+`"`) {
+			t.Errorf("%s /config via port-forward: %d %s", pod.Name, status, body)
+		}
+	}
+	slices.Sort(addrs)
+	if len(slices.Compact(slices.Clone(addrs))) != len(addrs) {
+		t.Errorf("replicas share addresses: %v", addrs)
+	}
+}
+
+func TestDeletedPodStopsItsStandIn(t *testing.T) {
+	env := New(t)
+	si := env.StartStandIns(t, DefaultImages())
+	env.Apply(t, usersManifest)
+	pod := env.WaitPodsRunning(t, "app=users", 1)[0]
+	p := si.Wait(t, pod.Name, "users")
+	if err := env.Client.CoreV1().Pods(env.Namespace).Delete(context.Background(), pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := poll(context.Background(), WaitTimeout, func(context.Context) (bool, error) { return !p.Running(), nil })
+	if err != nil {
+		t.Fatalf("stand-in of deleted pod %s still runs: %v", pod.Name, err)
+	}
+	// The Deployment's replacement gets a stand-in of its own.
+	var next string
+	poll(context.Background(), WaitTimeout, func(context.Context) (bool, error) {
+		for _, q := range env.WaitPodsRunning(t, "app=users", 1) {
+			if q.Name != pod.Name {
+				next = q.Name
+			}
+		}
+		return next != "", nil
+	})
+	if next == "" {
+		t.Fatalf("no replacement pod for %s", pod.Name)
+	}
+	si.Wait(t, next, "users")
+}
+
+// sidecarPod has two containers talking over the pod's localhost; users
+// listens on 127.0.0.1 only, like kloop's agent control port.
+const sidecarPod = `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: catalog}
+data:
+  catalog.json: '[{"id": "1", "item": "keyboard", "userId": "1"}]'
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token}
+stringData: {api-token: t}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pair, labels: {app: pair}}
+spec:
+  containers:
+    - name: users
+      image: ko://github.com/kloop/kloop/test/testdata/users
+      env: [{name: HTTP_ADDR, value: "127.0.0.1:8080"}]
+      ports: [{containerPort: 8080}]
+    - name: orders
+      image: ko://github.com/kloop/kloop/test/testdata/orders
+      env:
+        - {name: USERS_URL, value: "http://localhost:8080"}
+        - {name: HTTP_ADDR, value: ":8081"}
+        - {name: ADMIN_ADDR, value: ":9091"}
+        - {name: CATALOG_FILE, value: /data/catalog.json}
+        - name: API_TOKEN
+          valueFrom: {secretKeyRef: {name: token, key: api-token}}
+      ports: [{containerPort: 8081}, {containerPort: 9091}]
+      volumeMounts: [{name: catalog, mountPath: /data}]
+  volumes:
+    - name: catalog
+      configMap: {name: catalog}
+`
+
+func TestContainersOfAPodShareLocalhost(t *testing.T) {
+	for _, network := range []Network{NetworkNamespace, NetworkLoopback} {
+		t.Run(string(network), func(t *testing.T) {
+			if network == NetworkNamespace && os.Geteuid() != 0 {
+				t.Skip("network namespaces need root; CI runs the sandbox tests as root")
+			}
+			env := New(t)
+			si := env.StartStandIns(t, DefaultImages(), WithNetwork(network))
+			if err := env.ApplyYAML(context.Background(), []byte(sidecarPod)); err != nil {
+				t.Fatal(err)
+			}
+			env.WaitPodsRunning(t, "app=pair", 1)
+			si.Wait(t, "pair", "users")
+			si.Wait(t, "pair", "orders")
+			// orders reaches users at localhost:8080 inside the pod.
+			status, body := getVia(t, env, "pair", 8081, "/orders/1")
+			if status != http.StatusOK || !strings.Contains(body, "Ada Lovelace") {
+				t.Errorf("GET /orders/1: %d %s", status, body)
+			}
+			// Port-forward reaches a port bound to the pod's 127.0.0.1 only.
+			status, body = getVia(t, env, "pair", 8080, "/users/3")
+			if status != http.StatusOK || !strings.Contains(body, "Ken Thompson") {
+				t.Errorf("GET /users/3 on the localhost-only port: %d %s", status, body)
+			}
+		})
+	}
+}
+
+// An image table entry maps any image to a local program, and its Ports
+// make undeclared listening ports reachable (as kloop's injected agent
+// needs for its control port).
+func TestImageTableMapsOtherImagesAndUndeclaredPorts(t *testing.T) {
+	env := New(t)
+	images := DefaultImages()
+	images["registry.example/team/users"] = Image{Package: "github.com/kloop/kloop/test/testdata/users", Ports: []int32{8080}}
+	si := env.StartStandIns(t, images)
+	const pod = `
+apiVersion: v1
+kind: Pod
+metadata: {name: custom, labels: {app: custom}}
+spec:
+  containers:
+    - name: app
+      image: registry.example/team/users:v1.2.3
+`
+	if err := env.ApplyYAML(context.Background(), []byte(pod)); err != nil {
+		t.Fatal(err)
+	}
+	env.WaitPodsRunning(t, "app=custom", 1)
+	p := si.Wait(t, "custom", "app")
+	if p.Argv[0] == "" || !strings.Contains(p.Argv[0], "testdata_users") {
+		t.Errorf("stand-in runs %q, want the users binary", p.Argv)
+	}
+	status, body := getVia(t, env, "custom", 8080, "/users/1")
+	if status != http.StatusOK || !strings.Contains(body, "Ada Lovelace") {
+		t.Errorf("GET /users/1 on an undeclared port: %d %s", status, body)
+	}
+}
