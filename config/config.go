@@ -69,7 +69,7 @@ type Intercept struct {
 
 // Readiness says how to tell that a freshly started local program serves.
 type Readiness struct {
-	HTTPPath string `yaml:"httpPath,omitempty" json:"httpPath,omitempty" pattern:"^(/|$)" description:"Path, starting with '/', that must answer HTTP 2xx on the local port before traffic is let through."`
+	HTTPPath string `yaml:"httpPath,omitempty" json:"httpPath,omitempty" pattern:"^(/|$)" description:"Path, starting with '/', that must answer HTTP 200-399 on the local port (as a Kubernetes httpGet probe) before traffic is let through."`
 }
 
 // Command is an external command line, run from the directory of .kloop.yaml.

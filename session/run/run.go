@@ -64,9 +64,10 @@ type Spec struct {
 	// Port is the local TCP port the program listens on, checked on
 	// 127.0.0.1. 0 means the program serves no port: it is ready once started.
 	Port int
-	// ReadyPath, when set, must answer an HTTP request on Port (any status
-	// below 500) before the program counts as ready, instead of the port
-	// merely accepting connections.
+	// ReadyPath, when set, must answer an HTTP request on Port with a
+	// status from 200 to 399 (what a Kubernetes httpGet probe accepts)
+	// before the program counts as ready, instead of the port merely
+	// accepting connections.
 	ReadyPath string
 	// ReadyTimeout bounds the wait for readiness; DefaultReadyTimeout if 0.
 	ReadyTimeout time.Duration
@@ -483,7 +484,7 @@ func (p *Process) probe(ctx context.Context, addr string, client *http.Client) b
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64*1024))
 	resp.Body.Close()
-	return resp.StatusCode < 500
+	return resp.StatusCode >= 200 && resp.StatusCode < 400
 }
 
 // WriteLines returns an OnLine that writes each line to w with a newline,

@@ -138,6 +138,17 @@ func TestStartFaults(t *testing.T) {
 			},
 		},
 		{
+			// As a Kubernetes httpGet probe: a 404 is not ready.
+			name: "HTTP readiness path answering 404",
+			mode: "serve",
+			path: "/missing",
+			check: func(t *testing.T, err error, port int) {
+				if !strings.Contains(fmt.Sprint(err), fmt.Sprintf("answer HTTP on http://127.0.0.1:%d/missing", port)) {
+					t.Errorf("error = %v, want not-ready on the HTTP path", err)
+				}
+			},
+		},
+		{
 			name: "HTTP readiness path answering 5xx",
 			mode: "unhealthy",
 			path: "/healthz",
@@ -172,10 +183,10 @@ func TestStartFaults(t *testing.T) {
 	}
 }
 
-func TestReadyPathAcceptsAnyHTTPAnswer(t *testing.T) {
+func TestReadyPathAcceptsASuccessfulAnswer(t *testing.T) {
 	port := freePort(t)
 	spec := helperSpec(t, "serve", port)
-	spec.ReadyPath = "/missing" // 404 still proves the server answers
+	spec.ReadyPath = "/"
 	p, err := Start(context.Background(), spec)
 	if err != nil {
 		t.Fatalf("start: %v", err)

@@ -409,7 +409,14 @@ func pidAlive(pid int) bool {
 	}
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
-	return i < 0 || !strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z")
+	if i < 0 || !strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z") {
+		return true
+	}
+	// A killed multi-threaded process shows its leader as a zombie while
+	// the other threads still exit, and its sockets close only when the
+	// last one has: it is gone once no other task remains.
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	return err == nil && len(tasks) > 1
 }
 
 // descendants lists live processes below pid.

@@ -1,0 +1,47 @@
+# kloop — build, test, lint, benchmark and demo.
+#
+# `make test` is what CI runs (.ci/run): it builds the sandbox control plane
+# once (cached outside the repo by version, ~13 min on 2 cores the first
+# time), then runs every Go test with the race detector, the fuzz seed
+# corpora, and the editor suites.
+
+GO        ?= go
+BIN       ?= bin/kloop
+STATICCHECK_VERSION ?= v0.8.2
+# Two cores: the sandbox-backed packages each start a control plane.
+TEST_FLAGS ?= -race -count=1 -timeout 40m
+BENCH_PKGS ?= ./...
+
+.PHONY: all build test test-go sandbox lint bench demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/kloop
+
+# The control-plane binaries every sandbox test uses; prints progress and
+# returns at once when the cache is complete.
+sandbox:
+	$(GO) run ./cmd/kloop sandbox build
+
+test: sandbox test-go $(if $(wildcard extensions/editors.mk),test-editors)
+
+test-go:
+	$(GO) test $(TEST_FLAGS) ./...
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# Benchmarks of every issue, each beside its baseline, into BENCHMARKS.md.
+bench: sandbox
+	./scripts/bench.sh BENCHMARKS.md
+
+demo: build sandbox
+	./scripts/demo.sh $(BIN)
+
+clean:
+	rm -rf bin
+
+-include extensions/editors.mk
