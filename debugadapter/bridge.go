@@ -292,8 +292,12 @@ func (b *Bridge) onLaunch(ctx context.Context, env envelope) {
 	}
 	b.mu.Lock()
 	b.launched = true
+	cfg, t := b.cfg, b.target
 	b.mu.Unlock()
 	b.respond(env.Seq, env.Command, nil)
+	if cfg.RelaunchOnSave == nil || *cfg.RelaunchOnSave {
+		b.watchForChanges(t)
+	}
 }
 
 func (b *Bridge) launch(ctx context.Context, arguments json.RawMessage) error {

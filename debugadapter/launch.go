@@ -22,13 +22,16 @@ type LaunchConfig struct {
 	// EndWithProgram ends the debug session when the program exits. By default the
 	// session stays open so the next save relaunches the program.
 	EndWithProgram bool `json:"endWithProgram,omitempty"`
+	// RelaunchOnSave rebuilds and relaunches the program when a Go file of its module
+	// changes (nil means true), as the run loop does without the debugger.
+	RelaunchOnSave *bool `json:"relaunchOnSave,omitempty"`
 }
 
 // kloopOnlyKeys are launch attributes Delve must not see, because the bridge owns what
 // they mean (Delve would otherwise build, redirect output or pick a console itself).
 var kloopOnlyKeys = []string{
 	"type", "name", "request", "workload", "port", "header", "program", "args", "env", "cwd",
-	"buildFlags", "endWithProgram", "mode", "output", "outputMode", "stdoutTo", "stderrTo",
+	"buildFlags", "endWithProgram", "relaunchOnSave", "mode", "output", "outputMode", "stdoutTo", "stderrTo",
 	"console", "dlvCwd", "backend", "noDebug", "__sessionId", "__configurationTarget",
 }
 

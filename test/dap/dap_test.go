@@ -13,7 +13,9 @@ import (
 )
 
 func launchConfig(extra map[string]any) map[string]any {
-	cfg := map[string]any{"type": "kloop", "request": "launch", "name": "test", "program": "./server"}
+	// Tests drive relaunches themselves with kloop/relaunch; the one that
+	// tests relaunch on save turns it back on.
+	cfg := map[string]any{"type": "kloop", "request": "launch", "name": "test", "program": "./server", "relaunchOnSave": false}
 	for k, v := range extra {
 		cfg[k] = v
 	}
@@ -67,6 +69,39 @@ func (e *editor) local(frameID int, name string) string {
 func (e *editor) relaunch() {
 	e.t.Helper()
 	e.request("kloop/relaunch", nil)
+}
+
+// TestSaveRelaunchesUnderTheDebugger edits the handler on disk, as an
+// editor's save does, and sends nothing else: the breakpoint then hits in
+// the new code.
+func TestSaveRelaunchesUnderTheDebugger(t *testing.T) {
+	fx := newFixture(t)
+	e := startEditor(t, fx.dir)
+	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "reply")}})
+	e.initializeAndLaunch(launchConfig(map[string]any{"relaunchOnSave": true}))
+	e.serverAddr(0)
+
+	// The editor moves the breakpoint with the text as the user types,
+	// before the save: three lines are inserted above it.
+	newLine := fx.line(t, "reply") + 3
+	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: newLine}})
+	since := e.mark()
+	fx.write(t, "saved", 3)
+	if got := fx.line(t, "reply"); got != newLine {
+		t.Fatalf("the edit moved the handler to line %d, want %d", got, newLine)
+	}
+	e.waitEvent(since, "the relaunch after the save", outputContaining("kloop: relaunched"))
+	addr := e.serverAddr(since)
+	since = e.mark()
+	answer := get(addr, "/?name=dan")
+	thread, frame := e.waitStopped(since, fx.main, newLine)
+	if got := e.local(frame, "greeting"); got != `"saved dan"` {
+		t.Errorf("after the save greeting = %s, want \"saved dan\"", got)
+	}
+	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	if got := recv(t, answer, "the request after the save"); got != "saved dan" {
+		t.Errorf("answer %q, want saved dan", got)
+	}
 }
 
 func TestBreakpointKeepsHittingAcrossRelaunch(t *testing.T) {
