@@ -90,7 +90,11 @@ func (s *Server) execute(ctx context.Context, params *protocol.ExecuteCommandPar
 			return nil, err
 		}
 		return withProgress(ctx, s, token, "Releasing the dev slot", func(p session.Progress) (any, error) {
-			return sess.Status(), sess.Release(ctx, args, p)
+			// The status after the release, not before it.
+			if err := sess.Release(ctx, args, p); err != nil {
+				return nil, err
+			}
+			return sess.Status(), nil
 		})
 	case CmdIntercept:
 		var args session.InterceptArgs

@@ -27,9 +27,10 @@ func (s *Server) attach(ctx context.Context, root string) {
 	// Notifications outlive the request that attached; detach from its
 	// cancellation.
 	nctx := context.WithoutCancel(ctx)
-	unsub := sess.Subscribe(func(st session.Status) { s.sendStatus(nctx, st) })
+	unsubStatus := sess.Subscribe(func(st session.Status) { s.sendStatus(nctx, st) })
+	unsubEvents := sess.SubscribeEvents(func(e session.Event) { s.sendEvent(nctx, e) })
 	s.mu.Lock()
-	s.unsubscribe = unsub
+	s.unsubscribe = func() { unsubStatus(); unsubEvents() }
 	s.mu.Unlock()
 }
 

@@ -13,6 +13,7 @@ import (
 	"go.lsp.dev/uri"
 
 	"github.com/kloop/kloop/handlers"
+	"github.com/kloop/kloop/session"
 )
 
 // ProgressEvent is one $/progress report the daemon sent the CLI.
@@ -32,6 +33,11 @@ type ClientOptions struct {
 	OnProgress func(ProgressEvent)
 	// OnMessage receives window/showMessage text; nil ignores it.
 	OnMessage func(string)
+	// OnOutput receives the local program's output lines (kloop/output);
+	// nil ignores them.
+	OnOutput func(session.OutputLine)
+	// OnStatus receives every kloop/status notification; nil ignores them.
+	OnStatus func(session.Status)
 }
 
 // Client is the CLI's connection to the daemon. It speaks the same LSP the
@@ -49,10 +55,26 @@ func Connect(ctx context.Context, opts ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn := jsonrpc2.NewConn(jsonrpc2.NewStream(nc), jsonrpc2.WithCodec(handlers.Codec{}))
+	stream := &noticeStream{Stream: jsonrpc2.NewStream(nc)}
+	conn := jsonrpc2.NewConn(stream, jsonrpc2.WithCodec(handlers.Codec{}))
 	cc := &cliClient{opts: opts, titles: map[string]string{}}
 	conn.Go(ctx, handlers.Detached(ctx, protocol.ClientHandler(cc, func(ctx context.Context, req *jsonrpc2.Request) (any, error) {
-		if req.Method() == handlers.MethodStatus {
+		switch req.Method() {
+		case handlers.MethodStatus:
+			if opts.OnStatus != nil {
+				var st session.Status
+				if err := json.Unmarshal(req.Params(), &st); err == nil {
+					opts.OnStatus(st)
+				}
+			}
+			return nil, nil
+		case handlers.MethodOutput:
+			if opts.OnOutput != nil {
+				var l session.OutputLine
+				if err := json.Unmarshal(req.Params(), &l); err == nil {
+					opts.OnOutput(l)
+				}
+			}
 			return nil, nil
 		}
 		return jsonrpc2.MethodNotFoundHandler(ctx, req)
@@ -73,6 +95,11 @@ func Connect(ctx context.Context, opts ClientOptions) (*Client, error) {
 	}
 	if _, err := c.server.Initialize(ctx, params); err != nil {
 		c.nc.Close()
+		if notice := stream.notice(); notice != nil {
+			// The daemon said why it hung up (a refused peer); that
+			// message already names the daemon and what to do.
+			return nil, notice
+		}
 		return nil, fmt.Errorf("initialize with the daemon: %w", err)
 	}
 	if err := c.server.Initialized(ctx, &protocol.InitializedParams{}); err != nil {

@@ -59,7 +59,8 @@ func (s *Session) Claim(ctx context.Context, args ClaimArgs, p Progress) (*Claim
 	if engine == nil {
 		return nil, &NotAvailableError{Command: "kloop.claim", Why: "claim pools are not wired into this daemon"}
 	}
-	d := DefaultClaimDuration
+	// Zero: the workspace's claim.for (.kloop.yaml), else DefaultClaimDuration.
+	var d time.Duration
 	if args.For != "" {
 		var err error
 		if d, err = time.ParseDuration(args.For); err != nil || d <= 0 {
@@ -69,8 +70,11 @@ func (s *Session) Claim(ctx context.Context, args ClaimArgs, p Progress) (*Claim
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
 	if s.claim != nil {
-		c := s.claim.status
-		return nil, fmt.Errorf("this workspace already holds slot %s of pool %s until %s; run `kloop release` first", c.Slot, c.Pool, c.Until.Format(time.RFC3339))
+		c, _ := s.claim.current()
+		if c.Slot == "" {
+			return nil, fmt.Errorf("this workspace already has a claim in pool %s (being re-adopted after a daemon restart); see `kloop status`, or `kloop release` first", s.claim.plan.Pool)
+		}
+		return nil, fmt.Errorf("this workspace already holds slot %s of pool %s until %s; run `kloop release` first", c.Slot, c.Pool, c.Until.UTC().Format(time.RFC3339))
 	}
 	return s.claimLocked(ctx, engine, args.Pool, d, p)
 }
@@ -87,24 +91,4 @@ func (s *Session) Release(ctx context.Context, _ ReleaseArgs, p Progress) error 
 		return fmt.Errorf("this workspace holds no claim; `kloop status` shows what it holds")
 	}
 	return s.releaseLocked(ctx, engine, p)
-}
-
-// Intercept routes a workload's traffic to this machine.
-func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress) (*InterceptStatus, error) {
-	return nil, &NotAvailableError{Command: "kloop.intercept", Why: "the traffic agent and intercepts are not part of this build"}
-}
-
-// Leave ends intercepts and restores the workloads.
-func (s *Session) Leave(ctx context.Context, args LeaveArgs, p Progress) error {
-	return &NotAvailableError{Command: "kloop.leave", Why: "the traffic agent and intercepts are not part of this build"}
-}
-
-// Relaunch rebuilds and restarts the local process now.
-func (s *Session) Relaunch(ctx context.Context, args RelaunchArgs, p Progress) error {
-	return &NotAvailableError{Command: "kloop.relaunch", Why: "the run loop is not part of this build"}
-}
-
-// Env renders a workload container's environment.
-func (s *Session) Env(ctx context.Context, args EnvArgs) (*EnvResult, error) {
-	return nil, &NotAvailableError{Command: "kloop.env", Why: "env resolution from the cluster is not part of this build"}
 }

@@ -59,7 +59,9 @@ type Options struct {
 // Capabilities are the engines behind the commands, filled in as kloop's
 // parts land: claim pools, intercepts, the run loop.
 type Capabilities struct {
-	Claims ClaimEngine
+	Claims     ClaimEngine
+	Intercepts InterceptEngine
+	Env        EnvEngine
 }
 
 // Manager owns every Session of the daemon.
@@ -76,7 +78,9 @@ func NewManager(opts Options) *Manager {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{opts: opts, log: opts.Logger, sessions: map[string]*Session{}}
+	m := &Manager{opts: opts, log: opts.Logger, sessions: map[string]*Session{}}
+	m.adoptClaims()
+	return m
 }
 
 // Open returns the session for the workspace root, creating it on first use.
@@ -143,6 +147,12 @@ type Session struct {
 	opMu sync.Mutex
 
 	claim *activeClaim
+
+	// intercepts are guarded by opMu for changes and by imu for reads
+	// that must not wait for a long command (a save, a status refresh).
+	imu        sync.Mutex
+	intercepts map[string]*activeIntercept
+	eventSubs  map[int]func(Event)
 }
 
 // Root is the workspace directory.
@@ -199,6 +209,7 @@ func (s *Session) close(ctx context.Context) error {
 // as a relaunch trigger for the intercepted program's Go files.
 func (s *Session) Saved(ctx context.Context, path string) {
 	s.mgr.log.Debug("saved", "workspace", s.root, "path", path)
+	s.savedProgram(path)
 }
 
 // FindRoot names the workspace a directory belongs to: the nearest

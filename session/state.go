@@ -20,6 +20,18 @@ type State struct {
 // SessionState is one workspace's record.
 type SessionState struct {
 	Claim *ClaimStatus `json:"claim,omitempty"`
+	// ClaimPhase is "claiming" (written before a claim is made), "held" or
+	// "releasing" (written before a release).
+	ClaimPhase string `json:"claimPhase,omitempty"`
+	// ClaimPlan is the resolved claim request: what a restarted daemon
+	// needs to find the claim in the cluster.
+	ClaimPlan *ClaimPlan `json:"claimPlan,omitempty"`
+	// ClaimRecord is the claim engine's record of the held claim.
+	ClaimRecord json.RawMessage `json:"claimRecord,omitempty"`
+}
+
+func (ss *SessionState) empty() bool {
+	return ss.Claim == nil && ss.ClaimPlan == nil
 }
 
 func (st *State) session(root string) *SessionState {
@@ -81,7 +93,7 @@ func (s *Store) update(change func(*State)) error {
 	}
 	change(st)
 	for root, ss := range st.Sessions {
-		if ss.Claim == nil {
+		if ss.empty() {
 			delete(st.Sessions, root)
 		}
 	}

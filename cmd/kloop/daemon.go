@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/kloop/kloop/server"
 	"github.com/kloop/kloop/session"
+	"github.com/kloop/kloop/session/kubeclaim"
 )
 
 // version is set at link time with -ldflags "-X main.version=...".
@@ -159,5 +161,12 @@ func envDuration(name string, def time.Duration) time.Duration {
 
 // capabilities wires the parts of kloop this build has into the daemon.
 func capabilities(log *slog.Logger) session.Capabilities {
-	return session.Capabilities{}
+	var caps session.Capabilities
+	if paths, err := server.DefaultPaths(); err != nil {
+		log.Warn("claim pools unavailable", "err", err)
+	} else {
+		// KLOOP_CLAIM_LEASE shortens leases (and renewals) for tests.
+		caps.Claims = kubeclaim.New(kubeclaim.Options{Dir: filepath.Join(paths.State, "claims"), Logger: log, LeaseDuration: envDuration("KLOOP_CLAIM_LEASE", 0)})
+	}
+	return caps
 }

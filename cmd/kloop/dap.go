@@ -30,9 +30,14 @@ only a good build replaces the running one.`,
 			if verbose {
 				level = slog.LevelDebug
 			}
+			icpt := &daemonIntercept{}
 			opts := debugadapter.Options{
-				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
+				Logger:     slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
+				ResolveEnv: icpt.resolveEnv,
 			}
+			// The intercept this session made ends with it, as stopping a
+			// debug session in vscode-go ends what it started.
+			defer icpt.leave(context.WithoutCancel(cmd.Context()))
 			if listen == "" {
 				return debugadapter.New(opts).Serve(cmd.Context(), stdioConn{in: os.Stdin, out: os.Stdout})
 			}

@@ -21,6 +21,10 @@ import (
 type sessionFlags struct {
 	workspace string
 	output    string
+	// onOutput and onStatus, when set, receive the daemon's kloop/output
+	// and kloop/status notifications while the command runs.
+	onOutput func(session.OutputLine)
+	onStatus func(session.Status)
 }
 
 func (f *sessionFlags) register(cmd *cobra.Command, read bool) {
@@ -59,6 +63,8 @@ func (f *sessionFlags) run(cmd *cobra.Command, fn func(ctx context.Context, c *s
 		Workspace:  abs,
 		OnProgress: pl.update,
 		OnMessage:  func(msg string) { pl.message(msg) },
+		OnOutput:   f.onOutput,
+		OnStatus:   f.onStatus,
 	})
 	if err != nil {
 		return err
@@ -149,8 +155,16 @@ func newReleaseCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				var before session.Status
+				if err := c.Execute(ctx, handlers.CmdStatus, nil, &before); err != nil {
+					return err
+				}
 				if err := c.Execute(ctx, handlers.CmdRelease, session.ReleaseArgs{}, nil); err != nil {
 					return err
+				}
+				if cl := before.Claim; cl != nil && cl.Slot != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "released %s of pool %s; it is reset and free\n", cl.Slot, cl.Pool)
+					return nil
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), "released")
 				return nil
@@ -158,48 +172,6 @@ func newReleaseCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, false)
-	return cmd
-}
-
-func newInterceptCmd() *cobra.Command {
-	var f sessionFlags
-	var args session.InterceptArgs
-	var headers []string
-	cmd := &cobra.Command{
-		Use:   "intercept WORKLOAD [--port 8080[:LOCAL]] [--header NAME=VALUE] [--debug] [--program ./cmd/x] [-- ARGS...]",
-		Short: "Send a workload's cluster traffic to a process on this machine",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, pos []string) error {
-			args.Workload = pos[0]
-			args.Args = pos[1:]
-			for _, h := range headers {
-				name, value, ok := strings.Cut(h, "=")
-				if !ok || name == "" {
-					return fmt.Errorf("--header %q: want NAME=VALUE, e.g. --header x-dev=me", h)
-				}
-				if args.Header == nil {
-					args.Header = map[string]string{}
-				}
-				args.Header[name] = value
-			}
-			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
-				var in session.InterceptStatus
-				if err := c.Execute(ctx, handlers.CmdIntercept, args, &in); err != nil {
-					return err
-				}
-				if f.output == "json" {
-					return writeJSON(cmd.OutOrStdout(), in)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "intercepting %s (ports %s)\n", in.Workload, strings.Join(in.Ports, ","))
-				return nil
-			})
-		},
-	}
-	cmd.Flags().StringVar(&args.Port, "port", "", "container port to intercept, REMOTE[:LOCAL]")
-	cmd.Flags().StringArrayVar(&headers, "header", nil, "personal intercept: only requests with this header NAME=VALUE")
-	cmd.Flags().BoolVar(&args.Debug, "debug", false, "run the program under the debugger")
-	cmd.Flags().StringVar(&args.Program, "program", "", "Go main package to build and run, e.g. ./cmd/orders")
-	f.register(cmd, true)
 	return cmd
 }
 

@@ -39,7 +39,14 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	// A launch that names a workload reaches the kloop daemon: a private
+	// one, with a kubeconfig that does not exist (there is no cluster here;
+	// the intercept path is tested against the sandbox in test/intercept).
+	os.Setenv("KLOOP_SOCKET", filepath.Join(dir, "daemon.sock"))
+	os.Setenv("KLOOP_STATE_DIR", filepath.Join(dir, "state"))
+	os.Setenv("KUBECONFIG", filepath.Join(dir, "no-kubeconfig"))
 	code := m.Run()
+	exec.Command(kloopBin, "daemon", "stop").Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

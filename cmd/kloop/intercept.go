@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kloop/kloop/handlers"
+	"github.com/kloop/kloop/server"
+	"github.com/kloop/kloop/session"
+)
+
+// newInterceptCmd is `kloop intercept`. Three shapes, as Telepresence users
+// expect:
+//   - with a program (--program or .kloop.yaml): the daemon builds, runs and
+//     relaunches it on save; the command streams its output until Ctrl-C,
+//     then leaves (--detach returns at once and keeps it all running);
+//   - with `-- CMD ARGS...` and no program: CMD runs here with the pod's env
+//     and the intercept ends when it exits;
+//   - with neither: traffic goes to the local port and the command returns;
+//     `kloop leave` ends it.
+func newInterceptCmd() *cobra.Command {
+	var f sessionFlags
+	var args session.InterceptArgs
+	var headers []string
+	var detach bool
+	cmd := &cobra.Command{
+		Use:   "intercept WORKLOAD [--port 8080[:LOCAL]] [--header NAME=VALUE] [--program ./cmd/x] [--detach] [-- ARGS...]",
+		Short: "Send a workload's cluster traffic to a process on this machine",
+		Long: `Send a workload's cluster traffic to a process on this machine.
+
+With a program (--program, or program/run in .kloop.yaml) kloop builds it, runs it
+with the pod's environment and relaunches it on every save; ARGS are its arguments.
+The command shows the program's output until Ctrl-C, which ends the intercept;
+--detach leaves it running in the daemon instead.
+
+Without a program, "-- CMD ARGS..." runs CMD here with the pod's environment and
+ends the intercept when CMD exits. With neither, traffic goes to the local port
+until "kloop leave".`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			args.Workload = pos[0]
+			args.Args = pos[1:]
+			for _, h := range headers {
+				name, value, ok := strings.Cut(h, "=")
+				if !ok || name == "" {
+					return fmt.Errorf("--header %q: want NAME=VALUE, e.g. --header x-dev=me", h)
+				}
+				if args.Header == nil {
+					args.Header = map[string]string{}
+				}
+				args.Header[name] = value
+			}
+			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			f.onOutput = func(l session.OutputLine) {
+				w := out
+				if l.Stream == "stderr" {
+					w = errOut
+				}
+				fmt.Fprintln(w, l.Line)
+			}
+			var lastRelaunch int64
+			f.onStatus = func(st session.Status) {
+				if st.LastRelaunchMillis != 0 && st.LastRelaunchMillis != lastRelaunch {
+					lastRelaunch = st.LastRelaunchMillis
+					fmt.Fprintf(errOut, "kloop: relaunched in %d ms\n", st.LastRelaunchMillis)
+				}
+				if st.LastBuild != nil && !st.LastBuild.OK {
+					fmt.Fprintln(errOut, "kloop: build failed; the previous program keeps serving (errors are in your editor and above)")
+				}
+			}
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				var in session.InterceptStatus
+				if err := c.Execute(ctx, handlers.CmdIntercept, args, &in); err != nil {
+					return err
+				}
+				var st session.Status
+				if err := c.Execute(ctx, handlers.CmdStatus, nil, &st); err != nil {
+					return err
+				}
+				if f.output == "json" {
+					if err := writeJSON(out, in); err != nil {
+						return err
+					}
+				} else {
+					fmt.Fprintf(out, "intercepting %s (ports %s)\n", in.Workload, strings.Join(in.Ports, ","))
+				}
+				leave := func() error {
+					lctx := context.WithoutCancel(ctx)
+					if err := c.Execute(lctx, handlers.CmdLeave, session.LeaveArgs{Workload: in.Workload}, nil); err != nil {
+						return fmt.Errorf("leave %s (run `kloop leave %s` to retry): %w", in.Workload, in.Workload, err)
+					}
+					fmt.Fprintf(errOut, "kloop: left %s; its original spec is restored\n", in.Workload)
+					return nil
+				}
+				switch {
+				case st.Process != nil && !detach:
+					fmt.Fprintf(errOut, "kloop: %s runs here and relaunches on save; Ctrl-C ends the intercept\n", st.Process.Program)
+					<-ctx.Done()
+					return leave()
+				case st.Process == nil && len(args.Args) > 0:
+					runErr := runWithInterceptEnv(ctx, c, in.Workload, args.Args)
+					return errors.Join(runErr, leave())
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&args.Port, "port", "", "container port to intercept, REMOTE[:LOCAL]")
+	cmd.Flags().StringArrayVar(&headers, "header", nil, "personal intercept: only requests with this header NAME=VALUE")
+	cmd.Flags().BoolVar(&args.Debug, "debug", false, "run the program under the debugger (use your editor's kloop launch configuration)")
+	cmd.Flags().StringVar(&args.Program, "program", "", "Go main package to build and run, e.g. ./cmd/orders")
+	cmd.Flags().BoolVar(&detach, "detach", false, "return at once; the daemon keeps the intercept and the program running")
+	f.register(cmd, true)
+	return cmd
+}
+
+// runWithInterceptEnv runs argv here with the intercepted pod's environment
+// (KLOOP_ROOT and the outbound proxy included) and returns when it exits.
+func runWithInterceptEnv(ctx context.Context, c *server.Client, workload string, argv []string) error {
+	var res session.EnvResult
+	if err := c.Execute(ctx, handlers.CmdEnv, session.EnvArgs{Workload: workload, Format: "json"}, &res); err != nil {
+		return fmt.Errorf("get the environment of %s: %w", workload, err)
+	}
+	var vars map[string]string
+	if err := json.Unmarshal([]byte(res.Content), &vars); err != nil {
+		return fmt.Errorf("decode the environment of %s: %w", workload, err)
+	}
+	run := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	run.Env = os.Environ()
+	for k, v := range vars {
+		run.Env = append(run.Env, k+"="+v)
+	}
+	run.Stdin, run.Stdout, run.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := run.Run(); err != nil {
+		return fmt.Errorf("%s: %w", argv[0], err)
+	}
+	return nil
+}

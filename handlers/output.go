@@ -1,0 +1,53 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+
+	"go.lsp.dev/protocol"
+	"go.lsp.dev/uri"
+
+	"github.com/kloop/kloop/session"
+	"github.com/kloop/kloop/session/build"
+)
+
+// MethodOutput is the server->client notification carrying one line of the
+// local program's output (session.OutputLine); editors show it in their
+// output channel. Clients that ignore it still get window/logMessage.
+const MethodOutput = "kloop/output"
+
+// sendEvent turns a session event into build diagnostics or output.
+func (s *Server) sendEvent(ctx context.Context, e session.Event) {
+	for file, diags := range e.Diagnostics {
+		s.publishDiagnostics(ctx, uri.File(file), buildDiagnostics(diags))
+	}
+	if l := e.Output; l != nil {
+		if err := s.conn.Notify(ctx, MethodOutput, l); err != nil {
+			s.log.Debug("send output", "err", err)
+			return
+		}
+		typ := protocol.MessageTypeLog
+		if err := s.client.LogMessage(ctx, &protocol.LogMessageParams{Type: typ, Message: fmt.Sprintf("[%s] %s", l.Program, l.Line)}); err != nil {
+			s.log.Debug("send log message", "err", err)
+		}
+	}
+}
+
+// buildDiagnostics converts compiler errors (1-based, columns in bytes as
+// go build prints them) to LSP diagnostics (0-based). Columns are passed as
+// they are: for the ASCII that Go source mostly is, bytes and UTF-16 units
+// agree.
+func buildDiagnostics(diags []build.Diagnostic) []protocol.Diagnostic {
+	out := make([]protocol.Diagnostic, 0, len(diags))
+	for _, d := range diags {
+		line, col := max(d.Line-1, 0), max(d.Column-1, 0)
+		pos := protocol.Position{Line: uint32(line), Character: uint32(col)}
+		out = append(out, protocol.Diagnostic{
+			Range:    protocol.Range{Start: pos, End: pos},
+			Severity: protocol.DiagnosticSeverityError,
+			Source:   protocol.NewOptional("kloop build"),
+			Message:  protocol.String(d.Message),
+		})
+	}
+	return out
+}

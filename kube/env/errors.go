@@ -1,0 +1,94 @@
+package env
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors. Each typed error below matches its sentinel with
+// errors.Is and carries the details for errors.As.
+var (
+	ErrBadWorkload       = errors.New("bad workload reference")
+	ErrWorkloadNotFound  = errors.New("workload not found")
+	ErrContainerNotFound = errors.New("container not found")
+	ErrForbidden         = errors.New("forbidden")
+	ErrMissingRef        = errors.New("missing referenced object or key")
+)
+
+// WorkloadNotFoundError: no Deployment or StatefulSet of that name.
+type WorkloadNotFoundError struct {
+	Workload  Workload
+	Namespace string
+}
+
+func (e *WorkloadNotFoundError) Error() string {
+	return fmt.Sprintf("%s not found in namespace %q", e.Workload, e.Namespace)
+}
+
+func (e *WorkloadNotFoundError) Is(target error) bool { return target == ErrWorkloadNotFound }
+
+// ContainerNotFoundError: the workload has no such container (or only the
+// kloop-agent sidecar when none was named).
+type ContainerNotFoundError struct {
+	Workload  Workload
+	Container string
+	// Available lists the workload's containers.
+	Available []string
+}
+
+func (e *ContainerNotFoundError) Error() string {
+	if e.Container == "" {
+		return fmt.Sprintf("%s has no container besides %s (containers: %s)", e.Workload, AgentContainer, strings.Join(e.Available, ", "))
+	}
+	return fmt.Sprintf("%s has no container %q (containers: %s)", e.Workload, e.Container, strings.Join(e.Available, ", "))
+}
+
+func (e *ContainerNotFoundError) Is(target error) bool { return target == ErrContainerNotFound }
+
+// ForbiddenError: RBAC denied a request this package needs.
+type ForbiddenError struct {
+	Verb      string // get, list
+	Resource  string // deployments.apps, secrets, ...
+	Name      string // empty for list
+	Namespace string
+	// For says why the object was needed (e.g. "env API_TOKEN").
+	For string
+	Err error
+}
+
+func (e *ForbiddenError) Error() string {
+	what := e.Resource
+	if e.Name != "" {
+		what += fmt.Sprintf(" %q", e.Name)
+	}
+	msg := fmt.Sprintf("forbidden: not allowed to %s %s in namespace %q", e.Verb, what, e.Namespace)
+	if e.For != "" {
+		msg += " (needed for " + e.For + ")"
+	}
+	return msg + ": ask a cluster admin for RBAC permission"
+}
+
+func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }
+func (e *ForbiddenError) Unwrap() error        { return e.Err }
+
+// MissingRefError: a required (non-optional) ConfigMap, Secret or key does
+// not exist. The kubelet refuses to start the container in that case
+// (CreateContainerConfigError), and so does Resolve.
+type MissingRefError struct {
+	Kind      string // ConfigMap or Secret
+	Name      string
+	Key       string // empty when the whole object is missing
+	Namespace string
+	// For says what referred to it (e.g. "env API_TOKEN", "envFrom[0]", "volume catalog").
+	For string
+}
+
+func (e *MissingRefError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s %q not found in namespace %q (the reference is not optional)", e.For, e.Kind, e.Name, e.Namespace)
+	}
+	return fmt.Sprintf("%s: %s %q in namespace %q has no key %q (the reference is not optional)", e.For, e.Kind, e.Name, e.Namespace, e.Key)
+}
+
+func (e *MissingRefError) Is(target error) bool { return target == ErrMissingRef }

@@ -1,0 +1,488 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kloop/kloop/config"
+)
+
+// Target is where a session acts in the cluster: the claimed slot when
+// there is one, else the workspace's kubeconfig context.
+type Target struct {
+	// Kubeconfig is the file to use; "" means $KUBECONFIG or ~/.kube/config.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Context is the kubeconfig context; "" means its current context.
+	Context string `json:"context,omitempty"`
+	// Namespace overrides the context's namespace.
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// InterceptEngine puts the traffic agent into workloads and tunnels their
+// traffic to this machine. Package session/kubeintercept implements it on
+// kube/intercept.
+type InterceptEngine interface {
+	// Intercept injects the agent into req.Workload, waits for the rollout,
+	// and keeps a tunnel to every ready pod; each tunneled connection is
+	// handed to req.Dial.
+	Intercept(ctx context.Context, req InterceptRequest, p Progress) (Interception, error)
+	// Restore puts back workloads of target's namespace that carry kloop's
+	// annotations, from the cluster alone: the named one, or all when
+	// workload is "". It returns the workloads it restored.
+	Restore(ctx context.Context, target Target, workload string, p Progress) ([]string, error)
+}
+
+// InterceptRequest is one intercept to set up.
+type InterceptRequest struct {
+	Target   Target
+	Workload string // deployment/NAME or statefulset/NAME
+	// Port is the container port to intercept; 0 means the only one.
+	Port   int
+	Header map[string]string
+	// Root is the directory where the pod's volumes are materialized
+	// (KLOOP_ROOT).
+	Root string
+	// Dial connects one tunneled connection to the local program. It may
+	// wait (bounded) while the program is being replaced.
+	Dial func(ctx context.Context) (net.Conn, error)
+}
+
+// Interception is a live intercept.
+type Interception interface {
+	// Env is the program's environment as KEY=VALUE: the container's env,
+	// KLOOP_ROOT and the outbound proxy variables.
+	Env() []string
+	// Port is the container port intercepted.
+	Port() int
+	// Requests counts the connections tunneled so far.
+	Requests() int64
+	// Leave restores the workload and closes the tunnels.
+	Leave(ctx context.Context, p Progress) error
+}
+
+// EnvEngine resolves a workload container's environment.
+type EnvEngine interface {
+	// Env renders the env of workload in format (dotenv, json or shell).
+	Env(ctx context.Context, target Target, workload, format string) (string, error)
+	// Render renders KEY=VALUE pairs in format, as Env does.
+	Render(vars []string, format string) (string, error)
+}
+
+// localDialRetry bounds how long a tunneled connection waits for a local
+// program that the user runs themselves (no --program) to accept.
+const localDialRetry = 5 * time.Second
+
+// activeIntercept is one workload intercepted by this session.
+type activeIntercept struct {
+	workload  string
+	header    map[string]string
+	localPort int
+	live      Interception
+	program   *program // nil when the user runs the program themselves
+}
+
+// target is where this session's cluster work goes: the claimed slot, else
+// the workspace's kubeconfig and context.
+func (s *Session) target(cfg *config.Config) (Target, error) {
+	if s.claim != nil {
+		st, _ := s.claim.current()
+		return Target{Kubeconfig: st.Kubeconfig, Namespace: st.Namespace}, nil
+	}
+	kc, err := cfg.KubeconfigPath(s.root)
+	if err != nil {
+		return Target{}, err
+	}
+	return Target{Kubeconfig: kc, Context: cfg.Context}, nil
+}
+
+// loadConfig reads the workspace's .kloop.yaml (defaults when absent).
+func (s *Session) loadConfig() (*config.Config, error) {
+	cfg, path, err := config.Load(s.root)
+	if err != nil {
+		if path != "" {
+			return nil, fmt.Errorf("%s has errors (see the editor's diagnostics, or fix and retry): %w", path, err)
+		}
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// interceptPlan merges the command's arguments over the .kloop.yaml entry.
+type interceptPlan struct {
+	workload   string
+	remote     int
+	local      int
+	header     map[string]string
+	program    string
+	args       []string
+	env        map[string]string
+	buildFlags []string
+	readyPath  string
+	build      []string
+	run        []string
+	watch      []string
+}
+
+func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, error) {
+	p := &interceptPlan{}
+	if ic, ok := cfg.Intercept(args.Workload); ok {
+		p.workload = ic.Workload.String()
+		p.remote, p.local = ic.Port.Remote, ic.Port.Local
+		p.header = ic.Header
+		p.program = ic.Program
+		p.args = ic.Args
+		p.env = ic.Env
+		p.buildFlags = ic.BuildFlags
+		if ic.Readiness != nil {
+			p.readyPath = ic.Readiness.HTTPPath
+		}
+		if ic.Build != nil {
+			p.build = ic.Build.Command
+		}
+		if ic.Run != nil {
+			p.run = ic.Run.Command
+		}
+		p.watch = ic.Watch
+	} else {
+		w, err := config.ParseWorkload(args.Workload)
+		if err != nil {
+			return nil, err
+		}
+		p.workload = w.String()
+	}
+	if args.Port != "" {
+		remote, local, err := config.ParsePort(args.Port)
+		if err != nil {
+			return nil, err
+		}
+		p.remote, p.local = remote, local
+	}
+	if p.local == 0 {
+		p.local = p.remote
+	}
+	if len(args.Header) > 0 {
+		p.header = args.Header
+	}
+	if args.Program != "" {
+		p.program = args.Program
+		p.run = nil
+	}
+	if len(args.Args) > 0 {
+		p.args = args.Args
+	}
+	if p.local == 0 && (p.program != "" || len(p.run) > 0) {
+		return nil, fmt.Errorf("intercept %s: name the port the program listens on (--port REMOTE[:LOCAL] or port: in .kloop.yaml)", p.workload)
+	}
+	return p, nil
+}
+
+// Intercept routes a workload's traffic to this machine and, when a
+// program is given, builds and runs it there with the pod's environment,
+// relaunching it on every save.
+func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress) (*InterceptStatus, error) {
+	engine := s.mgr.opts.Capabilities.Intercepts
+	if engine == nil {
+		return nil, &NotAvailableError{Command: "kloop.intercept", Why: "intercepts are not wired into this daemon"}
+	}
+	if args.Debug {
+		return nil, &NotAvailableError{Command: "kloop.intercept --debug", Why: "start the debug session from the editor (launch type kloop) or `kloop dap`; the daemon does not run Delve itself"}
+	}
+	cfg, err := s.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	plan, err := planIntercept(cfg, args)
+	if err != nil {
+		return nil, err
+	}
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if _, ok := s.intercepts[plan.workload]; ok {
+		return nil, fmt.Errorf("%s is already intercepted by this workspace; `kloop leave %s` first", plan.workload, plan.workload)
+	}
+	target, err := s.target(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ai := &activeIntercept{workload: plan.workload, header: plan.header, localPort: plan.local}
+	root := filepath.Join(s.mgr.stateDir(), "root", sanitize(s.root), sanitize(plan.workload))
+	live, err := engine.Intercept(ctx, InterceptRequest{
+		Target:   target,
+		Workload: plan.workload,
+		Port:     plan.remote,
+		Header:   plan.header,
+		Root:     root,
+		Dial:     func(ctx context.Context) (net.Conn, error) { return s.dialLocal(ctx, ai) },
+	}, p)
+	if err != nil {
+		return nil, err
+	}
+	ai.live = live
+	if ai.localPort == 0 {
+		ai.localPort = live.Port()
+	}
+	if plan.program != "" || len(plan.run) > 0 {
+		p.Report("building "+programName(plan), 80)
+		env := append(live.Env(), envList(plan.env)...)
+		prog, err := s.startProgram(ctx, plan, ai.localPort, env)
+		if err != nil {
+			if lerr := live.Leave(context.WithoutCancel(ctx), NoProgress{}); lerr != nil {
+				err = errors.Join(err, fmt.Errorf("and restoring %s failed too (run `kloop leave --all`): %w", plan.workload, lerr))
+			}
+			return nil, err
+		}
+		ai.program = prog
+	}
+	s.imu.Lock()
+	if s.intercepts == nil {
+		s.intercepts = map[string]*activeIntercept{}
+	}
+	s.intercepts[plan.workload] = ai
+	s.imu.Unlock()
+	s.refreshIntercepts()
+	st := ai.status()
+	s.mgr.log.Info("intercepted", "workspace", s.root, "workload", plan.workload, "port", live.Port(), "local", ai.localPort)
+	return &st, nil
+}
+
+// Leave ends intercepts and restores the workloads. With All it also
+// restores, from the cluster's annotations alone, workloads this daemon
+// does not know (left by a crashed daemon or another machine of yours).
+func (s *Session) Leave(ctx context.Context, args LeaveArgs, p Progress) error {
+	engine := s.mgr.opts.Capabilities.Intercepts
+	if engine == nil {
+		return &NotAvailableError{Command: "kloop.leave", Why: "intercepts are not wired into this daemon"}
+	}
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	var names []string
+	switch {
+	case args.All:
+		for w := range s.intercepts {
+			names = append(names, w)
+		}
+	case args.Workload != "":
+		w, err := config.ParseWorkload(args.Workload)
+		if err != nil {
+			return err
+		}
+		names = []string{w.String()}
+	default:
+		if len(s.intercepts) != 1 {
+			return fmt.Errorf("name the workload to leave, or --all (this workspace intercepts %d workloads)", len(s.intercepts))
+		}
+		for w := range s.intercepts {
+			names = append(names, w)
+		}
+	}
+	var errs []error
+	var unknown []string
+	for _, w := range names {
+		ai, ok := s.intercepts[w]
+		if !ok {
+			unknown = append(unknown, w)
+			continue
+		}
+		if err := s.leaveLocked(ctx, ai, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// What this daemon does not hold is restored from the cluster's
+	// annotations: a crashed daemon's intercepts, or --all's leftovers.
+	if args.All || len(unknown) > 0 {
+		if err := s.restore(ctx, engine, args.All, unknown, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.refreshIntercepts()
+	return errors.Join(errs...)
+}
+
+func (s *Session) restore(ctx context.Context, engine InterceptEngine, all bool, workloads []string, p Progress) error {
+	cfg, err := s.loadConfig()
+	if err != nil {
+		return err
+	}
+	target, err := s.target(cfg)
+	if err != nil {
+		return err
+	}
+	if all {
+		workloads = []string{""}
+	}
+	var errs []error
+	for _, w := range workloads {
+		restored, err := engine.Restore(ctx, target, w, p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if w != "" && len(restored) == 0 {
+			errs = append(errs, fmt.Errorf("%s is not intercepted; `kloop status` lists what is", w))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Session) leaveLocked(ctx context.Context, ai *activeIntercept, p Progress) error {
+	var errs []error
+	if ai.program != nil {
+		if err := ai.program.stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop the local program of %s: %w", ai.workload, err))
+		}
+	}
+	if err := ai.live.Leave(ctx, p); err != nil {
+		errs = append(errs, fmt.Errorf("leave %s: %w", ai.workload, err))
+	} else {
+		s.imu.Lock()
+		delete(s.intercepts, ai.workload)
+		s.imu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// Relaunch rebuilds and restarts the local program now.
+func (s *Session) Relaunch(ctx context.Context, args RelaunchArgs, p Progress) error {
+	s.imu.Lock()
+	var progs []*program
+	for w, ai := range s.intercepts {
+		if ai.program == nil {
+			continue
+		}
+		if args.Workload != "" {
+			if want, err := config.ParseWorkload(args.Workload); err != nil || want.String() != w {
+				continue
+			}
+		}
+		progs = append(progs, ai.program)
+	}
+	s.imu.Unlock()
+	if len(progs) == 0 {
+		return fmt.Errorf("no local program runs for this workspace; start one with `kloop intercept WORKLOAD --program ./cmd/x`")
+	}
+	for _, prog := range progs {
+		prog.loop.Trigger()
+	}
+	return nil
+}
+
+// Env renders a workload container's environment.
+func (s *Session) Env(ctx context.Context, args EnvArgs) (*EnvResult, error) {
+	engine := s.mgr.opts.Capabilities.Env
+	if engine == nil {
+		return nil, &NotAvailableError{Command: "kloop.env", Why: "env resolution is not wired into this daemon"}
+	}
+	format := args.Format
+	if format == "" {
+		format = "dotenv"
+	}
+	w, err := config.ParseWorkload(args.Workload)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := s.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	// An intercepted workload's env is what its local program gets:
+	// the pod's, plus KLOOP_ROOT and the outbound proxy.
+	s.imu.Lock()
+	ai := s.intercepts[w.String()]
+	s.imu.Unlock()
+	if ai != nil && ai.live != nil {
+		out, err := engine.Render(ai.live.Env(), format)
+		if err != nil {
+			return nil, err
+		}
+		return &EnvResult{Format: format, Content: out}, nil
+	}
+	s.opMu.Lock()
+	target, err := s.target(cfg)
+	s.opMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out, err := engine.Env(ctx, target, w.String(), format)
+	if err != nil {
+		return nil, err
+	}
+	return &EnvResult{Format: format, Content: out}, nil
+}
+
+// dialLocal connects a tunneled connection to the intercept's local side:
+// the run loop's gate when kloop runs the program, else the local port
+// with a bounded retry so connections wait out a restart by the user.
+func (s *Session) dialLocal(ctx context.Context, ai *activeIntercept) (net.Conn, error) {
+	if ai.program != nil {
+		return ai.program.loop.DialLocal(ctx)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ai.localPort))
+	deadline := time.Now().Add(localDialRetry)
+	var d net.Dialer
+	for {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("nothing accepts on %s for the intercept of %s: start your program there: %w", addr, ai.workload, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (ai *activeIntercept) status() InterceptStatus {
+	st := InterceptStatus{Workload: ai.workload, Header: ai.header, State: "intercepted"}
+	if ai.live != nil {
+		st.Ports = []string{fmt.Sprintf("%d->%d", ai.live.Port(), ai.localPort)}
+		st.Requests = ai.live.Requests()
+	}
+	return st
+}
+
+// refreshIntercepts publishes the intercepts and the program's state.
+func (s *Session) refreshIntercepts() {
+	s.imu.Lock()
+	list := make([]InterceptStatus, 0, len(s.intercepts))
+	var proc *ProcessStatus
+	var build *BuildStatus
+	var relaunch int64
+	for _, ai := range s.intercepts {
+		list = append(list, ai.status())
+		if ai.program != nil {
+			proc, build, relaunch = ai.program.status()
+		}
+	}
+	s.imu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].Workload < list[j].Workload })
+	s.update(func(st *Status) {
+		st.Intercepts = list
+		st.Process, st.LastBuild = proc, build
+		if relaunch > 0 {
+			st.LastRelaunchMillis = relaunch
+		}
+	})
+}
+
+// sanitize makes a path or workload usable as one directory name.
+func sanitize(s string) string {
+	return strings.NewReplacer("/", "_", string(filepath.Separator), "_", ":", "_").Replace(strings.TrimPrefix(s, "/"))
+}
+
+func envList(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
+}

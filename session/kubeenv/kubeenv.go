@@ -1,0 +1,67 @@
+// Package kubeenv implements session.EnvEngine on kube/env: a workload
+// container's environment resolved from the cluster the session targets
+// (its claimed slot, or the workspace's kubeconfig context).
+package kubeenv
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kloop/kloop/kube/claim"
+	"github.com/kloop/kloop/kube/env"
+	"github.com/kloop/kloop/session"
+)
+
+// Engine resolves envs. The zero value is ready to use.
+type Engine struct{}
+
+var _ session.EnvEngine = Engine{}
+
+// Env implements session.EnvEngine.
+func (Engine) Env(ctx context.Context, t session.Target, workload, format string) (string, error) {
+	f, err := env.ParseFormat(format)
+	if err != nil {
+		return "", err
+	}
+	cfg, ns, err := claim.LoadRESTConfig(t.Kubeconfig, t.Context)
+	if err != nil {
+		return "", err
+	}
+	if t.Namespace != "" {
+		ns = t.Namespace
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", fmt.Errorf("client for %s: %w", cfg.Host, err)
+	}
+	res, err := env.Resolve(ctx, client, ns, workload, env.Options{})
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if err := res.Write(&b, f); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// Render implements session.EnvEngine.
+func (Engine) Render(vars []string, format string) (string, error) {
+	f, err := env.ParseFormat(format)
+	if err != nil {
+		return "", err
+	}
+	res := &env.Result{}
+	for _, kv := range vars {
+		name, value, _ := strings.Cut(kv, "=")
+		res.Vars = append(res.Vars, env.Var{Name: name, Value: value})
+	}
+	var b strings.Builder
+	if err := res.Write(&b, f); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
