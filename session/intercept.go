@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kloop/kloop/config"
@@ -49,9 +50,9 @@ type InterceptRequest struct {
 	// Root is the directory where the pod's volumes are materialized
 	// (KLOOP_ROOT).
 	Root string
-	// Dial connects one tunneled connection to the local program. It may
-	// wait (bounded) while the program is being replaced.
-	Dial func(ctx context.Context) (net.Conn, error)
+	// Dial connects one tunneled connection for container port to the
+	// local side. It may wait (bounded) while the program is replaced.
+	Dial func(ctx context.Context, port int) (net.Conn, error)
 }
 
 // Interception is a live intercept.
@@ -83,10 +84,22 @@ const localDialRetry = 5 * time.Second
 type activeIntercept struct {
 	workload  string
 	header    map[string]string
+	remote    int // the container port asked for; 0 means the only one
 	localPort int
 	live      Interception
-	program   *program // nil when the user runs the program themselves
+
+	// Tunneled connections can arrive before Intercept returns. When kloop
+	// runs the program they wait on ready (closed once the first start is
+	// over) and then go to prog, or to the local port if it failed.
+	wantsProgram bool
+	ready        chan struct{}
+	prog         atomic.Pointer[program]
+	program      *program // set with prog; read under opMu/imu only
 }
+
+// startWait bounds how long an early connection waits for the first build
+// and start of the program.
+const startWait = 2 * time.Minute
 
 // target is where this session's cluster work goes: the claimed slot, else
 // the workspace's kubeconfig and context.
@@ -211,7 +224,14 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 	if err != nil {
 		return nil, err
 	}
-	ai := &activeIntercept{workload: plan.workload, header: plan.header, localPort: plan.local}
+	ai := &activeIntercept{workload: plan.workload, header: plan.header, remote: plan.remote, localPort: plan.local,
+		wantsProgram: plan.program != "" || len(plan.run) > 0, ready: make(chan struct{})}
+	defer close(ai.ready)
+	// Recorded before acting: a daemon that dies mid-intercept leaves a
+	// record the next one restores the workload from.
+	if err := s.recordIntercept(InterceptRecord{Workload: plan.workload, Target: target}); err != nil {
+		return nil, fmt.Errorf("record the intercept before making it: %w", err)
+	}
 	root := filepath.Join(s.mgr.stateDir(), "root", sanitize(s.root), sanitize(plan.workload))
 	live, err := engine.Intercept(ctx, InterceptRequest{
 		Target:   target,
@@ -219,9 +239,12 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 		Port:     plan.remote,
 		Header:   plan.header,
 		Root:     root,
-		Dial:     func(ctx context.Context) (net.Conn, error) { return s.dialLocal(ctx, ai) },
+		Dial:     func(ctx context.Context, port int) (net.Conn, error) { return s.dialLocal(ctx, ai, port) },
 	}, p)
 	if err != nil {
+		if ferr := s.forgetIntercept(plan.workload); ferr != nil {
+			s.mgr.log.Error("record failed intercept", "workspace", s.root, "err", ferr)
+		}
 		return nil, err
 	}
 	ai.live = live
@@ -235,10 +258,13 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 		if err != nil {
 			if lerr := live.Leave(context.WithoutCancel(ctx), NoProgress{}); lerr != nil {
 				err = errors.Join(err, fmt.Errorf("and restoring %s failed too (run `kloop leave --all`): %w", plan.workload, lerr))
+			} else if ferr := s.forgetIntercept(plan.workload); ferr != nil {
+				s.mgr.log.Error("record restore", "workspace", s.root, "err", ferr)
 			}
 			return nil, err
 		}
 		ai.program = prog
+		ai.prog.Store(prog)
 	}
 	s.imu.Lock()
 	if s.intercepts == nil {
@@ -327,6 +353,11 @@ func (s *Session) restore(ctx context.Context, engine InterceptEngine, all bool,
 		if w != "" && len(restored) == 0 {
 			errs = append(errs, fmt.Errorf("%s is not intercepted; `kloop status` lists what is", w))
 		}
+		for _, r := range restored {
+			if err := s.forgetIntercept(r); err != nil {
+				errs = append(errs, fmt.Errorf("record the restore of %s: %w", r, err))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -344,6 +375,9 @@ func (s *Session) leaveLocked(ctx context.Context, ai *activeIntercept, p Progre
 		s.imu.Lock()
 		delete(s.intercepts, ai.workload)
 		s.imu.Unlock()
+		if err := s.forgetIntercept(ai.workload); err != nil {
+			errs = append(errs, fmt.Errorf("record the end of the intercept: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -416,14 +450,30 @@ func (s *Session) Env(ctx context.Context, args EnvArgs) (*EnvResult, error) {
 	return &EnvResult{Format: format, Content: out}, nil
 }
 
-// dialLocal connects a tunneled connection to the intercept's local side:
-// the run loop's gate when kloop runs the program, else the local port
-// with a bounded retry so connections wait out a restart by the user.
-func (s *Session) dialLocal(ctx context.Context, ai *activeIntercept) (net.Conn, error) {
-	if ai.program != nil {
-		return ai.program.loop.DialLocal(ctx)
+// dialLocal connects a tunneled connection for container port to the
+// intercept's local side: the run loop's gate when kloop runs the program,
+// else the local port with a bounded retry so connections wait out a
+// restart by the user. Other ports of a multi-port intercept go to the same
+// port number here.
+func (s *Session) dialLocal(ctx context.Context, ai *activeIntercept, port int) (net.Conn, error) {
+	main := ai.remote == 0 || port == ai.remote
+	if main && ai.wantsProgram {
+		select {
+		case <-ai.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(startWait):
+			return nil, fmt.Errorf("the program of %s did not start within %s", ai.workload, startWait)
+		}
+		if p := ai.prog.Load(); p != nil {
+			return p.loop.DialLocal(ctx)
+		}
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ai.localPort))
+	local := port
+	if main {
+		local = ai.localPort
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(local))
 	deadline := time.Now().Add(localDialRetry)
 	var d net.Dialer
 	for {

@@ -83,6 +83,11 @@ func (s *Session) startProgram(ctx context.Context, plan *interceptPlan, port in
 			Env:       env,
 			Port:      port,
 			ReadyPath: plan.readyPath,
+			// Recorded before readiness: a daemon that dies now leaves a
+			// pid the next one can kill.
+			OnStart: func(st run.Started) error {
+				return s.recordProcess(ProcessRecord{Workload: plan.workload, Pid: st.Pid, Pgid: st.Pgid, StartTime: st.StartTime})
+			},
 			OnLine: func(stream run.Stream, line string) {
 				name := "stdout"
 				if stream == run.Stderr {

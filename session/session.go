@@ -80,6 +80,7 @@ func NewManager(opts Options) *Manager {
 	}
 	m := &Manager{opts: opts, log: opts.Logger, sessions: map[string]*Session{}}
 	m.adoptClaims()
+	m.recoverLeftovers()
 	return m
 }
 

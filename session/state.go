@@ -28,10 +28,32 @@ type SessionState struct {
 	ClaimPlan *ClaimPlan `json:"claimPlan,omitempty"`
 	// ClaimRecord is the claim engine's record of the held claim.
 	ClaimRecord json.RawMessage `json:"claimRecord,omitempty"`
+	// Intercepts are written before the agent is injected and removed
+	// once the workload is restored, so a restarted daemon can restore
+	// what a crashed one left intercepted.
+	Intercepts []InterceptRecord `json:"intercepts,omitempty"`
+	// Processes are the local programs started for intercepts, written as
+	// each starts, so a restarted daemon kills the ones left behind.
+	Processes []ProcessRecord `json:"processes,omitempty"`
+}
+
+// InterceptRecord is one intercept in state.json.
+type InterceptRecord struct {
+	Workload string `json:"workload"`
+	Target   Target `json:"target"`
+}
+
+// ProcessRecord identifies a started program well enough to kill it
+// safely later: the start time guards against a reused pid.
+type ProcessRecord struct {
+	Workload  string `json:"workload"`
+	Pid       int    `json:"pid"`
+	Pgid      int    `json:"pgid"`
+	StartTime uint64 `json:"startTime"`
 }
 
 func (ss *SessionState) empty() bool {
-	return ss.Claim == nil && ss.ClaimPlan == nil
+	return ss.Claim == nil && ss.ClaimPlan == nil && len(ss.Intercepts) == 0 && len(ss.Processes) == 0
 }
 
 func (st *State) session(root string) *SessionState {

@@ -16,6 +16,8 @@ import (
 	"github.com/kloop/kloop/server"
 	"github.com/kloop/kloop/session"
 	"github.com/kloop/kloop/session/kubeclaim"
+	"github.com/kloop/kloop/session/kubeenv"
+	"github.com/kloop/kloop/session/kubeintercept"
 )
 
 // version is set at link time with -ldflags "-X main.version=...".
@@ -168,5 +170,8 @@ func capabilities(log *slog.Logger) session.Capabilities {
 		// KLOOP_CLAIM_LEASE shortens leases (and renewals) for tests.
 		caps.Claims = kubeclaim.New(kubeclaim.Options{Dir: filepath.Join(paths.State, "claims"), Logger: log, LeaseDuration: envDuration("KLOOP_CLAIM_LEASE", 0)})
 	}
+	// KLOOP_AGENT_IMAGE overrides the agent image injected into workloads.
+	caps.Intercepts = kubeintercept.New(kubeintercept.Options{Image: os.Getenv("KLOOP_AGENT_IMAGE"), Logger: log})
+	caps.Env = kubeenv.Engine{}
 	return caps
 }

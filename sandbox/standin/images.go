@@ -31,10 +31,18 @@ type Image struct {
 // need no entry: they build IMPORTPATH.
 type Images map[string]Image
 
-// DefaultImages is a fresh table for the samples in test/testdata; their
-// manifests use ko:// references, so it starts empty. Add entries for
-// other images (the kloop agent: Image{Package: "github.com/kloop/kloop/cmd/kloop"}).
-func DefaultImages() Images { return Images{} }
+// AgentImage is the repository of kloop's traffic agent image, which
+// kube/intercept injects as a sidecar (any tag); its entrypoint is the
+// kloop binary, so the pod's args start with "agent".
+const AgentImage = "ghcr.io/kloop/agent"
+
+// DefaultImages is a fresh table for the samples in test/testdata (their
+// manifests use ko:// references, which need no entry) and the kloop agent
+// (AgentImage, built from the kloop command in the module the tests run
+// in). Add entries for other images.
+func DefaultImages() Images {
+	return Images{AgentImage: {Package: "github.com/kloop/kloop/cmd/kloop"}}
+}
 
 // lookup finds the stand-in of image.
 func (im Images) lookup(image string) (Image, bool) {

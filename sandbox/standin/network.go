@@ -174,15 +174,20 @@ func (n *network) setupPod(ctx context.Context, ports []int32) (*podNetwork, err
 			return nil, err
 		}
 	}
+	// Fresh addresses first: a reused one is still in the other pods'
+	// neighbour caches with the old pod's MAC, and their replies to the new
+	// pod get lost for seconds (a replacement pod calling a Service timed
+	// out that way). Freed addresses are reused, oldest first, only once
+	// the /24 ran out.
 	var idx int
-	if len(n.free) > 0 {
-		idx, n.free = n.free[0], n.free[1:]
-	} else {
-		if n.nextHost > 254 {
-			return nil, fmt.Errorf("more than 253 stand-in pods at once: the run's /24 is full")
-		}
+	switch {
+	case n.nextHost <= 254:
 		idx = n.nextHost
 		n.nextHost++
+	case len(n.free) > 0:
+		idx, n.free = n.free[0], n.free[1:]
+	default:
+		return nil, fmt.Errorf("more than 253 stand-in pods at once: the run's /24 is full")
 	}
 	pn := &podNetwork{netns: fmt.Sprintf("kloop-%s-%d", n.runID, idx), ip: n.prefix + strconv.Itoa(idx), ports: map[int32]int32{}, index: idx}
 	for _, p := range ports {

@@ -1,0 +1,273 @@
+// Package kubeintercept implements session.InterceptEngine on kube/intercept:
+// the agent injected into the workload, a tunnel to every ready pod over
+// Kubernetes port-forward, the pod's env and volumes resolved with kube/env,
+// and the outbound proxies (HTTP and SOCKS5 on loopback, with credentials)
+// that let the local program reach cluster names through the agent.
+package kubeintercept
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kloop/kloop/agent/proxy"
+	"github.com/kloop/kloop/agent/tunnel"
+	"github.com/kloop/kloop/kube/claim"
+	"github.com/kloop/kloop/kube/env"
+	"github.com/kloop/kloop/kube/intercept"
+	"github.com/kloop/kloop/session"
+)
+
+// Options configure the Engine.
+type Options struct {
+	// Holder names whose intercept it is (user@host); "" is
+	// claim.DefaultHolder().
+	Holder string
+	// Image is the agent image; "" is intercept.DefaultImage().
+	Image  string
+	Logger *slog.Logger
+}
+
+// Engine implements session.InterceptEngine.
+type Engine struct {
+	opts Options
+	log  *slog.Logger
+}
+
+var _ session.InterceptEngine = (*Engine)(nil)
+
+// New returns an Engine.
+func New(opts Options) *Engine {
+	if opts.Holder == "" {
+		opts.Holder = claim.DefaultHolder()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{opts: opts, log: opts.Logger}
+}
+
+// connect loads the target's kubeconfig with a rate limit fit for the
+// bursts of an intercept (client-go's default 5 QPS would queue them).
+func connect(t session.Target) (*rest.Config, kubernetes.Interface, string, error) {
+	rc, ns, err := claim.LoadRESTConfig(t.Kubeconfig, t.Context)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if t.Namespace != "" {
+		ns = t.Namespace
+	}
+	if rc.QPS == 0 {
+		rc.QPS, rc.Burst = 50, 100
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("client for %s: %w", rc.Host, err)
+	}
+	return rc, cs, ns, nil
+}
+
+// Intercept implements session.InterceptEngine.
+func (e *Engine) Intercept(ctx context.Context, req session.InterceptRequest, p session.Progress) (session.Interception, error) {
+	w, err := intercept.ParseWorkload(req.Workload)
+	if err != nil {
+		return nil, err
+	}
+	spec := intercept.Spec{Workload: w, Holder: e.opts.Holder, Image: e.opts.Image}
+	if req.Port != 0 {
+		spec.Ports = []string{strconv.Itoa(req.Port)}
+	}
+	switch len(req.Header) {
+	case 0:
+	case 1:
+		for name, value := range req.Header {
+			spec.Header = &tunnel.HeaderMatch{Name: name, Value: value}
+		}
+	default:
+		return nil, fmt.Errorf("intercept %s: a personal intercept matches one header; got %d", req.Workload, len(req.Header))
+	}
+	rc, cs, ns, err := connect(req.Target)
+	if err != nil {
+		return nil, err
+	}
+
+	// The env first: a missing Secret fails before the cluster is changed.
+	p.Report(fmt.Sprintf("resolving the env of %s", w), 5)
+	resolved, err := env.Resolve(ctx, cs, ns, req.Workload, env.Options{Root: req.Root})
+	if err != nil {
+		return nil, err
+	}
+	for _, warn := range resolved.Warnings {
+		e.log.Warn("env", "workload", req.Workload, "warning", warn)
+	}
+
+	ic, err := intercept.Start(ctx, intercept.Config{
+		Rest: rc, Client: cs, Namespace: ns,
+		Local: func(ctx context.Context, port int) (net.Conn, error) { return req.Dial(ctx, port) },
+		Progress: func(pr intercept.Progress) {
+			pct := map[string]int{"inject": 15, "rollout": 40, "service": 60, "tunnel": 75, "restore": 90}[pr.Stage]
+			p.Report(pr.Message, pct)
+		},
+		Logger: e.log,
+	}, spec)
+	if err != nil {
+		return nil, err
+	}
+	it := &interception{ic: ic, holder: e.opts.Holder, log: e.log}
+	ports := ic.Record().AppPorts()
+	if req.Port != 0 {
+		it.port = req.Port
+	} else if len(ports) > 0 {
+		it.port = ports[0]
+	}
+	if err := it.startProxies(ic.Tunnels().DialCluster); err != nil {
+		if lerr := ic.Leave(context.WithoutCancel(ctx)); lerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore %s: %w", w, lerr))
+		}
+		return nil, err
+	}
+	it.env = append(resolved.Environ(), it.proxyEnv...)
+	return it, nil
+}
+
+// Restore implements session.InterceptEngine.
+func (e *Engine) Restore(ctx context.Context, t session.Target, workload string, p session.Progress) ([]string, error) {
+	_, cs, ns, err := connect(t)
+	if err != nil {
+		return nil, err
+	}
+	progress := func(pr intercept.Progress) { p.Report(pr.Message, -1) }
+	if workload == "" {
+		ws, err := intercept.LeaveAll(ctx, cs, ns, e.opts.Holder, progress)
+		out := make([]string, 0, len(ws))
+		for _, w := range ws {
+			out = append(out, w.String())
+		}
+		return out, err
+	}
+	w, err := intercept.ParseWorkload(workload)
+	if err != nil {
+		return nil, err
+	}
+	inj := &intercept.Injector{Client: cs, Namespace: ns, Progress: progress, Logger: e.log}
+	if err := inj.Leave(ctx, w, e.opts.Holder, 0); err != nil {
+		if errors.Is(err, intercept.ErrNotIntercepted) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return []string{w.String()}, nil
+}
+
+// interception is a live intercept with its outbound proxies.
+type interception struct {
+	ic     *intercept.Intercept
+	holder string
+	port   int
+	log    *slog.Logger
+
+	env      []string
+	proxyEnv []string
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+func (it *interception) Env() []string { return append([]string(nil), it.env...) }
+func (it *interception) Port() int     { return it.port }
+
+// Requests counts what the agents sent to this machine, summed over pods.
+// It asks the agents, so it is bounded to stay cheap for status updates.
+func (it *interception) Requests() int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	st, err := it.ic.Tunnels().Stats(ctx)
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, p := range st.Ports {
+		n += p.ToLaptop
+	}
+	return int64(n)
+}
+
+func (it *interception) Leave(ctx context.Context, _ session.Progress) error {
+	it.stopProxies()
+	return it.ic.Leave(ctx)
+}
+
+// startProxies listens on loopback for the program's outbound traffic:
+// HTTP_PROXY/HTTPS_PROXY (CONNECT) and ALL_PROXY (SOCKS5), both behind a
+// random password so other users of the machine cannot use the tunnel.
+func (it *interception) startProxies(dial proxy.DialFunc) error {
+	secret := make([]byte, 16)
+	if _, err := rand.Read(secret); err != nil {
+		return fmt.Errorf("proxy credentials: %w", err)
+	}
+	pass := hex.EncodeToString(secret)
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen for the outbound HTTP proxy: %w", err)
+	}
+	socksLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		httpLn.Close()
+		return fmt.Errorf("listen for the outbound SOCKS5 proxy: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	it.mu.Lock()
+	it.listeners, it.cancel = []net.Listener{httpLn, socksLn}, cancel
+	it.mu.Unlock()
+	creds := proxy.WithCredentials("kloop", pass)
+	it.wg.Add(2)
+	go func() {
+		defer it.wg.Done()
+		if err := proxy.ServeHTTPProxy(ctx, httpLn, dial, creds); err != nil && ctx.Err() == nil {
+			it.log.Warn("outbound HTTP proxy stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer it.wg.Done()
+		if err := proxy.ServeSOCKS5(ctx, socksLn, dial, creds); err != nil && ctx.Err() == nil {
+			it.log.Warn("outbound SOCKS5 proxy stopped", "err", err)
+		}
+	}()
+	user := url.UserPassword("kloop", pass)
+	httpURL := (&url.URL{Scheme: "http", User: user, Host: httpLn.Addr().String()}).String()
+	socksURL := (&url.URL{Scheme: "socks5h", User: user, Host: socksLn.Addr().String()}).String()
+	noProxy := "localhost,127.0.0.1,::1"
+	it.proxyEnv = []string{
+		"HTTP_PROXY=" + httpURL, "HTTPS_PROXY=" + httpURL, "ALL_PROXY=" + socksURL, "NO_PROXY=" + noProxy,
+		"http_proxy=" + httpURL, "https_proxy=" + httpURL, "all_proxy=" + socksURL, "no_proxy=" + noProxy,
+	}
+	return nil
+}
+
+func (it *interception) stopProxies() {
+	it.mu.Lock()
+	cancel, lns := it.cancel, it.listeners
+	it.cancel, it.listeners = nil, nil
+	it.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	it.wg.Wait()
+}
