@@ -189,13 +189,31 @@ type ordersAnswer struct {
 // getOrder does what a cluster client does: it sends GET /orders/1 to the
 // orders Service, resolved to a ready pod and the Service's targetPort (as
 // `kubectl port-forward svc/orders` does), through a real port-forward. It
-// returns the HTTP status and the decoded answer.
+// returns the HTTP status and the decoded answer. Transport errors are
+// retried: kwok marks a new pod Ready before its stand-in process serves,
+// which a real kubelet's readiness would not.
 func (f *fixture) getOrder(t testing.TB) (int, ordersAnswer, string) {
+	t.Helper()
+	var lastErr error
+	var code int
+	var a ordersAnswer
+	var body string
+	eventually(t, "an answer from the orders Service", func() bool {
+		code, a, body, lastErr = f.tryGetOrder(t)
+		if lastErr != nil {
+			t.Logf("GET /orders/1: %v (retrying)", lastErr)
+		}
+		return lastErr == nil
+	})
+	return code, a, body
+}
+
+func (f *fixture) tryGetOrder(t testing.TB) (int, ordersAnswer, string, error) {
 	t.Helper()
 	ctx := context.Background()
 	svc, err := f.env.Client.CoreV1().Services(f.env.Namespace).Get(ctx, "orders", metav1.GetOptions{})
 	if err != nil {
-		t.Fatal(err)
+		return 0, ordersAnswer{}, "", err
 	}
 	var tp intstr.IntOrString
 	for _, sp := range svc.Spec.Ports {
@@ -222,13 +240,16 @@ func (f *fixture) getOrder(t testing.TB) (int, ordersAnswer, string) {
 	}}
 	resp, err := client.Get("http://orders/orders/1")
 	if err != nil {
-		t.Fatalf("GET /orders/1 via Service orders (pod %s port %d): %v", pod.Name, target, err)
+		return 0, ordersAnswer{}, "", fmt.Errorf("via Service orders (pod %s port %d): %w", pod.Name, target, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, ordersAnswer{}, "", err
+	}
 	var a ordersAnswer
-	_ = json.Unmarshal(body, &a)
-	return resp.StatusCode, a, string(body)
+	_ = json.Unmarshal(data, &a)
+	return resp.StatusCode, a, string(data), nil
 }
 
 func (f *fixture) readyPod(t testing.TB, selector string) corev1.Pod {
