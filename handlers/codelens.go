@@ -33,11 +33,13 @@ func (s *Server) CodeLens(ctx context.Context, params *protocol.CodeLensParams) 
 	if !ok {
 		return nil, nil
 	}
+	doc.lensMu.Lock()
 	if !doc.lensOK {
 		doc.lenses = s.computeLenses(u, doc.text)
 		doc.lensOK = true
 	}
 	lenses := doc.lenses
+	doc.lensMu.Unlock()
 	if sess := s.currentSession(); sess != nil && len(lenses) > 0 && isGoFile(u) {
 		if st := sess.Status(); len(st.Intercepts) > 0 {
 			lenses = append([]protocol.CodeLens{statusLens(lenses[0].Range, st)}, lenses...)

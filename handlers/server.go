@@ -9,8 +9,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 
 	"go.lsp.dev/jsonrpc2"
@@ -83,7 +86,7 @@ func Serve(ctx context.Context, stream jsonrpc2.Stream, opts Options) (jsonrpc2.
 		exited:          make(chan struct{}),
 	}
 	ctx = protocol.WithClient(ctx, s.client)
-	conn.Go(ctx, orderedHandler(ctx, protocol.ServerHandler(s, jsonrpc2.MethodNotFoundHandler)))
+	conn.Go(ctx, orderedHandler(ctx, s.answerErrors(protocol.ServerHandler(s, jsonrpc2.MethodNotFoundHandler))))
 	go func() {
 		<-conn.Done()
 		s.close()
@@ -113,7 +116,9 @@ func orderedHandler(base context.Context, next jsonrpc2.Handler) jsonrpc2.Handle
 				ID json.RawMessage `json:"id"`
 			}
 			if err := json.Unmarshal(req.Params(), &params); err != nil || len(params.ID) == 0 {
-				return nil, jsonrpc2.NewError(jsonrpc2.ErrInvalidParams.Code, "kloop: $/cancelRequest needs an id")
+				// A notification's error would end the connection (see
+				// answerErrors); a cancel naming no request is ignored.
+				return nil, nil
 			}
 			mu.Lock()
 			cancel := inflight[string(bytes.TrimSpace(params.ID))]
@@ -140,6 +145,49 @@ func orderedHandler(base context.Context, next jsonrpc2.Handler) jsonrpc2.Handle
 			}
 		}
 		return next(ctx, req)
+	}
+}
+
+// answerErrors shapes handler errors for the client.
+//
+// Params that do not decode are reported as -32602 Invalid params: the
+// protocol package answers them with -32700 Parse error, which tells the
+// editor its JSON was unreadable when it was well-formed JSON of the wrong
+// shape (the stream has already answered truly unparseable messages).
+//
+// A notification's error must never reach jsonrpc2: it ends the whole
+// connection on one, so an editor sending $/setTrace, an unknown
+// notification or a didChange for a closed file would lose its server.
+// Unknown notifications are ignored, as LSP allows; other failures go to
+// the editor's log as window/logMessage, the only channel a notification
+// has back.
+func (s *Server) answerErrors(next jsonrpc2.Handler) jsonrpc2.Handler {
+	return func(ctx context.Context, req *jsonrpc2.Request) (any, error) {
+		result, err := next(ctx, req)
+		if err == nil {
+			return result, nil
+		}
+		method := req.Method()
+		var rpcErr *jsonrpc2.Error
+		if errors.As(err, &rpcErr) && rpcErr.Code == jsonrpc2.ErrParse.Code {
+			err = jsonrpc2.NewError(jsonrpc2.ErrInvalidParams.Code, fmt.Sprintf("kloop: invalid params for %s: %s", method, strings.TrimPrefix(err.Error(), jsonrpc2.ErrParse.Message+": ")))
+		}
+		if req.IsCall() {
+			return result, err
+		}
+		if errors.As(err, &rpcErr) && rpcErr.Code == jsonrpc2.ErrMethodNotFound.Code {
+			s.log.Debug("ignored notification", "method", method, "err", err)
+			return nil, nil
+		}
+		s.log.Warn("notification failed", "method", method, "err", err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "kloop: ") {
+			msg = fmt.Sprintf("kloop: %s: %s", method, msg)
+		}
+		if lerr := s.client.LogMessage(context.WithoutCancel(ctx), &protocol.LogMessageParams{Type: protocol.MessageTypeError, Message: msg}); lerr != nil {
+			s.log.Debug("report notification failure", "err", lerr)
+		}
+		return nil, nil
 	}
 }
 

@@ -19,6 +19,10 @@ import (
 type document struct {
 	version int32
 	text    []byte
+	// lensMu guards the lens cache: codeLens requests run concurrently
+	// (editors re-ask on every change without waiting) on the same
+	// document.
+	lensMu sync.Mutex
 	// lenses caches the code lenses computed for this version.
 	lenses []protocol.CodeLens
 	lensOK bool

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -49,8 +50,21 @@ type Client struct {
 }
 
 // Connect dials (or starts) the daemon and initializes an LSP session for
-// the workspace.
+// the workspace. A daemon that hangs up before answering initialize was on
+// its way out (idle exit, or killed): Connect starts over, like Forward.
 func Connect(ctx context.Context, opts ClientOptions) (*Client, error) {
+	for attempt := 1; ; attempt++ {
+		c, err := connectOnce(ctx, opts)
+		if !errors.Is(err, errNoAnswer) || attempt >= maxConnectAttempts || ctx.Err() != nil {
+			return c, err
+		}
+	}
+}
+
+// errNoAnswer marks a connection the daemon closed before answering.
+var errNoAnswer = errors.New("the daemon closed the connection without answering")
+
+func connectOnce(ctx context.Context, opts ClientOptions) (*Client, error) {
 	nc, err := Dial(ctx, opts.Dial)
 	if err != nil {
 		return nil, err
@@ -99,6 +113,10 @@ func Connect(ctx context.Context, opts ClientOptions) (*Client, error) {
 			// The daemon said why it hung up (a refused peer); that
 			// message already names the daemon and what to do.
 			return nil, notice
+		}
+		var rpcErr *jsonrpc2.Error
+		if !errors.As(err, &rpcErr) {
+			err = fmt.Errorf("%w: %w", errNoAnswer, err)
 		}
 		return nil, fmt.Errorf("initialize with the daemon: %w", err)
 	}

@@ -27,7 +27,11 @@ func ServeConn(ctx context.Context, rwc io.ReadWriteCloser, opts ConnOptions) er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	stream := newLSPStream(rwc, opts.MaxMessageBytes, func(err error) {
+	maxBytes, err := resolveMaxBytes(opts.MaxMessageBytes)
+	if err != nil {
+		log.Warn("message size limit", "err", err)
+	}
+	stream := newLSPStream(rwc, maxBytes, func(err error) {
 		log.Warn("bad input from client", "err", err)
 	})
 	conn, exited := handlers.Serve(ctx, stream, handlers.Options{

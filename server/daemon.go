@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -136,7 +138,7 @@ func (d *daemon) accept(ctx context.Context) error {
 		}
 		if err := checkPeer(c); err != nil {
 			d.log.Warn("refused connection", "err", err)
-			c.Close()
+			go d.refuse(c, err)
 			continue
 		}
 		d.clients.Add(1)
@@ -161,6 +163,35 @@ func (d *daemon) accept(ctx context.Context) error {
 			}
 		}()
 	}
+}
+
+// refuse tells a client the daemon will not serve it, then hangs up. The
+// answer is an LSP error frame, so the editor's log (or the CLI) shows why
+// instead of a bare disconnect. It runs on its own goroutine: a client
+// that neither reads nor closes must not stall accept.
+func (d *daemon) refuse(c net.Conn, why error) {
+	defer c.Close()
+	body, err := json.Marshal(map[string]any{
+		"jsonrpc": "2.0",
+		"id":      nil,
+		"error":   rpcError{codeInvalidRequest, fmt.Sprintf("kloop: the daemon on %s refused this connection: %v; every user runs a daemon of their own: point KLOOP_SOCKET or XDG_RUNTIME_DIR at a directory you own", d.opts.Paths.Socket, why)},
+	})
+	if err != nil {
+		d.log.Error("encode refusal", "err", err)
+		return
+	}
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if err := writeFrame(c, body); err != nil {
+		d.log.Debug("tell refused client", "err", err)
+		return
+	}
+	// Closing a unix socket with unread input resets it, and the client
+	// would see "connection reset" instead of the refusal. Signal the end,
+	// then discard what it sent until it hangs up.
+	if uc, ok := c.(*net.UnixConn); ok {
+		_ = uc.CloseWrite()
+	}
+	_, _ = io.Copy(io.Discard, c)
 }
 
 func (d *daemon) shutdown(why string) {

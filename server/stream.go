@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -19,8 +21,22 @@ import (
 // runaway client from making the shared daemon allocate without bound.
 const DefaultMaxMessageBytes = 64 << 20
 
+// MaxMessageBytesEnv names the environment variable that sets the message
+// size limit when no explicit limit was configured. The forwarder passes its
+// environment to the daemon it starts, so one variable covers both modes;
+// tests use it to exercise the limit without sending 64 MiB.
+const MaxMessageBytesEnv = "KLOOP_MAX_MESSAGE_BYTES"
+
 // maxHeaderLine bounds one header line; a longer one is garbage, not a header.
 const maxHeaderLine = 4096
+
+// idProbeBytes is how much of an over-size body is kept to find its id, so
+// the error answers the request instead of leaving the editor waiting.
+const idProbeBytes = 4096
+
+// eagerBodyBytes is how much of a body is allocated before its bytes
+// arrive. A header alone must not make the daemon allocate 64 MiB.
+const eagerBodyBytes = 1 << 20
 
 // Error codes from the JSON-RPC 2.0 specification.
 const (
@@ -28,16 +44,41 @@ const (
 	codeInvalidRequest = -32600
 )
 
+// resolveMaxBytes returns the limit to enforce: an explicit configured
+// value wins, then MaxMessageBytesEnv, then the default.
+func resolveMaxBytes(configured int) (int, error) {
+	if configured > 0 && configured != DefaultMaxMessageBytes {
+		return configured, nil
+	}
+	v := os.Getenv(MaxMessageBytesEnv)
+	if v == "" {
+		return DefaultMaxMessageBytes, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return DefaultMaxMessageBytes, fmt.Errorf("%s=%q is not a positive byte count; using %d", MaxMessageBytesEnv, v, DefaultMaxMessageBytes)
+	}
+	return n, nil
+}
+
 // lspStream is a jsonrpc2.Stream with LSP Content-Length framing that survives
 // bad input. The library's own framer ends the connection on any malformed
 // message; a daemon shared by several editors must instead answer the bad
 // message with a JSON-RPC error and keep reading, so one buggy client cannot
 // take down the session state others see.
 type lspStream struct {
+	raw    io.Reader
 	in     *bufio.Reader
 	out    io.Writer
 	closer io.Closer
 	max    int
+
+	// pending holds bytes given back to the input by unread, ahead of raw.
+	pending *bytes.Reader
+	// quiet is set after a framing error was reported: the bytes up to the
+	// next good header are the same mistake, and the editor needs one
+	// error for it, not one per garbage line.
+	quiet bool
 
 	wmu sync.Mutex
 	// onBadInput reports each recovered error for the daemon log.
@@ -51,7 +92,7 @@ func newLSPStream(rwc io.ReadWriteCloser, maxBytes int, onBadInput func(error)) 
 	if onBadInput == nil {
 		onBadInput = func(error) {}
 	}
-	return &lspStream{in: bufio.NewReaderSize(rwc, 64<<10), out: rwc, closer: rwc, max: maxBytes, onBadInput: onBadInput}
+	return &lspStream{raw: rwc, in: bufio.NewReaderSize(rwc, 64<<10), out: rwc, closer: rwc, max: maxBytes, onBadInput: onBadInput}
 }
 
 // Read returns the next well-formed message. Malformed ones are answered
@@ -66,28 +107,90 @@ func (s *lspStream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 			return nil, 0, err
 		}
 		if length > s.max {
-			if _, err := io.CopyN(io.Discard, s.in, int64(length)); err != nil {
-				return nil, 0, unexpectedEOF(err)
+			head, err := s.discard(length)
+			if err != nil {
+				return nil, 0, err
 			}
-			s.reject(nil, codeInvalidRequest, fmt.Sprintf("message of %d bytes exceeds the limit of %d bytes; split the request or send smaller documents", length, s.max))
+			s.reject(leadingID(head), codeInvalidRequest, fmt.Sprintf("message of %d bytes exceeds the limit of %d bytes; split the request or send smaller documents", length, s.max))
 			continue
 		}
-		body := make([]byte, length)
-		if _, err := io.ReadFull(s.in, body); err != nil {
-			return nil, 0, unexpectedEOF(err)
+		body, err := s.readBody(length)
+		if err != nil {
+			return nil, 0, err
 		}
 		msg, err := jsonrpc2.DecodeMessage(body)
 		if err != nil {
-			id, code := idOf(body)
-			reason := "malformed JSON"
-			if code == codeInvalidRequest {
-				reason = "invalid JSON-RPC message"
-			}
-			s.reject(id, code, fmt.Sprintf("%s in a message of %d bytes: %v; check the Content-Length header matches the UTF-8 byte length of the body", reason, length, err))
+			s.rejectBody(body, err)
 			continue
 		}
+		s.quiet = false
 		return msg, int64(headerLen + length), nil
 	}
+}
+
+// readBody reads n bytes, growing the buffer as they arrive.
+func (s *lspStream) readBody(n int) ([]byte, error) {
+	body := make([]byte, 0, min(n, eagerBodyBytes))
+	for len(body) < n {
+		if len(body) == cap(body) {
+			body = slices.Grow(body, min(n, 2*cap(body))-len(body))
+		}
+		m, err := s.in.Read(body[len(body):cap(body)])
+		body = body[:len(body)+m]
+		if err != nil && len(body) < n {
+			return nil, unexpectedEOF(err)
+		}
+	}
+	return body, nil
+}
+
+// discard skips an over-size body of n bytes and returns its first bytes.
+func (s *lspStream) discard(n int) ([]byte, error) {
+	head := make([]byte, min(n, idProbeBytes))
+	if _, err := io.ReadFull(s.in, head); err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	if _, err := io.CopyN(io.Discard, s.in, int64(n-len(head))); err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	return head, nil
+}
+
+// rejectBody answers a body that is not one JSON-RPC message. A wrong
+// Content-Length shows here: too small cuts the JSON short, too large
+// swallows the start of the next message. In the second case the bytes
+// after the JSON value are given back to the input, so the next message is
+// still served.
+func (s *lspStream) rejectBody(body []byte, decodeErr error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var value json.RawMessage
+	if dec.Decode(&value) == nil {
+		end := int(dec.InputOffset())
+		if rest := body[end:]; len(bytes.TrimSpace(rest)) > 0 {
+			s.unread(rest)
+			s.reject(leadingID(value), codeInvalidRequest, fmt.Sprintf("Content-Length %d is %d bytes more than the JSON message it frames (%d bytes); the message was not run and the bytes after it were read as the next message. Content-Length counts the UTF-8 bytes of the body", len(body), len(rest), end))
+			return
+		}
+		s.reject(leadingID(body), codeInvalidRequest, fmt.Sprintf("invalid JSON-RPC message of %d bytes: %v; a message needs \"jsonrpc\":\"2.0\" and a method, or a result or error", len(body), decodeErr))
+		return
+	}
+	// Whatever follows a cut-short body is garbage up to the next header:
+	// this error covers it.
+	s.quiet = true
+	s.reject(leadingID(body), codeParseError, fmt.Sprintf("malformed JSON in a message of %d bytes; check the Content-Length header matches the UTF-8 byte length of the body", len(body)))
+}
+
+// unread puts b back in front of the unread input.
+func (s *lspStream) unread(b []byte) {
+	buffered, _ := s.in.Peek(s.in.Buffered())
+	next := make([]byte, 0, len(b)+len(buffered))
+	next = append(append(next, b...), buffered...)
+	if s.pending != nil {
+		rest, _ := io.ReadAll(s.pending)
+		next = append(next, rest...)
+	}
+	s.pending = bytes.NewReader(next)
+	s.in.Reset(io.MultiReader(s.pending, s.raw))
 }
 
 // readHeader parses one header block. A garbage line is reported and
@@ -96,6 +199,7 @@ func (s *lspStream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 // framing is re-synchronised on it.
 func (s *lspStream) readHeader() (length, consumed int, err error) {
 	length = -1
+	badLength := false
 	for {
 		line, err := s.readLine()
 		if err != nil {
@@ -115,26 +219,17 @@ func (s *lspStream) readHeader() (length, consumed int, err error) {
 				consumed = 0
 				continue
 			}
-			s.reject(nil, codeParseError, "LSP header block without a Content-Length field; every message needs `Content-Length: N` followed by an empty line")
-			consumed = 0
-			continue
-		}
-		name, value, ok := bytes.Cut(trimmed, []byte(":"))
-		if ok && isToken(name) {
-			if bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Length")) {
-				n, perr := strconv.Atoi(string(bytes.TrimSpace(value)))
-				if perr != nil || n <= 0 {
-					s.reject(nil, codeParseError, fmt.Sprintf("invalid Content-Length %q: it must be a positive byte count", bytes.TrimSpace(value)))
-					length = -1
-					continue
-				}
-				length = n
+			if !badLength {
+				s.framingError("LSP header block without a Content-Length field; every message needs `Content-Length: N` followed by an empty line")
 			}
+			consumed, badLength = 0, false
 			continue
 		}
-		// Garbage: look for a header that was glued onto it.
+		// A header glued onto the end of other bytes: the tail of a body
+		// whose Content-Length was too small. Checked before header syntax,
+		// since such a tail can itself look like `name: value`.
 		if i := indexFold(trimmed, []byte("content-length:")); i > 0 {
-			s.reject(nil, codeParseError, fmt.Sprintf("%d stray bytes before an LSP header; was the previous Content-Length too small?", i))
+			s.framingError(fmt.Sprintf("%d stray bytes before an LSP header; was the previous Content-Length too small?", i))
 			n, perr := strconv.Atoi(string(bytes.TrimSpace(trimmed[i+len("content-length:"):])))
 			if perr == nil && n > 0 {
 				length = n
@@ -142,48 +237,83 @@ func (s *lspStream) readHeader() (length, consumed int, err error) {
 			}
 			continue
 		}
-		s.reject(nil, codeParseError, fmt.Sprintf("malformed LSP header line %q; expected `Content-Length: N`", truncate(trimmed, 60)))
+		name, value, ok := bytes.Cut(trimmed, []byte(":"))
+		if ok && isToken(name) {
+			if bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Length")) {
+				n, perr := strconv.Atoi(string(bytes.TrimSpace(value)))
+				if perr != nil || n <= 0 {
+					s.framingError(fmt.Sprintf("invalid Content-Length %q: it must be a positive byte count", truncate(bytes.TrimSpace(value), 60)))
+					length, badLength = -1, true
+					continue
+				}
+				length = n
+			}
+			continue
+		}
+		s.framingError(fmt.Sprintf("malformed LSP header line %q; expected `Content-Length: N`", truncate(trimmed, 60)))
 		consumed = 0
 	}
 }
 
+// readLine returns the next line. An over-long line is not a header; its
+// last maxHeaderLine bytes are kept because a header glued to the end of
+// garbage (after a too-small Content-Length) is how framing recovers.
 func (s *lspStream) readLine() ([]byte, error) {
 	line, err := s.in.ReadSlice('\n')
 	if err == nil {
 		return append([]byte(nil), line...), nil
 	}
-	if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxHeaderLine {
-		// An over-long line is not a header: drop through to its end.
-		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = s.in.ReadSlice('\n')
-		}
-		if err != nil {
-			return nil, err
-		}
-		return []byte("<over-long line>\n"), nil
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, err
 	}
-	return nil, err
+	tail := append([]byte(nil), line...)
+	for errors.Is(err, bufio.ErrBufferFull) {
+		line, err = s.in.ReadSlice('\n')
+		tail = append(tail, line...)
+		if len(tail) > maxHeaderLine {
+			tail = append(tail[:0], tail[len(tail)-maxHeaderLine:]...)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("<over-long line>"), tail...), nil
+}
+
+// framingError reports bytes that are not a header. Only the first of a
+// run goes to the peer (see quiet); all go to the log.
+func (s *lspStream) framingError(message string) {
+	if s.quiet {
+		s.onBadInput(errors.New(message))
+		return
+	}
+	s.quiet = true
+	s.reject(nil, codeParseError, message)
 }
 
 // reject answers a message the stream could not deliver. The error goes to
-// the peer, so an editor's log shows what it sent wrong.
+// the peer, so an editor's log shows what it sent wrong; with the id of the
+// request, when it could be found, so the editor stops waiting for it.
 func (s *lspStream) reject(id json.RawMessage, code int, message string) {
 	s.onBadInput(errors.New(message))
 	if id == nil {
 		id = json.RawMessage("null")
 	}
-	body, _ := json.Marshal(struct {
+	body, err := json.Marshal(struct {
 		JSONRPC string          `json:"jsonrpc"`
 		ID      json.RawMessage `json:"id"`
-		Error   struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}{JSONRPC: "2.0", ID: id, Error: struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	}{code, "kloop: " + message}})
+		Error   rpcError        `json:"error"`
+	}{JSONRPC: "2.0", ID: id, Error: rpcError{code, "kloop: " + message}})
+	if err != nil {
+		s.onBadInput(fmt.Errorf("encode error response: %w", err))
+		return
+	}
 	_ = s.writeFrame(body)
+}
+
+type rpcError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
 }
 
 // Write frames msg as one contiguous write.
@@ -202,32 +332,49 @@ func (s *lspStream) Write(ctx context.Context, msg jsonrpc2.Message) (int64, err
 }
 
 func (s *lspStream) writeFrame(body []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return writeFrame(s.out, body)
+}
+
+// writeFrame writes body with its header in one write, so frames from
+// concurrent writers never interleave.
+func writeFrame(w io.Writer, body []byte) error {
 	buf := make([]byte, 0, len(body)+32)
 	buf = append(buf, "Content-Length: "...)
 	buf = strconv.AppendInt(buf, int64(len(body)), 10)
 	buf = append(buf, "\r\n\r\n"...)
 	buf = append(buf, body...)
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	_, err := s.out.Write(buf)
+	_, err := w.Write(buf)
 	return err
 }
 
 func (s *lspStream) Close() error { return s.closer.Close() }
 
-// idOf extracts the id of a message that failed to decode so the error
-// response can name it; code tells whether the body was JSON at all.
-func idOf(body []byte) (json.RawMessage, int) {
-	var probe struct {
-		ID json.RawMessage `json:"id"`
+// leadingID finds the id member of a JSON-RPC request in data, which may be
+// cut short or followed by garbage: editors put the id near the front, so
+// a truncated request can still be answered under its own id. It returns
+// nil when no number or string id precedes the damage.
+func leadingID(data []byte) json.RawMessage {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
 	}
-	if err := json.Unmarshal(body, &probe); err != nil {
-		return nil, codeParseError
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil
+		}
+		if key == "id" && len(value) > 0 && (value[0] == '"' || value[0] == '-' || (value[0] >= '0' && value[0] <= '9')) {
+			return value
+		}
 	}
-	if len(probe.ID) > 0 && (probe.ID[0] == '"' || probe.ID[0] == '-' || (probe.ID[0] >= '0' && probe.ID[0] <= '9')) {
-		return probe.ID, codeInvalidRequest
-	}
-	return nil, codeInvalidRequest
+	return nil
 }
 
 func isToken(b []byte) bool {
@@ -243,8 +390,26 @@ func isToken(b []byte) bool {
 	return true
 }
 
+// indexFold finds the ASCII lower-case sub in s, ignoring ASCII case. It
+// keeps byte offsets intact, which bytes.ToLower does not for invalid UTF-8.
 func indexFold(s, sub []byte) int {
-	return bytes.Index(bytes.ToLower(s), sub)
+	for i := 0; i+len(sub) <= len(s); i++ {
+		match := true
+		for j, c := range sub {
+			b := s[i+j]
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			if b != c {
+				match = false
+				break
+			}
+		}
+		if match {
+			return i
+		}
+	}
+	return -1
 }
 
 func truncate(b []byte, n int) string {

@@ -204,9 +204,6 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 	if engine == nil {
 		return nil, &NotAvailableError{Command: "kloop.intercept", Why: "intercepts are not wired into this daemon"}
 	}
-	if args.Debug {
-		return nil, &NotAvailableError{Command: "kloop.intercept --debug", Why: "start the debug session from the editor (launch type kloop) or `kloop dap`; the daemon does not run Delve itself"}
-	}
 	cfg, err := s.loadConfig()
 	if err != nil {
 		return nil, err
@@ -214,6 +211,11 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 	plan, err := planIntercept(cfg, args)
 	if err != nil {
 		return nil, err
+	}
+	if args.Debug {
+		// The debug adapter runs the program under Delve; the daemon only
+		// routes the traffic to its port.
+		plan.program, plan.run, plan.build = "", nil, nil
 	}
 	s.opMu.Lock()
 	defer s.opMu.Unlock()

@@ -231,9 +231,13 @@ func TestExecuteCommandValidatesArguments(t *testing.T) {
 		{"bad header", "kloop.intercept", map[string]any{"workload": "orders", "header": map[string]any{"x dev": "me"}}, -32602, "not a valid HTTP header name"},
 		{"leave both", "kloop.leave", map[string]any{"workload": "orders", "all": true}, -32602, "not both"},
 		{"env format", "kloop.env", map[string]any{"workload": "orders", "format": "xml"}, -32602, "want dotenv, json or shell"},
-		{"intercept not in this build", "kloop.intercept", map[string]any{"workload": "orders"}, -32001, "not available in this build"},
+		{"intercept without a cluster", "kloop.intercept", map[string]any{"workload": "orders"}, -32803, "kubeconfig"},
+		{"relaunch with nothing running", "kloop.relaunch", nil, -32803, "no local program runs"},
 	}
 	forEachMode(t, func(t *testing.T, env *editor.Env, mode editor.Mode) {
+		// No cluster here: a kubeconfig that does not exist, never the
+		// developer's own.
+		env.Extra = append(env.Extra, "KUBECONFIG="+filepath.Join(t.TempDir(), "no-kubeconfig"))
 		ed := editor.Start(t, env, mode)
 		ed.Initialize(workspace(t, nil), true)
 		for _, c := range cases {

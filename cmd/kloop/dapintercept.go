@@ -62,7 +62,7 @@ func (d *daemonIntercept) resolveEnv(ctx context.Context, cfg debugadapter.Launc
 		}
 	}
 	if !held {
-		args := session.InterceptArgs{Workload: cfg.Workload, Port: cfg.Port, Header: cfg.Header}
+		args := session.InterceptArgs{Workload: cfg.Workload, Port: cfg.Port, Header: cfg.Header, Debug: true}
 		var in session.InterceptStatus
 		if err := c.Execute(ctx, handlers.CmdIntercept, args, &in); err != nil {
 			return nil, fmt.Errorf("intercept %s: %w", cfg.Workload, err)

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -44,6 +45,9 @@ type Env struct {
 	State  string
 	// Extra environment for kloop processes, NAME=VALUE.
 	Extra []string
+	// Credential, when set, runs kloop processes as another user: the
+	// peer-uid tests need a client that is not the daemon's owner.
+	Credential *syscall.Credential
 }
 
 // NewEnv makes a private daemon environment under t.TempDir. Unix socket
@@ -57,6 +61,9 @@ func NewEnv(t testing.TB, binary string) *Env {
 	env := &Env{Binary: binary, Socket: filepath.Join(dir, "d", "daemon.sock"), State: filepath.Join(t.TempDir(), "state")}
 	t.Cleanup(func() {
 		env.StopDaemon(t)
+		if log, err := os.ReadFile(filepath.Join(env.State, "daemon.log")); err == nil && bytes.Contains(log, []byte(raceReport)) {
+			t.Errorf("the daemon reported a data race:\n%s", log)
+		}
 		os.RemoveAll(dir)
 	})
 	return env
@@ -71,6 +78,9 @@ func (e *Env) Environ() []string {
 func (e *Env) Command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, e.Binary, args...)
 	cmd.Env = e.Environ()
+	if e.Credential != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.Credential}
+	}
 	return cmd
 }
 
@@ -106,6 +116,24 @@ func (e *Env) DaemonPIDs() []int {
 	return pids
 }
 
+// Exited reports whether process pid has finished dying: gone, or a
+// zombie. DaemonPIDs alone cannot tell: a process in the middle of exiting
+// has lost its environment but may still hold its socket open.
+func Exited(pid int) bool {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) == 0 || (f[0] != "Z" && f[0] != "X") {
+		return false
+	}
+	// The leader of a Go process turns zombie while its other threads,
+	// which share its open files, are still exiting.
+	tasks, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
+	return len(tasks) <= 1
+}
+
 // StopDaemon kills this Env's daemons, if any are left.
 func (e *Env) StopDaemon(t testing.TB) {
 	for _, pid := range e.DaemonPIDs() {
@@ -115,9 +143,14 @@ func (e *Env) StopDaemon(t testing.TB) {
 	}
 }
 
+// raceReport starts what a -race build prints (see RaceEnv).
+const raceReport = "WARNING: DATA RACE"
+
 // Editor is one running LSP client.
 type Editor struct {
 	t    testing.TB
+	env  *Env
+	mode Mode
 	cmd  *exec.Cmd
 	in   io.WriteCloser
 	wmu  sync.Mutex
@@ -159,8 +192,7 @@ func Start(t testing.TB, env *Env, mode Mode) *Editor {
 	}
 	// vscode-languageclient appends --stdio; every test does too.
 	args = append(args, "--stdio")
-	cmd := exec.Command(env.Binary, args...)
-	cmd.Env = env.Environ()
+	cmd := env.Command(context.Background(), args...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -169,14 +201,19 @@ func Start(t testing.TB, env *Env, mode Mode) *Editor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Editor{t: t, cmd: cmd, in: in, errb: &lockedBuffer{}, responses: map[int]*Message{}}
+	e := &Editor{t: t, env: env, mode: mode, cmd: cmd, in: in, errb: &lockedBuffer{}, responses: map[int]*Message{}}
 	e.cond = sync.NewCond(&e.mu)
 	cmd.Stderr = e.errb
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start kloop %v: %v", args, err)
 	}
 	go e.read(bufio.NewReader(out))
-	t.Cleanup(func() { e.Kill() })
+	t.Cleanup(func() {
+		e.Kill()
+		if stderr := e.Stderr(); strings.Contains(stderr, raceReport) {
+			t.Errorf("kloop %v reported a data race:\n%s", args, stderr)
+		}
+	})
 	return e
 }
 
@@ -190,6 +227,17 @@ func (e *Editor) Kill() {
 		e.cmd.Wait()
 	}
 }
+
+// CloseInput closes kloop's stdin, as an editor that goes away without
+// exit does.
+func (e *Editor) CloseInput() {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.in.Close()
+}
+
+// PID is the kloop process's id.
+func (e *Editor) PID() int { return e.cmd.Process.Pid }
 
 // Wait waits for the kloop process to exit and returns its error.
 func (e *Editor) Wait() error { return e.cmd.Wait() }
@@ -364,6 +412,24 @@ func (e *Editor) Notes(method string) []*Message {
 	return out
 }
 
+// WaitError waits for an error response that answers no request (its id
+// is null, because the server could not tell which request it was) whose
+// message contains substr, and returns it.
+func (e *Editor) WaitError(substr string) *RPCError {
+	e.t.Helper()
+	var found *RPCError
+	e.waitFor("an error response containing "+strconv.Quote(substr), func() bool {
+		for _, n := range e.notes {
+			if n.Method == "" && n.Error != nil && strings.Contains(n.Error.Message, substr) {
+				found = n.Error
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
 // ServerRequests returns the server->client requests received so far.
 func (e *Editor) ServerRequests(method string) []*Message {
 	e.mu.Lock()
@@ -393,13 +459,30 @@ func (e *Editor) waitFor(what string, cond func() bool) {
 	defer e.mu.Unlock()
 	for !cond() {
 		if e.closed {
-			e.t.Fatalf("waiting for %s: connection closed: %v; kloop stderr:\n%s", what, e.readErr, e.errb.String())
+			e.t.Fatalf("waiting for %s: connection closed: %v; kloop stderr:\n%s%s", what, e.readErr, e.errb.String(), e.daemonLog())
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("waiting for %s: nothing after %s; kloop stderr:\n%s", what, WaitTimeout, e.errb.String())
+			e.t.Fatalf("waiting for %s: nothing after %s; kloop stderr:\n%s%s", what, WaitTimeout, e.errb.String(), e.daemonLog())
 		}
 		e.cond.Wait()
 	}
+}
+
+// daemonLog is the shared daemon's log, for failure messages of forwarded
+// editors: what went wrong is usually there, not in the forwarder's stderr.
+func (e *Editor) daemonLog() string {
+	if e.mode != Forwarded {
+		return ""
+	}
+	data, err := os.ReadFile(filepath.Join(e.env.State, "daemon.log"))
+	if err != nil {
+		return fmt.Sprintf("\n(no daemon log: %v)", err)
+	}
+	const tail = 4 << 10
+	if len(data) > tail {
+		data = data[len(data)-tail:]
+	}
+	return "\ndaemon log (tail):\n" + string(data)
 }
 
 // WaitClosed waits until the server closes the connection.

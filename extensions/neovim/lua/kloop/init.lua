@@ -1,0 +1,482 @@
+-- kloop for Neovim: the LSP client for `kloop lsp`, user commands, a
+-- statusline fed by `kloop/status`, code lenses, and an nvim-dap adapter for
+-- `kloop dap` when nvim-dap is installed.
+--
+-- Works on Neovim 0.7.2 (Debian 12: vim.lsp.start_client +
+-- vim.lsp.buf_attach_client) and on 0.8+ (vim.lsp.start).
+local M = {}
+
+local api = vim.api
+
+M.defaults = {
+  -- The kloop binary. A bare name is looked up on PATH.
+  cmd = 'kloop',
+  -- true: `kloop lsp --standalone` (no shared daemon).
+  standalone = false,
+  filetypes = { 'go', 'yaml' },
+  root_markers = { '.kloop.yaml', 'go.mod', '.git' },
+  -- Refresh and show code lenses in kloop buffers.
+  codelens = true,
+  -- Register the nvim-dap adapter and a Go configuration when nvim-dap is present.
+  dap = true,
+  -- Extra LSP client settings (on_attach, capabilities, ...).
+  lsp = {},
+}
+
+M.config = vim.deepcopy(M.defaults)
+-- Last kloop/status per workspace root, and the client of each root.
+M.status = {}
+M.clients = {}
+
+local has_start = vim.lsp.start ~= nil -- 0.8+
+
+local function notify(msg, level)
+  vim.notify(msg, level or vim.log.levels.INFO, { title = 'kloop' })
+end
+
+-- root_of finds the workspace folder of a file: nearest parent with a marker.
+function M.root_of(path)
+  local dir = vim.fn.fnamemodify(path, ':p:h')
+  while dir and dir ~= '' do
+    for _, m in ipairs(M.config.root_markers) do
+      if (vim.uv or vim.loop).fs_stat(dir .. '/' .. m) then
+        return dir
+      end
+    end
+    local up = vim.fn.fnamemodify(dir, ':h')
+    if up == dir then
+      break
+    end
+    dir = up
+  end
+  return vim.fn.fnamemodify(path, ':p:h')
+end
+
+local function shortwl(w)
+  return (w:gsub('^deployment/', ''))
+end
+
+local function duration(ms)
+  if ms < 1000 then
+    return string.format('%dms', ms)
+  elseif ms < 60000 then
+    return string.format('%.1fs', ms / 1000)
+  end
+  return string.format('%dm', math.floor(ms / 60000 + 0.5))
+end
+
+local function isnil(v)
+  return v == nil or v == vim.NIL
+end
+
+-- format_status is the statusline text of one kloop/status.
+function M.format_status(st)
+  if isnil(st) then
+    return 'kloop …'
+  end
+  local parts = {}
+  if not isnil(st.claim) then
+    local ns = st.claim.namespace
+    table.insert(parts, 'kloop: ' .. ((not isnil(ns) and ns ~= '') and ns or st.claim.slot))
+  else
+    table.insert(parts, 'kloop: no claim')
+  end
+  local intercepts = isnil(st.intercepts) and {} or st.intercepts
+  for _, ic in ipairs(intercepts) do
+    table.insert(parts, string.format('⇄ %s %d req', shortwl(ic.workload), ic.requests or 0))
+  end
+  if not isnil(st.lastBuild) and st.lastBuild.ok == false then
+    table.insert(parts, '✗ build failed')
+  elseif not isnil(st.lastRelaunchMillis) and st.lastRelaunchMillis > 0 then
+    table.insert(parts, '↻ ' .. duration(st.lastRelaunchMillis))
+  end
+  return table.concat(parts, ' ')
+end
+
+-- kloop_clients lists kloop clients, of one buffer or all (0.7 .. 0.10+).
+local function kloop_clients(bufnr)
+  local list = {}
+  if vim.lsp.get_clients then
+    return vim.lsp.get_clients({ name = 'kloop', bufnr = bufnr })
+  end
+  local all = bufnr and vim.lsp.buf_get_clients(bufnr) or vim.lsp.get_active_clients()
+  for _, c in pairs(all) do
+    if c.name == 'kloop' then
+      table.insert(list, c)
+    end
+  end
+  return list
+end
+
+local function client_for(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and api.nvim_get_current_buf() or bufnr
+  local mine = kloop_clients(bufnr)
+  if mine[1] then
+    return mine[1]
+  end
+  -- A command typed from a non-kloop buffer uses the only kloop client.
+  local only
+  for _, c in ipairs(kloop_clients(nil)) do
+    if c.name == 'kloop' then
+      if only then
+        return nil
+      end
+      only = c
+    end
+  end
+  return only
+end
+
+-- statusline returns the kloop part of a statusline for the current buffer:
+--   set statusline=%f\ %{v:lua.require'kloop'.statusline()}
+function M.statusline()
+  local bufnr = api.nvim_get_current_buf()
+  local own = kloop_clients(bufnr)[1]
+  if own then
+    return M.format_status(M.status[own.config.root_dir])
+  end
+  local name = api.nvim_buf_get_name(bufnr)
+  if vim.tbl_contains(M.config.filetypes, vim.bo[bufnr].filetype) then
+    -- Started but not initialized yet (0.7 lists only initialized clients).
+    local id = name ~= '' and M.clients[M.root_of(name)]
+    if id and vim.lsp.get_client_by_id(id) then
+      return M.format_status(nil)
+    end
+    return ''
+  end
+  -- Other buffers (quickfix, terminal, help) show the only kloop session.
+  local c = client_for(bufnr)
+  return c and M.format_status(M.status[c.config.root_dir]) or ''
+end
+
+local function on_status(err, result, ctx)
+  if err or isnil(result) then
+    return
+  end
+  local c = vim.lsp.get_client_by_id(ctx.client_id)
+  local root = c and c.config.root_dir or result.workspace
+  M.status[root] = result
+  pcall(vim.cmd, 'redrawstatus!')
+  api.nvim_exec_autocmds('User', { pattern = 'KloopStatus', modeline = false })
+end
+
+-- describe_error turns a JSON-RPC error into the sentence the user reads.
+function M.describe_error(_, err)
+  local msg = type(err) == 'table' and err.message or tostring(err)
+  if not msg:match('^kloop') then
+    msg = 'kloop: ' .. msg
+  end
+  return msg
+end
+
+-- execute runs workspace/executeCommand on the kloop client; on_result gets
+-- the result, a failure is shown with vim.notify at ERROR.
+function M.execute(command, args, on_result, bufnr)
+  local c = client_for(bufnr or 0)
+  if not c then
+    notify('kloop: no kloop language server is running here: open a Go or YAML file of the workspace first', vim.log.levels.ERROR)
+    return
+  end
+  local params = { command = command, arguments = {} }
+  if args ~= nil then
+    params.arguments = { next(args) == nil and vim.empty_dict() or args }
+  end
+  c.request('workspace/executeCommand', params, function(err, result)
+    -- Running a lens hides it until the next refresh: refresh either way.
+    if M.config.codelens then
+      pcall(vim.lsp.codelens.refresh)
+    end
+    if err then
+      notify(M.describe_error(command, err), vim.log.levels.ERROR)
+      return
+    end
+    if on_result then
+      on_result(result)
+    end
+  end, bufnr or api.nvim_get_current_buf())
+end
+
+-- Lenses and code actions name kloop.* commands; run them through execute
+-- so their failures read the same as the user commands'.
+local function client_commands()
+  local cmds = {}
+  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env' }) do
+    cmds[name] = function(command, ctx)
+      local arg = command.arguments and command.arguments[1] or nil
+      -- "Intercept … & debug" starts an nvim-dap session when nvim-dap is there.
+      if name == 'kloop.intercept' and type(arg) == 'table' and arg.debug == true and M.debug_intercept(arg) then
+        if M.config.codelens then
+          pcall(vim.lsp.codelens.refresh)
+        end
+        return
+      end
+      M.execute(command.command, arg, name == 'kloop.env' and M._env_result(arg and arg.workload) or nil, ctx and ctx.bufnr)
+    end
+  end
+  return cmds
+end
+
+function M._env_result(workload)
+  return function(res)
+    vim.fn.setreg('"', res.content)
+    pcall(vim.fn.setreg, '+', res.content)
+    local n = 0
+    for line in res.content:gmatch('[^\n]+') do
+      if line:match('^[%a_][%w_]*=') then
+        n = n + 1
+      end
+    end
+    notify(string.format('kloop: yanked %d variables of %s (%s)', n, workload or 'the workload', res.format))
+  end
+end
+
+local function lsp_config(root)
+  local cmd = { M.config.cmd, 'lsp' }
+  if M.config.standalone then
+    table.insert(cmd, '--standalone')
+  end
+  local user = M.config.lsp or {}
+  local cfg = vim.tbl_extend('force', {
+    name = 'kloop',
+    cmd = cmd,
+    root_dir = root,
+    workspace_folders = { { uri = vim.uri_from_fname(root), name = vim.fn.fnamemodify(root, ':t') } },
+    handlers = { ['kloop/status'] = on_status },
+    commands = client_commands(),
+    capabilities = vim.lsp.protocol.make_client_capabilities(),
+  }, user)
+  local user_attach = user.on_attach
+  cfg.on_attach = function(client, bufnr)
+    if M.config.codelens then
+      local group = api.nvim_create_augroup('kloop_codelens_' .. bufnr, { clear = true })
+      api.nvim_create_autocmd({ 'BufEnter', 'InsertLeave', 'BufWritePost', 'CursorHold' }, {
+        group = group,
+        buffer = bufnr,
+        callback = function()
+          pcall(vim.lsp.codelens.refresh)
+        end,
+      })
+      if bufnr == api.nvim_get_current_buf() then
+        pcall(vim.lsp.codelens.refresh)
+      end
+    end
+    if user_attach then
+      user_attach(client, bufnr)
+    end
+  end
+  cfg.on_exit = function()
+    M.clients[root] = nil
+    M.status[root] = nil
+    pcall(vim.cmd, 'redrawstatus!')
+  end
+  return cfg
+end
+
+-- attach starts (or reuses) the kloop client of the buffer's workspace.
+function M.attach(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and api.nvim_get_current_buf() or bufnr
+  local name = api.nvim_buf_get_name(bufnr)
+  if name == '' or vim.bo[bufnr].buftype ~= '' then
+    return nil
+  end
+  local root = M.root_of(name)
+  if vim.fn.executable(M.config.cmd) ~= 1 then
+    if not M._warned then
+      M._warned = true
+      notify('kloop: ' .. M.config.cmd .. ' not found or not executable; install kloop or pass cmd = "/path/to/kloop" to setup()', vim.log.levels.ERROR)
+    end
+    return nil
+  end
+  local id
+  if has_start then
+    id = vim.lsp.start(lsp_config(root), { bufnr = bufnr })
+  else
+    id = M.clients[root]
+    if not id or not vim.lsp.get_client_by_id(id) then
+      id = vim.lsp.start_client(lsp_config(root))
+    end
+    if id then
+      vim.lsp.buf_attach_client(bufnr, id)
+    end
+  end
+  M.clients[root] = id
+  return id
+end
+
+-- Arguments of :KloopIntercept: WORKLOAD [--port P] [--header K=V]... [--program ./cmd/x] [--debug]
+local function parse_intercept(fargs)
+  local args, i = {}, 1
+  while i <= #fargs do
+    local a = fargs[i]
+    if a == '--port' then
+      args.port, i = fargs[i + 1], i + 1
+    elseif a == '--program' then
+      args.program, i = fargs[i + 1], i + 1
+    elseif a == '--header' then
+      local k, v = (fargs[i + 1] or ''):match('^([^=]+)=(.*)$')
+      if not k then
+        return nil, '--header wants NAME=VALUE'
+      end
+      args.header = args.header or {}
+      args.header[k], i = v, i + 1
+    elseif a == '--debug' then
+      args.debug = true
+    elseif a:sub(1, 2) == '--' then
+      return nil, 'unknown flag ' .. a
+    elseif not args.workload then
+      args.workload = a
+    else
+      return nil, 'unexpected argument ' .. a
+    end
+    i = i + 1
+  end
+  return args
+end
+M._parse_intercept = parse_intercept
+
+local function with_workload(given, prompt, fn)
+  if given and given ~= '' then
+    return fn(given)
+  end
+  vim.ui.input({ prompt = prompt, default = 'deployment/' }, function(w)
+    if w and w ~= '' and w ~= 'deployment/' then
+      fn(w)
+    end
+  end)
+end
+
+local function show_status(st)
+  local c = client_for(0)
+  if c then
+    M.status[c.config.root_dir] = st
+  end
+  pcall(vim.cmd, 'redrawstatus!')
+  local lines = { M.format_status(st), 'workspace: ' .. st.workspace }
+  if not isnil(st.claim) then
+    table.insert(lines, string.format('claim: %s/%s until %s (%s)', st.claim.pool, st.claim.slot, st.claim['until'], st.claim.kubeconfig))
+  end
+  for _, ic in ipairs(isnil(st.intercepts) and {} or st.intercepts) do
+    table.insert(lines, string.format('intercept: %s ports %s, %d requests, %s', ic.workload, table.concat(ic.ports or {}, ','), ic.requests or 0, ic.state))
+  end
+  if not isnil(st.process) then
+    table.insert(lines, string.format('process: %s pid %d %s', st.process.program, st.process.pid, st.process.state))
+  end
+  notify(table.concat(lines, '\n'))
+end
+
+local function create_commands()
+  local cmd = api.nvim_create_user_command
+  cmd('KloopClaim', function(o)
+    local args = {}
+    if o.fargs[1] then args.pool = o.fargs[1] end
+    if o.fargs[2] then args['for'] = o.fargs[2] end
+    M.execute('kloop.claim', args, function(res)
+      if not isnil(res) then
+        notify(string.format('kloop: claimed %s from %s', isnil(res.namespace) and res.slot or res.namespace, res.pool))
+      end
+    end)
+  end, { nargs = '*', desc = 'kloop: claim a dev namespace [POOL [FOR]]' })
+  cmd('KloopRelease', function()
+    M.execute('kloop.release', {}, function() notify('kloop: released') end)
+  end, { nargs = 0, desc = 'kloop: release the dev namespace' })
+  cmd('KloopIntercept', function(o)
+    local args, err = parse_intercept(o.fargs)
+    if not args then
+      return notify('kloop: :KloopIntercept ' .. err .. ' (usage: WORKLOAD [--port P] [--header K=V] [--program ./cmd/x] [--debug])', vim.log.levels.ERROR)
+    end
+    with_workload(args.workload, 'Intercept workload: ', function(w)
+      args.workload = w
+      M.execute('kloop.intercept', args, function() notify('kloop: intercepting ' .. w) end)
+    end)
+  end, { nargs = '*', desc = 'kloop: intercept WORKLOAD [--port P] [--header K=V] [--program P] [--debug]' })
+  cmd('KloopLeave', function(o)
+    local args = o.args ~= '' and { workload = o.args } or { all = true }
+    M.execute('kloop.leave', args, function() notify('kloop: left ' .. (args.workload or 'all intercepts')) end)
+  end, { nargs = '?', desc = 'kloop: leave WORKLOAD (default: all)' })
+  cmd('KloopStatus', function()
+    M.execute('kloop.status', nil, show_status)
+  end, { nargs = 0, desc = 'kloop: show status' })
+  cmd('KloopRelaunch', function(o)
+    M.execute('kloop.relaunch', o.args ~= '' and { workload = o.args } or {}, function() notify('kloop: relaunched') end)
+  end, { nargs = '?', desc = 'kloop: rebuild and restart now' })
+  cmd('KloopEnv', function(o)
+    with_workload(o.fargs[1], 'Env of workload: ', function(w)
+      M.execute('kloop.env', { workload = w, format = o.fargs[2] or 'dotenv' }, M._env_result(w))
+    end)
+  end, { nargs = '*', desc = 'kloop: yank WORKLOAD env [dotenv|json|shell]' })
+end
+
+-- debug_intercept runs a `kloop` nvim-dap session for a lens's arguments;
+-- false when nvim-dap is not installed.
+function M.debug_intercept(arg)
+  local ok, dap = pcall(require, 'dap')
+  if not ok or not M.config.dap then
+    return false
+  end
+  if not dap.adapters.kloop then
+    M.setup_dap(dap)
+  end
+  local cfg = { type = 'kloop', request = 'launch', name = 'kloop: intercept ' .. arg.workload, workload = arg.workload, program = arg.program }
+  if arg.port then cfg.port = arg.port end
+  if arg.header then cfg.header = arg.header end
+  dap.run(cfg)
+  return true
+end
+
+-- setup_dap registers the `kloop` adapter and a Go configuration in nvim-dap.
+function M.setup_dap(dap)
+  dap.adapters.kloop = {
+    type = 'executable',
+    command = M.config.cmd,
+    args = { 'dap' },
+    options = { source_filetype = 'go' },
+  }
+  dap.configurations.go = dap.configurations.go or {}
+  for _, c in ipairs(dap.configurations.go) do
+    if c.type == 'kloop' then
+      return
+    end
+  end
+  table.insert(dap.configurations.go, {
+    type = 'kloop',
+    request = 'launch',
+    name = 'kloop: intercept & debug',
+    workload = function()
+      return vim.fn.input('Workload: ', 'deployment/' .. vim.fn.expand('%:p:h:t'))
+    end,
+    program = './${relativeFileDirname}',
+  })
+  table.insert(dap.configurations.go, {
+    type = 'kloop',
+    request = 'launch',
+    name = 'kloop: debug locally (no cluster)',
+    program = './${relativeFileDirname}',
+  })
+end
+
+function M.setup(opts)
+  M.config = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), opts or {})
+  create_commands()
+  local group = api.nvim_create_augroup('kloop', { clear = true })
+  api.nvim_create_autocmd('FileType', {
+    group = group,
+    pattern = M.config.filetypes,
+    callback = function(ev)
+      M.attach(ev.buf)
+    end,
+  })
+  -- Buffers opened before setup().
+  for _, b in ipairs(api.nvim_list_bufs()) do
+    if api.nvim_buf_is_loaded(b) and vim.tbl_contains(M.config.filetypes, vim.bo[b].filetype) then
+      M.attach(b)
+    end
+  end
+  if M.config.dap then
+    local ok, dap = pcall(require, 'dap')
+    if ok then
+      M.setup_dap(dap)
+    end
+  end
+end
+
+return M

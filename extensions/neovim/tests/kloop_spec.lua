@@ -1,0 +1,283 @@
+-- The plugin against the real kloop: `kloop lsp` through a private daemon,
+-- on a copy of the sample orders service (test/testdata).
+local T = _G.T
+local api = vim.api
+local here = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h')
+local repo = vim.fn.fnamemodify(here, ':h:h:h')
+
+local ws = T.tmp .. '/shop'
+local main = ws .. '/cmd/orders/main.go'
+local manifest = ws .. '/deploy/orders.yaml'
+vim.fn.mkdir(ws .. '/cmd/orders', 'p')
+vim.fn.mkdir(ws .. '/deploy', 'p')
+vim.fn.writefile({ 'module example.com/shop', '', 'go 1.22' }, ws .. '/go.mod')
+vim.fn.writefile(vim.fn.readfile(repo .. '/test/testdata/orders/main.go'), main)
+vim.fn.writefile(vim.fn.readfile(repo .. '/test/testdata/orders.yaml'), manifest)
+
+local function line_of(file, pat)
+  for i, l in ipairs(vim.fn.readfile(file)) do
+    if l:find(pat) then
+      return i - 1
+    end
+  end
+  error(pat .. ' not in ' .. file)
+end
+
+local kloop = require('kloop')
+local client_id
+
+local function client()
+  return vim.lsp.get_client_by_id(client_id)
+end
+
+-- lens_texts is what the user sees: the virtual text of code lenses on a line.
+local function lens_texts(bufnr, line)
+  local ns = api.nvim_create_namespace('vim_lsp_codelens:' .. client_id)
+  local texts = {}
+  for _, m in ipairs(api.nvim_buf_get_extmarks(bufnr, ns, { line, 0 }, { line, -1 }, { details = true })) do
+    for _, chunk in ipairs(m[4].virt_text or {}) do
+      if vim.trim(chunk[1]) ~= '|' and vim.trim(chunk[1]) ~= '' then
+        table.insert(texts, vim.trim(chunk[1]))
+      end
+    end
+  end
+  return texts
+end
+
+local function last_error()
+  for i = #T.notes, 1, -1 do
+    if T.notes[i].level == vim.log.levels.ERROR then
+      return T.notes[i].msg
+    end
+  end
+end
+
+local function run_and_wait_error(cmd, what)
+  local before = #T.notes
+  vim.cmd(cmd)
+  T.wait(10000, function()
+    for i = before + 1, #T.notes do
+      if T.notes[i].level == vim.log.levels.ERROR then return true end
+    end
+  end, what)
+  return last_error()
+end
+
+return {
+  { 'setup defines the user commands; the statusline is empty without kloop', function()
+    kloop.setup({ cmd = T.bin })
+    for _, c in ipairs({ 'KloopClaim', 'KloopRelease', 'KloopIntercept', 'KloopLeave', 'KloopStatus', 'KloopRelaunch', 'KloopEnv' }) do
+      T.eq(2, vim.fn.exists(':' .. c), ':' .. c .. ' exists')
+    end
+    T.eq('', kloop.statusline(), 'statusline before any kloop buffer')
+  end },
+
+  { 'opening the orders main.go starts kloop lsp through the private daemon', function()
+    vim.cmd('edit ' .. main)
+    T.eq('go', vim.bo.filetype, 'filetype')
+    -- Nothing arrived yet: the statusline says kloop is starting.
+    T.eq('kloop …', kloop.statusline(), 'statusline right after opening')
+    client_id = kloop.clients[ws]
+    T.truthy(client_id, 'a kloop client for ' .. ws .. ' (clients: ' .. vim.inspect(kloop.clients) .. ')')
+    T.wait(10000, function() return client() and client().initialized end, 'the client to initialize')
+    T.eq('kloop', client().name, 'client name')
+    T.eq(ws, client().config.root_dir, 'root_dir')
+    T.eq('kloop', client().server_capabilities and (client().server_info or {}).name or 'kloop', 'server name')
+    T.truthy((vim.loop or vim.uv).fs_stat(vim.env.KLOOP_SOCKET), 'the daemon listens on the private socket ' .. vim.env.KLOOP_SOCKET)
+    if vim.lsp.start == nil then
+      T.eq({ 'lsp' }, { client().config.cmd[2] }, 'cmd') -- 0.7 path: start_client
+    end
+  end },
+
+  { 'the statusline changes when kloop/status arrives', function()
+    local fired = false
+    api.nvim_create_autocmd('User', { pattern = 'KloopStatus', once = true, callback = function() fired = true end })
+    T.wait(10000, function() return kloop.statusline() == 'kloop: no claim' end, 'statusline "kloop: no claim", have ' .. vim.inspect(kloop.statusline()))
+    T.truthy(fired or kloop.status[ws], 'User KloopStatus autocmd or stored status')
+    vim.o.statusline = "%f %{v:lua.require'kloop'.statusline()}"
+    vim.cmd('redrawstatus')
+    T.eq(ws, kloop.status[ws].workspace, 'status workspace')
+    -- A scratch buffer (no filetype) shows the only kloop session.
+    vim.cmd('enew')
+    T.eq('kloop: no claim', kloop.statusline(), 'statusline in a scratch buffer')
+    vim.cmd('buffer #')
+    T.eq('go', vim.bo.filetype, 'back in main.go')
+  end },
+
+  { 'code lenses appear above func main of the orders main.go', function()
+    local bufnr = api.nvim_get_current_buf()
+    local line = line_of(main, '^func main%(%)')
+    vim.lsp.codelens.refresh()
+    T.wait(10000, function() return #lens_texts(bufnr, line) >= 2 end, 'lens virtual text on line ' .. line)
+    T.eq({ 'Intercept deployment/orders & debug', 'Intercept & run' }, lens_texts(bufnr, line), 'lenses shown')
+    local lenses = vim.lsp.codelens.get(bufnr)
+    T.eq(2, #lenses, 'lens count')
+    T.eq('kloop.intercept', lenses[1].command.command, 'lens command')
+    T.eq({ workload = 'deployment/orders', program = './cmd/orders', debug = true }, lenses[1].command.arguments[1], 'lens arguments')
+  end },
+
+  { 'running the lenses: "& debug" starts an nvim-dap session, "& run" asks kloop', function()
+    local line = line_of(main, '^func main%(%)')
+    api.nvim_win_set_cursor(0, { line + 1, 0 })
+    local ran = {}
+    package.loaded.dap = { adapters = {}, configurations = {}, run = function(cfg) table.insert(ran, cfg) end }
+    local orig = vim.ui.select
+    local pick = 1
+    local titles
+    vim.ui.select = function(items, opts, on_choice)
+      titles = vim.tbl_map(function(it) return (opts.format_item or tostring)(it) end, items)
+      on_choice(items[pick], pick)
+    end
+    vim.lsp.codelens.run()
+    T.wait(5000, function() return #ran == 1 end, 'dap.run')
+    T.eq({ 'Intercept deployment/orders & debug', 'Intercept & run' }, titles, 'the lens menu')
+    T.eq({ type = 'kloop', request = 'launch', name = 'kloop: intercept deployment/orders', workload = 'deployment/orders', program = './cmd/orders' }, ran[1], 'debug config')
+    T.eq(T.bin, package.loaded.dap.adapters.kloop.command, 'adapter registered on the way')
+    package.loaded.dap = nil
+    T.wait(5000, function() return #lens_texts(api.nvim_get_current_buf(), line) == 2 end, 'lenses back after debugging')
+    local before = #T.notes
+    pick = 2
+    vim.lsp.codelens.run()
+    vim.ui.select = orig
+    T.wait(10000, function() return #T.notes > before end, 'kloop\'s answer to "Intercept & run"')
+    T.match(T.notes[#T.notes].msg, '^kloop: ', 'answer')
+    -- The lenses are drawn again after running one.
+    T.wait(5000, function() return #lens_texts(api.nvim_get_current_buf(), line) == 2 end, 'lenses back')
+  end },
+
+  { 'code actions on func main offer claim, intercept and env; picking claim shows kloop\'s answer', function()
+    local line = line_of(main, '^func main%(%)')
+    api.nvim_win_set_cursor(0, { line + 1, 0 })
+    local offered
+    local orig = vim.ui.select
+    vim.ui.select = function(items, opts, on_choice)
+      offered = { items = items, opts = opts, on_choice = on_choice }
+    end
+    vim.lsp.buf.code_action()
+    T.wait(10000, function() return offered ~= nil end, 'the code action menu')
+    vim.ui.select = orig
+    local kinds, claim = {}, nil
+    for _, it in ipairs(offered.items) do
+      local action = it[2] or it.action
+      kinds[action.kind] = action.command and action.command.command
+      if action.kind == 'source.kloop.claim' then claim = it end
+    end
+    T.eq('kloop.claim', kinds['source.kloop.claim'], 'claim action')
+    T.eq('kloop.intercept', kinds['source.kloop.intercept'], 'intercept action')
+    T.eq('kloop.env', kinds['source.kloop.env'], 'env action')
+    local before = #T.notes
+    offered.on_choice(claim, 1)
+    T.wait(15000, function()
+      for i = before + 1, #T.notes do
+        if T.notes[i].msg:find('claim') then return true end
+      end
+    end, 'an answer to the claim')
+    local msg = T.notes[#T.notes].msg
+    T.match(msg, '^kloop: ', 'claim answer')
+  end },
+
+  { 'the orders manifest gets "Intercept this workload" above the Deployment, same client', function()
+    vim.cmd('edit ' .. manifest)
+    local bufnr = api.nvim_get_current_buf()
+    T.wait(10000, function() return #vim.lsp.codelens.get(bufnr) > 0 end, 'lenses on the manifest')
+    local lenses = vim.lsp.codelens.get(bufnr)
+    T.eq(1, #lenses, 'one workload in the manifest')
+    T.eq('Intercept this workload', lenses[1].command.title, 'title')
+    T.eq('deployment/orders', lenses[1].command.arguments[1].workload, 'workload')
+    T.truthy(lenses[1].range.start.line > line_of(manifest, '^kind: Secret'), 'lens after the Secret')
+    T.eq(client_id, kloop.clients[ws], 'the manifest shares the workspace client')
+    T.eq(1, #vim.lsp.get_active_clients(), 'one kloop client')
+    T.wait(5000, function() return #lens_texts(bufnr, lenses[1].range.start.line) == 1 end, 'lens shown')
+  end },
+
+  { ':KloopStatus runs and reports the workspace', function()
+    vim.cmd('edit ' .. main)
+    local before = #T.notes
+    vim.cmd('KloopStatus')
+    T.wait(10000, function() return #T.notes > before end, 'the status report')
+    local msg = T.notes[#T.notes].msg
+    T.eq(vim.log.levels.INFO, T.notes[#T.notes].level, 'level')
+    T.match(msg, '^kloop: no claim\n', 'report')
+    T.match(msg, 'workspace: ' .. vim.pesc(ws), 'report')
+  end },
+
+  { ':KloopIntercept shows kloop\'s own errors', function()
+    T.match(run_and_wait_error('KloopIntercept pod/orders', 'a validation error'), 'kind must be deployment or statefulset', 'pod/orders')
+    T.match(run_and_wait_error('KloopIntercept orders --port 99999', 'a port error'), '99999', 'bad port')
+    T.match(run_and_wait_error('KloopIntercept orders --bogus', 'a usage error'), 'unknown flag %-%-bogus', 'unknown flag')
+    T.match(run_and_wait_error('KloopIntercept orders', 'the intercept answer'), '^kloop: .*intercept', 'orders')
+  end },
+
+  { ':KloopLeave, :KloopRelaunch and :KloopClaim each get an answer', function()
+    for _, c in ipairs({ 'KloopLeave', 'KloopRelaunch', 'KloopClaim dev 2h' }) do
+      local before = #T.notes
+      vim.cmd(c)
+      T.wait(15000, function() return #T.notes > before end, 'an answer to :' .. c)
+      T.match(T.notes[#T.notes].msg, '^kloop: ', ':' .. c)
+    end
+  end },
+
+  { 'the statusline shows claim, intercept requests and relaunch time from a kloop/status', function()
+    local handler = client().config.handlers['kloop/status']
+    local saved = kloop.status[ws]
+    handler(nil, {
+      workspace = ws,
+      claim = { pool = 'dev', slot = 'dev-3', namespace = 'dev-3', holder = 'me@box', ['until'] = '2099-01-01T00:00:00Z', kubeconfig = '/k' },
+      intercepts = { { workload = 'deployment/orders', ports = { '8080' }, requests = 12, state = 'active' } },
+      lastBuild = { ok = true, millis = 800, at = '', errors = 0 },
+      lastRelaunchMillis = 420,
+      updated = '',
+    }, { client_id = client_id, method = 'kloop/status' })
+    T.eq('kloop: dev-3 ⇄ orders 12 req ↻ 420ms', kloop.statusline(), 'busy statusline')
+    handler(nil, { workspace = ws, intercepts = vim.NIL, lastBuild = { ok = false, millis = 1, at = '', errors = 2 }, updated = '' },
+      { client_id = client_id, method = 'kloop/status' })
+    T.eq('kloop: no claim ✗ build failed', kloop.statusline(), 'failed build')
+    handler(nil, saved, { client_id = client_id, method = 'kloop/status' })
+    T.eq('kloop: no claim', kloop.statusline(), 'restored')
+  end },
+
+  { 'with nvim-dap present, setup registers a `kloop dap` adapter that answers DAP', function()
+    local fake = { adapters = {}, configurations = {} }
+    package.loaded.dap = fake
+    kloop.setup({ cmd = T.bin })
+    package.loaded.dap = nil
+    local a = fake.adapters.kloop
+    T.eq('executable', a.type, 'adapter type')
+    T.eq({ T.bin, 'dap' }, { a.command, a.args[1] }, 'adapter command')
+    local names = {}
+    for _, c in ipairs(fake.configurations.go) do names[#names + 1] = c.name .. ':' .. c.type end
+    T.eq({ 'kloop: intercept & debug:kloop', 'kloop: debug locally (no cluster):kloop' }, names, 'configurations')
+    T.eq('function', type(fake.configurations.go[1].workload), 'workload is asked for')
+    -- Speak DAP to the adapter exactly as nvim-dap would spawn it.
+    local buf = ''
+    local job = vim.fn.jobstart(vim.list_extend({ a.command }, a.args), {
+      cwd = ws,
+      on_stdout = function(_, data) buf = buf .. table.concat(data, '\n') end,
+    })
+    T.truthy(job > 0, 'adapter started')
+    local body = vim.fn.json_encode({ seq = 1, type = 'request', command = 'initialize', arguments = { adapterID = 'kloop', clientID = 'neovim', linesStartAt1 = true, columnsStartAt1 = true, pathFormat = 'path' } })
+    vim.fn.chansend(job, 'Content-Length: ' .. #body .. '\r\n\r\n' .. body)
+    T.wait(10000, function() return buf:find('"command":"initialize"') ~= nil end, 'the initialize response, have ' .. buf)
+    T.match(buf, '"supportsConfigurationDoneRequest":true', 'capabilities')
+    vim.fn.jobstop(job)
+  end },
+  { 'setup{ standalone = true } serves a new workspace from `kloop lsp --standalone`, lenses included', function()
+    local ws2 = T.tmp .. '/shop2'
+    vim.fn.mkdir(ws2 .. '/cmd/orders', 'p')
+    vim.fn.writefile({ 'module example.com/shop2', '', 'go 1.22' }, ws2 .. '/go.mod')
+    vim.fn.writefile(vim.fn.readfile(main), ws2 .. '/cmd/orders/main.go')
+    kloop.setup({ cmd = T.bin, standalone = true })
+    vim.cmd('edit ' .. ws2 .. '/cmd/orders/main.go')
+    local id = kloop.clients[ws2]
+    T.truthy(id and id ~= client_id, 'a second client for the second workspace')
+    T.wait(10000, function() local c = vim.lsp.get_client_by_id(id) return c and c.initialized end, 'the standalone client')
+    T.eq({ T.bin, 'lsp', '--standalone' }, vim.lsp.get_client_by_id(id).config.cmd, 'cmd')
+    local bufnr = api.nvim_get_current_buf()
+    vim.lsp.codelens.refresh()
+    T.wait(10000, function() return #vim.lsp.codelens.get(bufnr) == 2 end, 'lenses from the standalone server')
+    T.wait(10000, function() return kloop.statusline() == 'kloop: no claim' end, 'its statusline')
+    vim.lsp.get_client_by_id(id).stop()
+    T.wait(5000, function() return kloop.clients[ws2] == nil end, 'the client to go away')
+    T.eq('', kloop.statusline(), 'statusline once the server is gone')
+  end },
+}

@@ -1,0 +1,216 @@
+// The controller owns what the user sees of kloop in VS Code besides the
+// language features: the status bar item, the palette commands, and how a
+// failed command reads. It talks to kloop through a small client interface
+// so that unit tests drive it with a stub `vscode` and a fake client.
+import * as vscode from 'vscode';
+import {
+  KloopStatus,
+  actionsFor,
+  describeCommandError,
+  formatStatus,
+  normalizeWorkload,
+  validateWorkload,
+} from './logic';
+
+/** The part of vscode-languageclient's LanguageClient the controller uses. */
+export interface KloopClient {
+  sendRequest(method: string, params: unknown): Promise<unknown>;
+}
+
+export class Controller implements vscode.Disposable {
+  readonly statusBar: vscode.StatusBarItem;
+  status: KloopStatus | undefined;
+  private disposables: vscode.Disposable[] = [];
+
+  constructor(
+    private readonly client: KloopClient,
+    readonly output: vscode.OutputChannel,
+  ) {
+    this.statusBar = vscode.window.createStatusBarItem('kloop.status', vscode.StatusBarAlignment.Left, 50);
+    this.statusBar.name = 'kloop';
+    this.statusBar.command = 'kloop.actions';
+    this.onStatus(undefined);
+    this.statusBar.show();
+  }
+
+  /** register adds the palette commands. */
+  register(): vscode.Disposable[] {
+    const cmds: Array<[string, () => Promise<unknown>]> = [
+      ['kloop.claim.ui', () => this.claim()],
+      ['kloop.release.ui', () => this.release()],
+      ['kloop.intercept.ui', () => this.intercept()],
+      ['kloop.leave.ui', () => this.leave()],
+      ['kloop.status.ui', () => this.showStatus()],
+      ['kloop.relaunch.ui', () => this.relaunch()],
+      ['kloop.env.ui', () => this.copyEnv()],
+      ['kloop.actions', () => this.actions()],
+      ['kloop.showOutput', async () => this.output.show(true)],
+    ];
+    for (const [id, fn] of cmds) {
+      this.disposables.push(vscode.commands.registerCommand(id, fn));
+    }
+    return this.disposables;
+  }
+
+  /** onStatus redraws the status bar from a kloop/status notification. */
+  onStatus(st: KloopStatus | undefined): void {
+    this.status = st;
+    const view = formatStatus(st);
+    this.statusBar.text = view.text;
+    this.statusBar.tooltip = view.tooltip + '\n\nClick for kloop actions';
+    this.statusBar.backgroundColor =
+      view.severity === 'error' ? new vscode.ThemeColor('statusBarItem.errorBackground')
+        : view.severity === 'warning' ? new vscode.ThemeColor('statusBarItem.warningBackground')
+          : undefined;
+  }
+
+  /**
+   * execute runs a kloop command through workspace/executeCommand. A failure
+   * becomes an error message (and a line in the output channel) and the
+   * result is undefined.
+   */
+  async execute<T = unknown>(command: string, args?: object): Promise<T | undefined> {
+    try {
+      return (await this.client.sendRequest('workspace/executeCommand', {
+        command,
+        arguments: args === undefined ? [] : [args],
+      })) as T;
+    } catch (err) {
+      this.reportError(command, err);
+      return undefined;
+    }
+  }
+
+  /**
+   * serverCommand runs a kloop.* command that came from a code lens or code
+   * action. "Intercept … & debug" starts a `kloop` debug session instead, so
+   * VS Code's debugger is the one attached; everything else goes to kloop,
+   * and a failure reads as kloop's sentence.
+   */
+  async serverCommand(command: string, args: unknown[], next: (command: string, args: unknown[]) => unknown): Promise<unknown> {
+    const a = (args?.[0] ?? {}) as { workload?: string; program?: string; debug?: boolean; port?: string; header?: Record<string, string> };
+    if (command === 'kloop.intercept' && a.debug === true && a.workload && a.program) {
+      const folder = vscode.workspace.workspaceFolders?.[0];
+      const config: Record<string, unknown> = {
+        type: 'kloop',
+        request: 'launch',
+        name: `kloop: intercept ${a.workload}`,
+        workload: a.workload,
+        program: a.program,
+      };
+      if (a.port) config.port = a.port;
+      if (a.header) config.header = a.header;
+      const started = await vscode.debug.startDebugging(folder, config as unknown as vscode.DebugConfiguration);
+      if (!started) this.output.appendLine(`kloop: the debug session for ${a.workload} did not start`);
+      return started;
+    }
+    try {
+      return await next(command, args);
+    } catch (err) {
+      this.reportError(command, err);
+      return undefined;
+    }
+  }
+
+  /** reportError shows a failed command to the user. */
+  reportError(command: string, err: unknown): void {
+    const msg = describeCommandError(command, err);
+    this.output.appendLine(`[${new Date().toISOString()}] ${command} failed: ${msg}`);
+    void vscode.window.showErrorMessage(msg, 'Show output').then((pick) => {
+      if (pick === 'Show output') this.output.show(true);
+    });
+  }
+
+  async claim(): Promise<unknown> {
+    const pool = await vscode.window.showInputBox({
+      title: 'kloop: claim a dev namespace',
+      prompt: 'Pool to claim from (empty: claim.pool of .kloop.yaml, else "default")',
+      placeHolder: 'default',
+      validateInput: (v) => (v === '' || /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) ? undefined : 'Pool names are lower-case letters, digits and \'-\''),
+    });
+    if (pool === undefined) return undefined;
+    return this.execute('kloop.claim', pool ? { pool } : {});
+  }
+
+  async release(): Promise<unknown> {
+    const where = this.status?.claim ? (this.status.claim.namespace || this.status.claim.slot) : 'the claimed slot';
+    const ok = await vscode.window.showWarningMessage(
+      `Release ${where}? Its workloads are reset and the slot goes back to the pool.`,
+      { modal: true },
+      'Release',
+    );
+    if (ok !== 'Release') return undefined;
+    return this.execute('kloop.release', {});
+  }
+
+  private async askWorkload(title: string): Promise<string | undefined> {
+    const first = this.status?.intercepts?.[0]?.workload;
+    const w = await vscode.window.showInputBox({
+      title,
+      prompt: 'Workload: deployment/NAME, statefulset/NAME or a bare NAME (a deployment)',
+      placeHolder: 'deployment/orders',
+      value: first,
+      validateInput: (v) => validateWorkload(v),
+    });
+    return w === undefined ? undefined : normalizeWorkload(w);
+  }
+
+  async intercept(): Promise<unknown> {
+    const workload = await this.askWorkload('kloop: intercept a workload');
+    if (!workload) return undefined;
+    return this.execute('kloop.intercept', { workload });
+  }
+
+  async leave(): Promise<unknown> {
+    const intercepts = this.status?.intercepts ?? [];
+    let args: object = { all: true };
+    if (intercepts.length > 1) {
+      const pick = await vscode.window.showQuickPick(
+        [{ label: 'All intercepts', all: true }, ...intercepts.map((i) => ({ label: i.workload, all: false }))],
+        { title: 'kloop: leave which intercept?' },
+      );
+      if (!pick) return undefined;
+      args = pick.all ? { all: true } : { workload: pick.label };
+    } else if (intercepts.length === 1) {
+      args = { workload: intercepts[0].workload };
+    }
+    return this.execute('kloop.leave', args);
+  }
+
+  async relaunch(): Promise<unknown> {
+    return this.execute('kloop.relaunch', {});
+  }
+
+  async showStatus(): Promise<KloopStatus | undefined> {
+    const st = await this.execute<KloopStatus>('kloop.status');
+    if (!st) return undefined;
+    this.onStatus(st);
+    this.output.appendLine(`kloop status for ${st.workspace}:`);
+    this.output.appendLine(this.statusBar.tooltip as string);
+    this.output.appendLine(JSON.stringify(st, null, 2));
+    this.output.show(true);
+    return st;
+  }
+
+  async copyEnv(): Promise<string | undefined> {
+    const workload = await this.askWorkload('kloop: copy the env of a workload (dotenv)');
+    if (!workload) return undefined;
+    const res = await this.execute<{ format: string; content: string }>('kloop.env', { workload, format: 'dotenv' });
+    if (!res) return undefined;
+    await vscode.env.clipboard.writeText(res.content);
+    const n = res.content.split('\n').filter((l) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(l)).length;
+    void vscode.window.showInformationMessage(`Copied ${n} variables of ${workload} to the clipboard (dotenv).`);
+    return res.content;
+  }
+
+  async actions(): Promise<unknown> {
+    const pick = await vscode.window.showQuickPick(actionsFor(this.status), { title: 'kloop', placeHolder: this.statusBar.text });
+    if (!pick) return undefined;
+    return vscode.commands.executeCommand(pick.command);
+  }
+
+  dispose(): void {
+    this.statusBar.dispose();
+    for (const d of this.disposables) d.dispose();
+  }
+}

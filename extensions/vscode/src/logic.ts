@@ -1,0 +1,287 @@
+// Pure logic of the kloop extension: no `vscode` import, so it is unit-tested
+// under node directly. The types mirror what `kloop lsp` sends.
+
+/** The `kloop/status` notification and the `kloop.status` command result. */
+export interface KloopStatus {
+  workspace: string;
+  claim?: {
+    pool: string;
+    slot: string;
+    namespace?: string;
+    holder: string;
+    until: string;
+    kubeconfig: string;
+  };
+  intercepts: Array<{
+    workload: string;
+    ports: string[];
+    header?: Record<string, string>;
+    requests: number;
+    state: string;
+  }> | null;
+  process?: { program: string; pid: number; state: string };
+  lastBuild?: { ok: boolean; millis: number; at: string; errors: number };
+  lastRelaunchMillis?: number;
+  updated: string;
+}
+
+/** The oldest kloop whose LSP/DAP surface this extension speaks. */
+export const MIN_KLOOP_VERSION = '0.1.0';
+
+export type VersionVerdict =
+  | { ok: true; version: string; dev: boolean }
+  | { ok: false; version?: string; message: string };
+
+/**
+ * checkVersion judges the output of `kloop version` ("kloop v0.2.0",
+ * "kloop devel", "kloop v0.0.0-20260101000000-abcdef123456").
+ */
+export function checkVersion(output: string, binary: string, min = MIN_KLOOP_VERSION): VersionVerdict {
+  const m = /^kloop\s+(\S+)\s*$/m.exec(output.trim());
+  if (!m) {
+    return {
+      ok: false,
+      message: `${binary} does not look like kloop: \`${binary} version\` printed ${JSON.stringify(output.trim().slice(0, 80))}. Set "kloop.path" to the kloop binary.`,
+    };
+  }
+  const version = m[1];
+  if (version === 'devel') {
+    return { ok: true, version, dev: true };
+  }
+  const sv = /^v?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?(\+\S+)?$/.exec(version);
+  if (!sv) {
+    return { ok: false, version, message: `kloop at ${binary} reports an unreadable version ${JSON.stringify(version)}; this extension needs kloop ${min} or later.` };
+  }
+  // A Go pseudo-version (v0.0.0-yyyymmddhhmmss-abcdef) is a build from source.
+  if (sv[4] && /^-(0\.)?\d{14}-[0-9a-f]{12}$/.test(sv[4])) {
+    return { ok: true, version, dev: true };
+  }
+  const have = [Number(sv[1]), Number(sv[2]), Number(sv[3])];
+  const want = min.split('.').map(Number);
+  for (let i = 0; i < 3; i++) {
+    if (have[i] > want[i]) break;
+    if (have[i] < want[i]) {
+      return {
+        ok: false,
+        version,
+        message: `kloop ${version} at ${binary} is too old: this extension needs kloop ${min} or later. Update kloop (go install github.com/kloop/kloop/cmd/kloop@latest) or point "kloop.path" at a newer binary.`,
+      };
+    }
+  }
+  return { ok: true, version, dev: false };
+}
+
+/** missingBinaryMessage is what the user reads when kloop cannot be started. */
+export function missingBinaryMessage(binary: string, err: NodeJS.ErrnoException): string {
+  if (err.code === 'ENOENT') {
+    return `kloop was not found (${binary}). Install it (go install github.com/kloop/kloop/cmd/kloop@latest) or set "kloop.path" to the binary.`;
+  }
+  if (err.code === 'EACCES') {
+    return `kloop at ${binary} is not executable (permission denied). Check "kloop.path".`;
+  }
+  return `kloop at ${binary} could not run: ${err.message}. Check "kloop.path".`;
+}
+
+function duration(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  return `${Math.round(ms / 60_000)}m`;
+}
+
+function until(iso: string, now: Date): string {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return iso;
+  const left = t - now.getTime();
+  if (left <= 0) return 'expired';
+  const h = Math.floor(left / 3_600_000);
+  const m = Math.floor((left % 3_600_000) / 60_000);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m left` : `${m}m left`;
+}
+
+export interface StatusBarView {
+  text: string;
+  tooltip: string;
+  /** 'error' when the last build failed, 'warning' while nothing is claimed. */
+  severity: 'ok' | 'warning' | 'error';
+}
+
+/** formatStatus draws the status bar item from a kloop/status. */
+export function formatStatus(st: KloopStatus | undefined, now = new Date()): StatusBarView {
+  if (!st) {
+    return { text: '$(sync~spin) kloop', tooltip: 'kloop: starting', severity: 'ok' };
+  }
+  const parts: string[] = [];
+  const tip: string[] = [];
+  if (st.claim) {
+    const where = st.claim.namespace || st.claim.slot;
+    parts.push(`$(cloud) ${where}`);
+    tip.push(`Claimed ${where} from pool ${st.claim.pool} (${until(st.claim.until, now)})`);
+  } else {
+    parts.push('$(cloud) no claim');
+    tip.push('No dev namespace claimed: click to claim one');
+  }
+  const intercepts = st.intercepts ?? [];
+  for (const ic of intercepts) {
+    const header = ic.header && Object.keys(ic.header).length
+      ? ' ' + Object.entries(ic.header).map(([k, v]) => `${k}=${v}`).join(',')
+      : '';
+    parts.push(`$(arrow-swap) ${shortWorkload(ic.workload)} ${ic.requests} req`);
+    tip.push(`Intercepting ${ic.workload}${header} (${ic.state}): ${ic.requests} requests served`);
+  }
+  if (st.process) {
+    tip.push(`Process ${st.process.program} pid ${st.process.pid}: ${st.process.state}`);
+  }
+  let severity: StatusBarView['severity'] = st.claim ? 'ok' : 'warning';
+  if (st.lastBuild && !st.lastBuild.ok) {
+    severity = 'error';
+    parts.push(`$(error) build failed`);
+    tip.push(`Last build failed with ${st.lastBuild.errors} error(s); the previous process keeps serving`);
+  } else if (st.lastRelaunchMillis) {
+    parts.push(`$(debug-restart) ${duration(st.lastRelaunchMillis)}`);
+    tip.push(`Last relaunch: ${duration(st.lastRelaunchMillis)} from save to serving`);
+  }
+  return { text: parts.join('  '), tooltip: tip.join('\n'), severity };
+}
+
+/** "deployment/orders" -> "orders"; statefulsets keep their kind. */
+export function shortWorkload(w: string): string {
+  return w.startsWith('deployment/') ? w.slice('deployment/'.length) : w;
+}
+
+export interface Action {
+  label: string;
+  description?: string;
+  /** The palette command that performs it. */
+  command: string;
+}
+
+/** actionsFor lists what the status bar's quick pick offers, most likely first. */
+export function actionsFor(st: KloopStatus | undefined): Action[] {
+  const acts: Action[] = [];
+  const intercepts = st?.intercepts ?? [];
+  if (!st?.claim) {
+    acts.push({ label: '$(cloud-upload) Claim a dev namespace', command: 'kloop.claim.ui' });
+  }
+  acts.push({ label: '$(arrow-swap) Intercept a workload', command: 'kloop.intercept.ui' });
+  if (intercepts.length > 0) {
+    acts.push({ label: '$(debug-restart) Relaunch now', command: 'kloop.relaunch.ui' });
+    acts.push({
+      label: '$(debug-disconnect) Leave intercepts',
+      description: intercepts.map((i) => i.workload).join(', '),
+      command: 'kloop.leave.ui',
+    });
+  }
+  acts.push({ label: '$(clippy) Copy workload env', command: 'kloop.env.ui' });
+  acts.push({ label: '$(info) Show status', command: 'kloop.status.ui' });
+  if (st?.claim) {
+    acts.push({ label: '$(cloud-download) Release the dev namespace', description: st.claim.namespace || st.claim.slot, command: 'kloop.release.ui' });
+  }
+  acts.push({ label: '$(output) Show output', command: 'kloop.showOutput' });
+  return acts;
+}
+
+const workloadRe = /^((deployment|statefulset)\/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** validateWorkload returns an error message for an input box, or undefined. */
+export function validateWorkload(w: string): string | undefined {
+  const v = w.trim();
+  if (!v) return 'Name a workload, e.g. deployment/orders';
+  if (v.includes('/') && !/^(deployment|statefulset)\//.test(v)) {
+    return 'The kind must be deployment or statefulset, e.g. deployment/orders';
+  }
+  if (!workloadRe.test(v)) return `${v} is not a valid workload name: lower-case letters, digits, '-' and '.'`;
+  return undefined;
+}
+
+/** normalizeWorkload makes a bare name a deployment. */
+export function normalizeWorkload(w: string): string {
+  const v = w.trim();
+  return v.includes('/') ? v : `deployment/${v}`;
+}
+
+/** An error as vscode-jsonrpc's ResponseError carries it. */
+export interface RpcErrorLike {
+  code?: number;
+  message?: string;
+}
+
+/** Codes kloop answers with (handlers/command.go). */
+export const CODE_NOT_AVAILABLE = -32001;
+export const CODE_NO_WORKSPACE = -32003;
+
+/**
+ * describeCommandError turns a failed workspace/executeCommand into the
+ * sentence the user reads.
+ */
+export function describeCommandError(_command: string, err: unknown): string {
+  const e = (err ?? {}) as RpcErrorLike;
+  let msg = (typeof e.message === 'string' && e.message) || String(err);
+  msg = msg.replace(/^Request workspace\/executeCommand failed with message: /, '');
+  if (!msg.startsWith('kloop')) msg = `kloop: ${msg}`;
+  return msg;
+}
+
+export interface LaunchConfig {
+  type?: string;
+  request?: string;
+  name?: string;
+  workload?: string;
+  program?: string;
+  port?: string;
+  header?: Record<string, string>;
+  args?: string[];
+  env?: Record<string, string>;
+  buildFlags?: string[];
+  [k: string]: unknown;
+}
+
+/**
+ * resolveLaunch completes a `kloop` debug configuration before the adapter
+ * starts: F5 without a launch.json, a Go main file in the editor, and checks
+ * of the fields a user types by hand.
+ */
+export function resolveLaunch(
+  cfg: LaunchConfig,
+  ctx: { activeGoMain?: { program: string; workload: string } },
+): { config: LaunchConfig } | { error: string } {
+  const c: LaunchConfig = { ...cfg };
+  if (!c.type && !c.request && !c.name) {
+    if (!ctx.activeGoMain) {
+      return { error: 'kloop: open the main.go of the service to debug, or add a "kloop" configuration to launch.json.' };
+    }
+    c.type = 'kloop';
+    c.request = 'launch';
+    c.name = `kloop: intercept ${ctx.activeGoMain.workload}`;
+    c.workload = ctx.activeGoMain.workload;
+    c.program = ctx.activeGoMain.program;
+  }
+  if (c.request !== 'launch') {
+    return { error: `kloop: request "${c.request}" is not supported; use "launch".` };
+  }
+  if (c.workload !== undefined) {
+    if (typeof c.workload !== 'string') return { error: 'kloop: "workload" must be a string such as deployment/orders.' };
+    const bad = validateWorkload(c.workload);
+    if (bad) return { error: `kloop: "workload": ${bad}` };
+  }
+  if (!c.program && ctx.activeGoMain) c.program = ctx.activeGoMain.program;
+  if (!c.program || typeof c.program !== 'string') {
+    return { error: 'kloop: "program" is required: the Go main package to debug, e.g. ./cmd/orders.' };
+  }
+  if (c.port !== undefined) {
+    const m = /^(\d{1,5})(?::(\d{1,5}))?$/.exec(String(c.port));
+    if (!m || [m[1], m[2]].some((p) => p !== undefined && (Number(p) < 1 || Number(p) > 65535))) {
+      return { error: `kloop: "port" ${JSON.stringify(c.port)} must be REMOTE[:LOCAL], ports 1-65535, e.g. "8080" or "8080:18080".` };
+    }
+    c.port = String(c.port);
+  }
+  return { config: c };
+}
+
+/** goMainOf finds the program and workload of a Go main file, if it is one. */
+export function goMainOf(text: string, relDir: string): { program: string; workload: string } | undefined {
+  if (!/^package\s+main\b/m.test(text) || !/^func\s+main\s*\(\s*\)/m.test(text)) return undefined;
+  const dir = relDir.replace(/\\/g, '/').replace(/\/$/, '');
+  const program = dir === '' || dir === '.' ? '.' : dir.startsWith('.') ? dir : `./${dir}`;
+  const base = program === '.' ? '' : program.split('/').pop()!;
+  return { program, workload: base ? `deployment/${base}` : '' };
+}

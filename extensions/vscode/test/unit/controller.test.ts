@@ -1,0 +1,144 @@
+import { beforeEach, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+import { Controller, KloopClient } from '../../src/controller';
+import { KloopStatus } from '../../src/logic';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const stub = require('vscode') as typeof import('./vscode-stub');
+
+class FakeClient implements KloopClient {
+  calls: Array<{ command: string; arguments: unknown[] }> = [];
+  replies = new Map<string, unknown>();
+  async sendRequest(method: string, params: { command: string; arguments: unknown[] }): Promise<unknown> {
+    assert.equal(method, 'workspace/executeCommand');
+    this.calls.push(params);
+    const r = this.replies.get(params.command);
+    if (r instanceof Error) throw r;
+    return r;
+  }
+}
+
+function rpcError(code: number, message: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+const active: KloopStatus = {
+  workspace: '/w',
+  claim: { pool: 'dev', slot: 'dev-1', namespace: 'dev-1', holder: 'me', until: '2099-01-01T00:00:00Z', kubeconfig: '/k' },
+  intercepts: [{ workload: 'deployment/orders', ports: ['8080'], requests: 3, state: 'active' }],
+  lastRelaunchMillis: 1500,
+  updated: '',
+};
+
+let client: FakeClient;
+let ctl: Controller;
+beforeEach(() => {
+  stub.reset();
+  client = new FakeClient();
+  ctl = new Controller(client, vscode.window.createOutputChannel('kloop'));
+  ctl.register();
+});
+
+test('the status bar follows kloop/status and its click opens the actions', async () => {
+  assert.equal(ctl.statusBar.text, '$(sync~spin) kloop');
+  assert.equal(ctl.statusBar.command, 'kloop.actions');
+  ctl.onStatus(active);
+  assert.equal(ctl.statusBar.text, '$(cloud) dev-1  $(arrow-swap) orders 3 req  $(debug-restart) 1.5s');
+  assert.equal(ctl.statusBar.backgroundColor, undefined);
+  ctl.onStatus({ workspace: '/w', intercepts: [], updated: '' });
+  assert.equal(ctl.statusBar.text, '$(cloud) no claim');
+  assert.equal((ctl.statusBar.backgroundColor as unknown as { id: string }).id, 'statusBarItem.warningBackground');
+});
+
+test('picking an action in the quick pick runs it against kloop', async () => {
+  ctl.onStatus(active);
+  stub.answers.push('kloop.relaunch.ui');
+  await vscode.commands.executeCommand('kloop.actions');
+  assert.equal(stub.recorded.quickPicks.length, 1);
+  assert.deepEqual(client.calls, [{ command: 'kloop.relaunch', arguments: [{}] }]);
+});
+
+test('every palette command is registered', () => {
+  const ids = (vscode.commands as unknown as { registered(): string[] }).registered();
+  for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.actions', 'kloop.showOutput']) {
+    assert.ok(ids.includes(id), id);
+  }
+});
+
+test('claim asks for a pool and sends it; empty means the configured pool', async () => {
+  stub.answers.push('dev');
+  await vscode.commands.executeCommand('kloop.claim.ui');
+  stub.answers.push('');
+  await vscode.commands.executeCommand('kloop.claim.ui');
+  assert.deepEqual(client.calls, [
+    { command: 'kloop.claim', arguments: [{ pool: 'dev' }] },
+    { command: 'kloop.claim', arguments: [{}] },
+  ]);
+});
+
+test('intercept turns a bare name into a deployment; cancelling sends nothing', async () => {
+  stub.answers.push('orders');
+  await vscode.commands.executeCommand('kloop.intercept.ui');
+  await vscode.commands.executeCommand('kloop.intercept.ui'); // Escape
+  assert.deepEqual(client.calls, [{ command: 'kloop.intercept', arguments: [{ workload: 'deployment/orders' }] }]);
+});
+
+test('a failing command surfaces kloop\'s message as an error, logged in the output channel', async () => {
+  client.replies.set('kloop.intercept', rpcError(-32001, 'kloop: kloop.intercept is not available in this build: intercepts are not wired'));
+  stub.answers.push('deployment/orders');
+  const r = await vscode.commands.executeCommand('kloop.intercept.ui');
+  assert.equal(r, undefined);
+  assert.deepEqual(stub.recorded.errors, ['kloop: kloop.intercept is not available in this build: intercepts are not wired']);
+  assert.match((ctl.output as unknown as { lines: string[] }).lines.join('\n'), /kloop\.intercept failed/);
+});
+
+test('leave names the only intercept; release asks first', async () => {
+  ctl.onStatus(active);
+  await vscode.commands.executeCommand('kloop.leave.ui');
+  stub.answers.push(undefined); // dismisses the modal
+  await vscode.commands.executeCommand('kloop.release.ui');
+  stub.answers.push('Release');
+  await vscode.commands.executeCommand('kloop.release.ui');
+  assert.deepEqual(client.calls, [
+    { command: 'kloop.leave', arguments: [{ workload: 'deployment/orders' }] },
+    { command: 'kloop.release', arguments: [{}] },
+  ]);
+  assert.match(stub.recorded.warnings[0], /Release dev-1\?/);
+});
+
+test('copy env puts the dotenv on the clipboard and says how many variables', async () => {
+  client.replies.set('kloop.env', { format: 'dotenv', content: 'A=1\nB="two\\nlines"\n' });
+  stub.answers.push('orders');
+  await vscode.commands.executeCommand('kloop.env.ui');
+  assert.deepEqual(client.calls, [{ command: 'kloop.env', arguments: [{ workload: 'deployment/orders', format: 'dotenv' }] }]);
+  assert.equal(stub.recorded.clipboard, 'A=1\nB="two\\nlines"\n');
+  assert.deepEqual(stub.recorded.infos, ['Copied 2 variables of deployment/orders to the clipboard (dotenv).']);
+});
+
+test('status asks kloop, redraws the bar and prints to the output channel', async () => {
+  client.replies.set('kloop.status', active);
+  await vscode.commands.executeCommand('kloop.status.ui');
+  assert.deepEqual(client.calls, [{ command: 'kloop.status', arguments: [] }]);
+  assert.match(ctl.statusBar.text, /orders 3 req/);
+  const out = ctl.output as unknown as { lines: string[]; shown: boolean };
+  assert.ok(out.shown);
+  assert.match(out.lines.join('\n'), /Intercepting deployment\/orders/);
+});
+
+test('the "& debug" lens starts a kloop debug session; other lenses run in kloop', async () => {
+  stub.workspace.workspaceFolders = [{ uri: { fsPath: '/w' }, name: 'w' }];
+  const sent: Array<[string, unknown[]]> = [];
+  const next = async (c: string, a: unknown[]) => { sent.push([c, a]); return 'ran'; };
+  const lens = { workload: 'deployment/orders', program: './cmd/orders', debug: true };
+  assert.equal(await ctl.serverCommand('kloop.intercept', [lens], next), true);
+  assert.deepEqual(stub.debug.started.map((s) => s.config), [
+    { type: 'kloop', request: 'launch', name: 'kloop: intercept deployment/orders', workload: 'deployment/orders', program: './cmd/orders' },
+  ]);
+  assert.deepEqual(sent, []);
+  assert.equal(await ctl.serverCommand('kloop.intercept', [{ workload: 'deployment/orders', program: './cmd/orders' }], next), 'ran');
+  assert.equal(sent.length, 1);
+  const failing = async () => { throw Object.assign(new Error('kloop: kloop.claim: no pool "dev"'), { code: -32803 }); };
+  assert.equal(await ctl.serverCommand('kloop.claim', [{ pool: 'dev' }], failing), undefined);
+  assert.deepEqual(stub.recorded.errors, ['kloop: kloop.claim: no pool "dev"']);
+  stub.workspace.workspaceFolders = undefined;
+});

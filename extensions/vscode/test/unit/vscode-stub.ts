@@ -1,0 +1,125 @@
+// A stand-in for the `vscode` module: records what the extension shows and
+// answers prompts from a script the test sets.
+/* eslint-disable @typescript-eslint/no-explicit-any */
+
+export const recorded = {
+  errors: [] as string[],
+  infos: [] as string[],
+  warnings: [] as string[],
+  executed: [] as Array<{ command: string; args: unknown[] }>,
+  clipboard: '',
+  quickPicks: [] as Array<{ items: any[]; options: any }>,
+  inputBoxes: [] as any[],
+};
+
+/** answers pops one scripted answer per prompt (input box, quick pick, message). */
+export const answers: unknown[] = [];
+
+export function reset(): void {
+  recorded.errors = [];
+  recorded.infos = [];
+  recorded.warnings = [];
+  recorded.executed = [];
+  recorded.clipboard = '';
+  recorded.quickPicks = [];
+  recorded.inputBoxes = [];
+  answers.length = 0;
+  registered.clear();
+  debug.started = [];
+}
+
+const registered = new Map<string, (...a: unknown[]) => unknown>();
+
+export class ThemeColor {
+  constructor(public id: string) {}
+}
+
+export enum StatusBarAlignment {
+  Left = 1,
+  Right = 2,
+}
+
+class StatusBarItem {
+  text = '';
+  tooltip: string | undefined;
+  command: string | undefined;
+  name: string | undefined;
+  backgroundColor: ThemeColor | undefined;
+  visible = false;
+  constructor(public id: string) {}
+  show() { this.visible = true; }
+  hide() { this.visible = false; }
+  dispose() { this.visible = false; }
+}
+
+class OutputChannel {
+  lines: string[] = [];
+  shown = false;
+  constructor(public name: string) {}
+  appendLine(s: string) { this.lines.push(s); }
+  append(s: string) { this.lines.push(s); }
+  show() { this.shown = true; }
+  dispose() {}
+}
+
+export const window = {
+  createStatusBarItem: (id: string) => new StatusBarItem(id),
+  createOutputChannel: (name: string) => new OutputChannel(name),
+  showErrorMessage: async (msg: string, ..._items: unknown[]) => { recorded.errors.push(msg); return undefined; },
+  showInformationMessage: async (msg: string) => { recorded.infos.push(msg); return undefined; },
+  showWarningMessage: async (msg: string, ..._rest: unknown[]) => { recorded.warnings.push(msg); return answers.shift(); },
+  showInputBox: async (opts: any) => {
+    recorded.inputBoxes.push(opts);
+    const a = answers.shift() as string | undefined;
+    if (a !== undefined && opts?.validateInput) {
+      const bad = opts.validateInput(a);
+      if (bad) throw new Error(`input ${JSON.stringify(a)} rejected: ${bad}`);
+    }
+    return a;
+  },
+  showQuickPick: async (items: any[], options: any) => {
+    recorded.quickPicks.push({ items, options });
+    const want = answers.shift();
+    if (want === undefined) return undefined;
+    return items.find((i) => i.label === want || i.command === want);
+  },
+};
+
+export const commands = {
+  registerCommand(id: string, fn: (...a: unknown[]) => unknown) {
+    registered.set(id, fn);
+    return { dispose: () => registered.delete(id) };
+  },
+  async executeCommand(id: string, ...args: unknown[]) {
+    recorded.executed.push({ command: id, args });
+    const fn = registered.get(id);
+    return fn ? fn(...args) : undefined;
+  },
+  registered: () => [...registered.keys()],
+};
+
+export const env = {
+  clipboard: {
+    writeText: async (s: string) => { recorded.clipboard = s; },
+    readText: async () => recorded.clipboard,
+  },
+};
+
+/** settings answers workspace.getConfiguration('kloop').get(key). */
+export const settings: Record<string, unknown> = {};
+
+export const workspace = {
+  workspaceFolders: undefined as unknown as Array<{ uri: { fsPath: string }; name: string }> | undefined,
+  getConfiguration: (section: string) => ({
+    get: (key: string) => settings[`${section}.${key}`],
+  }),
+  onDidChangeConfiguration: () => ({ dispose() {} }),
+};
+
+export const debug = {
+  started: [] as Array<{ folder: unknown; config: Record<string, unknown> }>,
+  async startDebugging(folder: unknown, config: Record<string, unknown>) {
+    debug.started.push({ folder, config });
+    return true;
+  },
+};
