@@ -39,13 +39,16 @@ func newHTTPServer(p *port) *http.Server {
 	errLog := slog.NewLogLogger(p.a.log.Handler(), slog.LevelDebug)
 	h := &httpHandler{p: p, h2: &http2.Server{IdleTimeout: 5 * time.Minute}}
 	h.proxy = &httputil.ReverseProxy{
-		Director: func(r *http.Request) {
-			r.URL.Scheme = "http"
-			r.URL.Host = target
-			// The app must see the request as the client sent it, so the
-			// agent adds no X-Forwarded-For of its own.
-			if _, ok := r.Header["X-Forwarded-For"]; !ok {
-				r.Header["X-Forwarded-For"] = nil
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = target
+			// The app must see the request as the client sent it: the agent
+			// adds no forwarding headers of its own and keeps the client's,
+			// which ReverseProxy strips before Rewrite.
+			for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v, ok := pr.In.Header[h]; ok {
+					pr.Out.Header[h] = v
+				}
 			}
 		},
 		Transport:  &router{p: p},

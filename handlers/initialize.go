@@ -114,10 +114,12 @@ func workspaceRoot(params *protocol.InitializeParams) string {
 	if folders, ok := params.WorkspaceFolders.Get(); ok && len(folders) > 0 {
 		return folders[0].URI.FsPath()
 	}
-	if params.RootURI != nil && *params.RootURI != "" {
-		return params.RootURI.FsPath()
+	//lint:ignore SA1019 editors without workspace folders send only rootUri or rootPath
+	rootURI, rootPath := params.RootURI, params.RootPath
+	if rootURI != nil && *rootURI != "" {
+		return rootURI.FsPath()
 	}
-	if p, ok := params.RootPath.Get(); ok && p != "" {
+	if p, ok := rootPath.Get(); ok && p != "" {
 		return p
 	}
 	return ""

@@ -105,6 +105,7 @@ func connectOnce(ctx context.Context, opts ClientOptions) (*Client, error) {
 	params.ProcessID = &pid
 	if opts.Workspace != "" {
 		u := uri.File(opts.Workspace)
+		//lint:ignore SA1019 the daemon reads rootUri like any editor's; one folder is all the CLI has
 		params.RootURI = &u
 	}
 	if _, err := c.server.Initialize(ctx, params); err != nil {

@@ -172,14 +172,6 @@ func yamuxConfig(log *slog.Logger) *yamux.Config {
 	return cfg
 }
 
-// errString turns an error into a reply's Error field.
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
 // ErrTokenRefused is returned by Dial when the agent does not accept the token.
 var ErrTokenRefused = errors.New("the agent refused the token")
 

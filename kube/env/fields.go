@@ -86,12 +86,12 @@ func podField(pod *corev1.Pod, path string) (string, error) {
 	if base, key, ok := splitSubscript(path); ok {
 		switch base {
 		case "metadata.annotations":
-			if errs := content.IsQualifiedName(strings.ToLower(key)); len(errs) != 0 {
+			if errs := content.IsLabelKey(strings.ToLower(key)); len(errs) != 0 {
 				return "", fmt.Errorf("fieldRef %s: invalid key subscript: %s", path, strings.Join(errs, "; "))
 			}
 			return pod.Annotations[key], nil
 		case "metadata.labels":
-			if errs := content.IsQualifiedName(key); len(errs) != 0 {
+			if errs := content.IsLabelKey(key); len(errs) != 0 {
 				return "", fmt.Errorf("fieldRef %s: invalid key subscript: %s", path, strings.Join(errs, "; "))
 			}
 			return pod.Labels[key], nil

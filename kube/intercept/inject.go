@@ -804,7 +804,7 @@ func (in *Injector) restoreServices(ctx context.Context, w *Workload) error {
 			}
 			var ports []corev1.ServicePort
 			if err := unmarshal(v, &ports); err != nil {
-				return fmt.Errorf("Service %s: annotation %s: %w", svc.Name, AnnotationOriginalPorts, err)
+				return fmt.Errorf("service %s: annotation %s: %w", svc.Name, AnnotationOriginalPorts, err)
 			}
 			svc.Spec.Ports = ports
 			delete(svc.Annotations, AnnotationOriginalPorts)
