@@ -12,7 +12,7 @@ STATICCHECK_VERSION ?= v0.8.2
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 BENCH_PKGS ?= ./...
 
-.PHONY: all build test test-go sandbox lint bench demo clean
+.PHONY: all build test test-go sandbox lint bench demo clean agent-image test-agent-image
 
 all: build
 
@@ -24,7 +24,7 @@ build:
 sandbox:
 	$(GO) run ./cmd/kloop sandbox build
 
-test: sandbox test-go $(if $(wildcard extensions/editors.mk),test-editors)
+test: sandbox test-go test-agent-image $(if $(wildcard extensions/editors.mk),test-editors)
 
 test-go:
 	$(GO) test $(TEST_FLAGS) ./...
@@ -40,6 +40,16 @@ bench: sandbox
 
 demo: build sandbox
 	./scripts/demo.sh $(BIN)
+
+# The traffic-agent image (kloop agent) without Docker or a registry:
+# bin/kloop-agent-image.tar, an OCI layout that docker load also takes.
+# AGENT_IMAGE (or $$KLOOP_AGENT_IMAGE) sets the reference; VERSION is linked in.
+agent-image:
+	GO=$(GO) ./scripts/agent-image.sh $(if $(AGENT_IMAGE),--image $(AGENT_IMAGE)) $(if $(VERSION),--version $(VERSION))
+
+# The image builder is its own module (ko's dependencies stay out of go.mod).
+test-agent-image:
+	cd tools/agentimage && $(GO) test -count=1 -timeout 15m ./...
 
 clean:
 	rm -rf bin

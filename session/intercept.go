@@ -274,6 +274,7 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 	}
 	s.intercepts[plan.workload] = ai
 	s.imu.Unlock()
+	s.pollRequests()
 	s.refreshIntercepts()
 	st := ai.status()
 	s.mgr.log.Info("intercepted", "workspace", s.root, "workload", plan.workload, "port", live.Port(), "local", ai.localPort)
@@ -502,20 +503,25 @@ func (ai *activeIntercept) status() InterceptStatus {
 	return st
 }
 
-// refreshIntercepts publishes the intercepts and the program's state.
+// refreshIntercepts publishes the intercepts and the program's state. The
+// request counters come from the agents, so they are read without imu.
 func (s *Session) refreshIntercepts() {
 	s.imu.Lock()
-	list := make([]InterceptStatus, 0, len(s.intercepts))
+	ais := make([]*activeIntercept, 0, len(s.intercepts))
+	for _, ai := range s.intercepts {
+		ais = append(ais, ai)
+	}
+	s.imu.Unlock()
+	list := make([]InterceptStatus, 0, len(ais))
 	var proc *ProcessStatus
 	var build *BuildStatus
 	var relaunch int64
-	for _, ai := range s.intercepts {
+	for _, ai := range ais {
 		list = append(list, ai.status())
-		if ai.program != nil {
-			proc, build, relaunch = ai.program.status()
+		if p := ai.prog.Load(); p != nil {
+			proc, build, relaunch = p.status()
 		}
 	}
-	s.imu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].Workload < list[j].Workload })
 	s.update(func(st *Status) {
 		st.Intercepts = list
@@ -524,6 +530,53 @@ func (s *Session) refreshIntercepts() {
 			st.LastRelaunchMillis = relaunch
 		}
 	})
+}
+
+// requestsPollInterval is how often the request counters of the status
+// (status bars, the status lens) are refreshed while something is
+// intercepted.
+const requestsPollInterval = 2 * time.Second
+
+// pollRequests refreshes the status while the session intercepts anything
+// and the counters move; it ends when the last intercept does.
+func (s *Session) pollRequests() {
+	s.imu.Lock()
+	if s.polling {
+		s.imu.Unlock()
+		return
+	}
+	s.polling = true
+	s.imu.Unlock()
+	go func() {
+		tick := time.NewTicker(requestsPollInterval)
+		defer tick.Stop()
+		last := map[string]int64{}
+		for range tick.C {
+			s.imu.Lock()
+			if len(s.intercepts) == 0 {
+				s.polling = false
+				s.imu.Unlock()
+				return
+			}
+			ais := make([]*activeIntercept, 0, len(s.intercepts))
+			for _, ai := range s.intercepts {
+				ais = append(ais, ai)
+			}
+			s.imu.Unlock()
+			changed := false
+			for _, ai := range ais {
+				if ai.live == nil {
+					continue
+				}
+				if n := ai.live.Requests(); n != last[ai.workload] {
+					last[ai.workload], changed = n, true
+				}
+			}
+			if changed {
+				s.refreshIntercepts()
+			}
+		}
+	}()
 }
 
 // sanitize makes a path or workload usable as one directory name.

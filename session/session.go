@@ -153,6 +153,7 @@ type Session struct {
 	// that must not wait for a long command (a save, a status refresh).
 	imu        sync.Mutex
 	intercepts map[string]*activeIntercept
+	polling    bool // pollRequests runs
 	eventSubs  map[int]func(Event)
 }
 

@@ -1,0 +1,137 @@
+package intercept_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// TestRelaunchUnderLoadDropsNothing keeps cluster traffic flowing through
+// the intercept at over 100 requests per second while the program is
+// changed and relaunched 20 times: every request must be answered, by the
+// old build or the new one.
+func TestRelaunchUnderLoadDropsNothing(t *testing.T) {
+	const relaunches = 20
+	f := newFixture(t)
+	f.mustKloop(t, "intercept", "orders", "--detach")
+	if _, a, body := f.getOrder(t); a.Build != "laptop-v1" {
+		t.Fatalf("through the intercept: %s", body)
+	}
+
+	// Requests go where the Service sends them: the agent's port in a pod.
+	svc, err := f.env.Client.CoreV1().Services(f.env.Namespace).Get(context.Background(), "orders", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := f.readyPod(t, labels.SelectorFromSet(svc.Spec.Selector).String())
+	target := svc.Spec.Ports[0].TargetPort.IntValue()
+	// Eight clients with keep-alive, like a service's connection pool,
+	// share a pace of 150 requests/s.
+	newClient := func() *http.Client {
+		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			MaxIdleConnsPerHost: 1,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return f.pf.Dial(ctx, f.env.Namespace, pod.Name, target)
+			},
+		}}
+	}
+	var sent, failed atomic.Int64
+	var failMu sync.Mutex
+	var failures []string
+	stop := make(chan struct{})
+	tokens := make(chan struct{})
+	var wg sync.WaitGroup
+	start := time.Now()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(tokens)
+		tick := time.NewTicker(time.Second / 150)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			select {
+			case tokens <- struct{}{}:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := newClient()
+			for range tokens {
+				sent.Add(1)
+				if err := getOnce(client); err != nil {
+					failed.Add(1)
+					failMu.Lock()
+					failures = append(failures, err.Error())
+					failMu.Unlock()
+				}
+			}
+		}()
+	}
+
+	pid := f.status(t).Process.PID
+	for i := 2; i <= relaunches+1; i++ {
+		if err := os.WriteFile(f.main, []byte(ordersSource(t, fmt.Sprintf("laptop-v%d", i))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, fmt.Sprintf("relaunch %d", i-1), func() bool {
+			st := f.status(t)
+			return st.Process != nil && st.Process.PID != pid && st.Process.State == "running"
+		})
+		pid = f.status(t).Process.PID
+	}
+	close(stop)
+	wg.Wait()
+	elapsed := time.Since(start)
+	rate := float64(sent.Load()) / elapsed.Seconds()
+	t.Logf("%d requests in %s (%.0f/s) across %d relaunches, %d failed", sent.Load(), elapsed.Round(time.Millisecond), rate, relaunches, failed.Load())
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed during relaunches; first: %v", failed.Load(), sent.Load(), failures[:min(5, len(failures))])
+	}
+	if rate < 100 {
+		t.Errorf("the load was only %.0f requests/s; the test needs at least 100 to mean anything", rate)
+	}
+	if _, a, body := f.getOrder(t); a.Build != fmt.Sprintf("laptop-v%d", relaunches+1) {
+		t.Errorf("after the last relaunch: %s", body)
+	}
+}
+
+func getOnce(client *http.Client) error {
+	resp, err := client.Get("http://orders/orders/1")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+	var a ordersAnswer
+	if err := json.Unmarshal(body, &a); err != nil || a.Build == "" {
+		return fmt.Errorf("not the laptop's answer: %s", body)
+	}
+	return nil
+}
