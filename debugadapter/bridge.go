@@ -294,10 +294,12 @@ func (b *Bridge) onLaunch(ctx context.Context, env envelope) {
 	b.launched = true
 	cfg, t := b.cfg, b.target
 	b.mu.Unlock()
-	b.respond(env.Seq, env.Command, nil)
+	// Watching starts before the editor hears the launch succeeded, so a
+	// save right after it is never missed.
 	if cfg.RelaunchOnSave == nil || *cfg.RelaunchOnSave {
 		b.watchForChanges(t)
 	}
+	b.respond(env.Seq, env.Command, nil)
 }
 
 func (b *Bridge) launch(ctx context.Context, arguments json.RawMessage) error {
