@@ -39,7 +39,7 @@ bench: sandbox
 	./scripts/bench.sh BENCHMARKS.md
 
 demo: build sandbox
-	./scripts/demo.sh $(BIN)
+	go run ./test/demo/cmd/demo -kloop $(BIN)
 
 # The traffic-agent image (kloop agent) without Docker or a registry:
 # bin/kloop-agent-image.tar, an OCI layout that docker load also takes.

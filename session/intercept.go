@@ -469,7 +469,7 @@ func (s *Session) dialLocal(ctx context.Context, ai *activeIntercept, port int) 
 			return nil, fmt.Errorf("the program of %s did not start within %s", ai.workload, startWait)
 		}
 		if p := ai.prog.Load(); p != nil {
-			return p.loop.DialLocal(ctx)
+			return p.loop.DialLocalReplaying(ctx)
 		}
 	}
 	local := port
