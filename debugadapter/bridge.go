@@ -639,6 +639,9 @@ func (b *Bridge) readWorker(wc *workerConn) {
 	quiet := b.closing || b.relaunching
 	b.mu.Unlock()
 	if current && !quiet {
+		// Its program outlives it: without a debugger it would go on taking
+		// traffic where no breakpoint can stop it, so it ends too.
+		killProcessGroups(wc.w.refreshDebuggees())
 		b.output("important", "kloop: the debugger process ended unexpectedly; save a change or restart to launch the program again\n")
 	}
 }

@@ -62,8 +62,12 @@ type Interception interface {
 	Env() []string
 	// Port is the container port intercepted.
 	Port() int
-	// Requests counts the connections tunneled so far.
+	// Requests counts the requests (connections, for TCP ports) the
+	// agents sent to this machine so far.
 	Requests() int64
+	// Tunnels says how many of the workload's pods have a connected
+	// tunnel; with none, the agents send the traffic to the app.
+	Tunnels() (connected, pods int)
 	// Leave restores the workload and closes the tunnels.
 	Leave(ctx context.Context, p Progress) error
 }
@@ -499,6 +503,10 @@ func (ai *activeIntercept) status() InterceptStatus {
 	if ai.live != nil {
 		st.Ports = []string{fmt.Sprintf("%d->%d", ai.live.Port(), ai.localPort)}
 		st.Requests = ai.live.Requests()
+		if up, pods := ai.live.Tunnels(); up == 0 {
+			// The truth a status bar must show: traffic is on the app.
+			st.State = fmt.Sprintf("tunnels down (0 of %d pods); traffic goes to the app", pods)
+		}
 	}
 	return st
 }
@@ -568,7 +576,10 @@ func (s *Session) pollRequests() {
 				if ai.live == nil {
 					continue
 				}
-				if n := ai.live.Requests(); n != last[ai.workload] {
+				up, _ := ai.live.Tunnels()
+				// Requests and tunnels folded in one number: either moving
+				// is worth a status update.
+				if n := ai.live.Requests()<<16 | int64(up); n != last[ai.workload] {
 					last[ai.workload], changed = n, true
 				}
 			}

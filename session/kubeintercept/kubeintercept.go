@@ -181,6 +181,7 @@ type interception struct {
 	proxyEnv []string
 
 	mu        sync.Mutex
+	requests  int64 // the highest count seen
 	listeners []net.Listener
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -191,18 +192,32 @@ func (it *interception) Port() int     { return it.port }
 
 // Requests counts what the agents sent to this machine, summed over pods.
 // It asks the agents, so it is bounded to stay cheap for status updates.
+// Pods whose tunnel is down cannot be asked, so the count never goes back:
+// the highest seen stands.
 func (it *interception) Requests() int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	st, err := it.ic.Tunnels().Stats(ctx)
-	if err != nil {
-		return 0
+	var n int64
+	if err == nil {
+		for _, p := range st.Ports {
+			n += int64(p.ToLaptop)
+		}
 	}
-	var n uint64
-	for _, p := range st.Ports {
-		n += p.ToLaptop
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	it.requests = max(it.requests, n)
+	return it.requests
+}
+
+func (it *interception) Tunnels() (connected, pods int) {
+	for _, p := range it.ic.Tunnels().Pods() {
+		pods++
+		if p.Connected {
+			connected++
+		}
 	}
-	return int64(n)
+	return connected, pods
 }
 
 func (it *interception) Leave(ctx context.Context, _ session.Progress) error {

@@ -64,10 +64,11 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 		o, ok := m.(*godap.OutputEvent)
 		return ok && strings.Contains(o.Body.Output, "debugger process ended unexpectedly")
 	})
-	// Delve gives its debuggee no parent-death signal: the program may
-	// outlive the worker (and keep serving) until the next relaunch.
+	// Delve gives its debuggee no parent-death signal, so the bridge ends
+	// it: a program nothing can stop at a breakpoint must not keep taking
+	// the cluster's traffic.
 	for _, p := range debuggees {
-		t.Logf("debuggee %d alive after the worker died: %v (%s)", p, pidAlive(p), strings.Join(procArgs(p), " "))
+		eventually(t, fmt.Sprintf("the program %d of the killed worker gone", p), func() bool { return !pidAlive(p) })
 	}
 	// The session stays open: no terminated event, the adapter still runs.
 	c.mu.Lock()
@@ -294,6 +295,15 @@ func TestPortForwardCut(t *testing.T) {
 	st := f.status(t)
 	if len(st.Intercepts) != 1 || st.Process == nil || st.Process.PID != pid || st.Process.State != "running" {
 		t.Errorf("status during the cut = %+v, want the intercept kept and program %d running", st, pid)
+	}
+	// Status tells the truth: the tunnels are down and traffic is on the
+	// app; the count of what the laptop served does not fall back to 0.
+	eventually(t, "status saying the tunnels are down", func() bool {
+		st := f.status(t)
+		return len(st.Intercepts) == 1 && strings.Contains(st.Intercepts[0].State, "tunnels down")
+	})
+	if st := f.status(t); st.Intercepts[0].Requests < before {
+		t.Errorf("status counts %d requests during the cut, fewer than the %d before it", st.Intercepts[0].Requests, before)
 	}
 	t.Logf("status during the cut (%d requests counted before it): %s", before, strings.TrimSpace(f.mustKloop(t, "status").stdout))
 	// Hold the cut for a while: fallback must last, not flap back.
