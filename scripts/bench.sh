@@ -10,14 +10,17 @@ trap 'rm -f "$tmp"' EXIT
 
 # package | benchmark regexp | -benchtime | what it compares
 runs=(
-	"./test|BenchmarkLSP|20x|LSP: cold start with daemon auto-start, warm initialize, codeLens p50/p99, idle RSS"
+	"./test|.|50x|LSP: cold start with daemon auto-start, warm initialize, codeLens p50/p99 on 5,000 lines, idle RSS"
 	"./sandbox|.|3x|sandbox: cached start to ready; cache verification"
 	"./test/sandbox|.|3x|sandbox: Deployment to pod Running and stand-in serving"
-	"./kube/claim|ClaimRelease|50x|claim/release through the apiserver"
-	"./agent|.|20000x|agent: requests through agent+tunnel vs direct loopback"
+	"./kube/claim|ClaimRelease|50x|claim/release through the apiserver (library)"
+	"./test/claim|.|20x|claim/release through the CLI and the daemon"
+	"./agent|Requests|20000x|agent: requests through agent+tunnel vs direct loopback"
+	"./agent|TunnelSetup|200x|agent: tunnel handshake over loopback"
+	"./kube/intercept|InterceptSetup|5x|intercept: command to first tunneled request"
+	"./kube/intercept|RequestLatency|3000x|intercept: latency and throughput through real port-forward vs direct"
 	"./session/relaunch|SaveToServing|20x|relaunch: save to serving vs raw go build + exec floor"
-	"./test/dap|RelaunchUnderDebug|10x|debug: relaunch under Delve vs raw build + exec floor"
-	"./kube/intercept|.|5x|intercept: setup and latency through real port-forward vs direct"
+	"./test/dap|RelaunchUnderDebug|10x|debug: relaunch under Delve vs raw build (-N -l) + exec floor"
 )
 
 {
