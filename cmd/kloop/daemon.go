@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -95,7 +97,9 @@ when no client is connected and no session holds a claim, intercept or process.`
 				return nil
 			}
 			defer c.Close(ctx)
-			if err := c.Call(ctx, "kloop/stopDaemon", struct{}{}, nil); err != nil {
+			// The daemon may close the connection before its answer is out:
+			// an EOF here is the stop, not a failure.
+			if err := c.Call(ctx, "kloop/stopDaemon", struct{}{}, nil); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "EOF") {
 				return fmt.Errorf("stop the daemon: %w", err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "kloop daemon stopping")

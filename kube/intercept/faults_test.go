@@ -17,6 +17,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/kube/intercept"
@@ -142,12 +143,18 @@ func TestTunnelsFollowPods(t *testing.T) {
 	if err := f.env.Client.CoreV1().Pods(f.env.Namespace).Delete(context.Background(), first[0].Pod, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	scale, err := f.env.Client.AppsV1().Deployments(f.env.Namespace).GetScale(context.Background(), "orders", metav1.GetOptions{})
+	// The deployment controller updates the object too: retry on conflict,
+	// as kubectl scale does.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		scale, err := f.env.Client.AppsV1().Deployments(f.env.Namespace).GetScale(context.Background(), "orders", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		scale.Spec.Replicas = 3
+		_, err = f.env.Client.AppsV1().Deployments(f.env.Namespace).UpdateScale(context.Background(), "orders", scale, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	scale.Spec.Replicas = 3
-	if _, err := f.env.Client.AppsV1().Deployments(f.env.Namespace).UpdateScale(context.Background(), "orders", scale, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var now []intercept.PodTunnel

@@ -23,7 +23,10 @@ func (in *Injector) waitRollout(ctx context.Context, w Workload, timeout time.Du
 	for {
 		obj, err := getObject(ctx, in.Client, in.Namespace, w)
 		if err != nil {
-			if ctx.Err() != nil {
+			// client-go's rate limiter refuses a request that could not
+			// start before the deadline, just ahead of the deadline itself:
+			// either way the wait is over.
+			if ctx.Err() != nil || strings.Contains(err.Error(), "would exceed context deadline") {
 				break
 			}
 			return err

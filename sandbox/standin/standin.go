@@ -276,6 +276,18 @@ func (s *Runner) startPod(ctx context.Context, pod *corev1.Pod) *podRun {
 		return pr
 	}
 	pr.net = pn
+	// The namespace's names before the first process starts, as a pod's
+	// DNS is there from its start: a lookup that ran ahead of the next
+	// hosts update would go to the host's resolver and be cached as a miss.
+	if hosts := pn.hostsPath(); hosts != "" {
+		s.mu.Lock()
+		content := s.lastHosts[pod.Namespace]
+		s.mu.Unlock()
+		if content == "" {
+			content = "127.0.0.1 localhost\n"
+		}
+		writeInPlace(hosts, content+fmt.Sprintf("%s %s\n", pn.ip, pod.Name))
+	}
 	dir := filepath.Join(s.opts.Dir, "pods", pod.Namespace, pod.Name+"-"+string(pod.UID)[:8])
 	src := newObjectSource(s.opts.Client, pod.Namespace)
 	volumes, err := materializeVolumes(ctx, src, pod, filepath.Join(dir, "volumes"))
