@@ -192,14 +192,14 @@ type ordersAnswer struct {
 // returns the HTTP status and the decoded answer. Transport errors are
 // retried: kwok marks a new pod Ready before its stand-in process serves,
 // which a real kubelet's readiness would not.
-func (f *fixture) getOrder(t testing.TB) (int, ordersAnswer, string) {
+func (f *fixture) getOrder(t testing.TB, header ...string) (int, ordersAnswer, string) {
 	t.Helper()
 	var lastErr error
 	var code int
 	var a ordersAnswer
 	var body string
 	eventually(t, "an answer from the orders Service", func() bool {
-		code, a, body, lastErr = f.tryGetOrder(t)
+		code, a, body, lastErr = f.tryGetOrder(t, header...)
 		if lastErr != nil {
 			t.Logf("GET /orders/1: %v (retrying)", lastErr)
 		}
@@ -208,7 +208,7 @@ func (f *fixture) getOrder(t testing.TB) (int, ordersAnswer, string) {
 	return code, a, body
 }
 
-func (f *fixture) tryGetOrder(t testing.TB) (int, ordersAnswer, string, error) {
+func (f *fixture) tryGetOrder(t testing.TB, header ...string) (int, ordersAnswer, string, error) {
 	t.Helper()
 	ctx := context.Background()
 	svc, err := f.env.Client.CoreV1().Services(f.env.Namespace).Get(ctx, "orders", metav1.GetOptions{})
@@ -238,7 +238,11 @@ func (f *fixture) tryGetOrder(t testing.TB) (int, ordersAnswer, string, error) {
 			return f.pf.Dial(ctx, f.env.Namespace, pod.Name, target)
 		},
 	}}
-	resp, err := client.Get("http://orders/orders/1")
+	req, _ := http.NewRequest(http.MethodGet, "http://orders/orders/1", nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, ordersAnswer{}, "", fmt.Errorf("via Service orders (pod %s port %d): %w", pod.Name, target, err)
 	}

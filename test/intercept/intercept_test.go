@@ -3,6 +3,7 @@ package intercept_test
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -96,5 +97,58 @@ func TestInterceptRunsTheProgramAndRelaunchesOnSave(t *testing.T) {
 	state, err := os.ReadFile(f.daemon.State + "/state.json")
 	if err == nil && strings.Contains(string(state), "orders") {
 		t.Errorf("state.json still records orders after leave:\n%s", state)
+	}
+}
+
+// TestHeaderInterceptRoutesOnlyMatchingRequests is a personal intercept:
+// requests with the header reach the laptop, everyone else's stay on the
+// app.
+func TestHeaderInterceptRoutesOnlyMatchingRequests(t *testing.T) {
+	f := newFixture(t)
+	f.mustKloop(t, "intercept", "orders", "--header", "x-dev=alice", "--detach")
+	if _, a, body := f.getOrder(t, "x-dev", "alice"); a.Build != "laptop-v1" {
+		t.Errorf("with the header: %s, want the laptop", body)
+	}
+	for _, h := range [][]string{nil, {"x-dev", "bob"}} {
+		if _, a, body := f.getOrder(t, h...); a.Build != "" {
+			t.Errorf("with header %v: %s, want the app", h, body)
+		}
+	}
+	st := f.status(t)
+	if len(st.Intercepts) != 1 || st.Intercepts[0].Header["x-dev"] != "alice" {
+		t.Errorf("status = %+v, want the personal intercept with its header", st.Intercepts)
+	}
+	f.mustKloop(t, "leave", "orders")
+}
+
+// TestInterceptRunsACommandWithThePodEnv: without a program, `-- CMD`
+// runs CMD here with the pod's env and ends the intercept when it exits.
+func TestInterceptRunsACommandWithThePodEnv(t *testing.T) {
+	f := newFixture(t)
+	origTemplate, _ := f.specs(t)
+	// This workspace names no program for orders.
+	cfg := "kubeconfig: " + f.env.Kubeconfig + "\n"
+	if err := os.WriteFile(filepath.Join(f.ws, ".kloop.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(t.TempDir(), "env")
+	r := f.mustKloop(t, "intercept", "orders", "--", "sh", "-c", "env > "+envFile)
+	if !strings.Contains(r.stderr, "left deployment/orders") {
+		t.Errorf("intercept did not say it left after the command: %s", r.stderr)
+	}
+	data, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatalf("the command did not run: %v", err)
+	}
+	for _, want := range []string{"API_TOKEN=sample-token-not-a-real-secret", "GREETING=hello from orders", "KLOOP_ROOT=", "HTTP_PROXY=http://kloop:", "ALL_PROXY=socks5h://kloop:"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("the command's env lacks %q", want)
+		}
+	}
+	if st := f.status(t); len(st.Intercepts) != 0 {
+		t.Errorf("status after the command = %+v, want the intercept ended", st.Intercepts)
+	}
+	if template, _ := f.specs(t); !reflect.DeepEqual(template, origTemplate) {
+		t.Errorf("orders not restored after the command")
 	}
 }
