@@ -31,15 +31,15 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 	f := newFixture(t)
 	origTemplate, origPorts := f.specs(t)
 	c := startDAP(t, f)
-	seq := c.send(&godap.InitializeRequest{Request: c.req("initialize"), Arguments: godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true}})
-	c.response(seq)
+	seq := c.Send(&godap.InitializeRequest{Request: c.Req("initialize"), Arguments: godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true}})
+	c.Response(seq)
 	launch := map[string]any{
 		"workload": "orders", "program": ".", "port": fmt.Sprintf("8080:%d", f.localPort),
 		"env": map[string]string{"HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", f.localPort), "ADMIN_ADDR": "127.0.0.1:0"},
 	}
 	args, _ := json.Marshal(launch)
-	seq = c.send(&godap.LaunchRequest{Request: c.req("launch"), Arguments: args})
-	if r := c.response(seq).GetResponse(); !r.Success {
+	seq = c.Send(&godap.LaunchRequest{Request: c.Req("launch"), Arguments: args})
+	if r := c.Response(seq).GetResponse(); !r.Success {
 		t.Fatalf("launch failed: %s", r.Message)
 	}
 	f.servedBy(t, "the debugged laptop-v1 serving the cluster", onLaptop("laptop-v1"))
@@ -47,7 +47,7 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 	t.Logf("status before the kill: %+v", f.status(t))
 	var worker int
 	eventually(t, "the debug worker of kloop dap", func() bool {
-		for _, p := range descendants(c.cmd.Process.Pid) {
+		for _, p := range descendants(c.Process().Process.Pid) {
 			if a := procArgs(p); len(a) >= 2 && a[1] == "debug-worker" {
 				worker = p
 				return true
@@ -58,9 +58,9 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 	debuggees := descendants(worker)
 	t.Logf("debug worker %d, its children %v", worker, debuggees)
 
-	since := c.mark()
+	since := c.Mark()
 	kill9(t, "the debug worker", worker)
-	c.wait(since, "an output event telling the editor the debugger ended", func(m godap.Message) bool {
+	c.Wait(since, "an output event telling the editor the debugger ended", func(m godap.Message) bool {
 		o, ok := m.(*godap.OutputEvent)
 		return ok && strings.Contains(o.Body.Output, "debugger process ended unexpectedly")
 	})
@@ -71,14 +71,12 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 		eventually(t, fmt.Sprintf("the program %d of the killed worker gone", p), func() bool { return !pidAlive(p) })
 	}
 	// The session stays open: no terminated event, the adapter still runs.
-	c.mu.Lock()
-	for _, m := range c.msgs[since:] {
+	for _, m := range c.Since(since) {
 		if _, ok := m.(*godap.TerminatedEvent); ok {
 			t.Errorf("the editor got a terminated event after the worker died; the session should stay open for the next save")
 		}
 	}
-	closed := c.closed
-	c.mu.Unlock()
+	closed := c.Closed()
 	if closed {
 		t.Fatalf("kloop dap closed the editor's connection when its worker died")
 	}
@@ -95,11 +93,11 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 	t.Logf("after the worker died, served by build %q of %q", a.Build, a.ServedBy)
 
 	// A save brings the program back under a new worker.
-	since = c.mark()
+	since = c.Mark()
 	if err := os.WriteFile(f.main, []byte(ordersSource(t, "laptop-v2")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c.wait(since, "the relaunch after the save", func(m godap.Message) bool {
+	c.Wait(since, "the relaunch after the save", func(m godap.Message) bool {
 		o, ok := m.(*godap.OutputEvent)
 		return ok && strings.Contains(o.Body.Output, "kloop: relaunched")
 	})
@@ -110,8 +108,8 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 		}
 	}
 
-	seq = c.send(&godap.DisconnectRequest{Request: c.req("disconnect"), Arguments: &godap.DisconnectArguments{TerminateDebuggee: true}})
-	c.response(seq)
+	seq = c.Send(&godap.DisconnectRequest{Request: c.Req("disconnect"), Arguments: &godap.DisconnectArguments{TerminateDebuggee: true}})
+	c.Response(seq)
 	eventually(t, "the workload restored when the debug session ended", func() bool {
 		template, ports := f.specs(t)
 		return reflect.DeepEqual(template, origTemplate) && reflect.DeepEqual(ports, origPorts)
