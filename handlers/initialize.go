@@ -34,6 +34,7 @@ func (s *Server) Initialize(ctx context.Context, params *protocol.InitializePara
 		s.caps.workDoneProgress = *w.WorkDoneProgress
 	}
 	s.caps.name = params.ClientInfo.Name
+	s.caps.outputNotifications = wantsOutput(params.Capabilities.Experimental)
 	s.mu.Unlock()
 
 	if root := workspaceRoot(params); root != "" {

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"go.lsp.dev/protocol"
@@ -22,13 +23,19 @@ func (s *Server) sendEvent(ctx context.Context, e session.Event) {
 		s.publishDiagnostics(ctx, uri.File(file), buildDiagnostics(diags))
 	}
 	if l := e.Output; l != nil {
-		if err := s.conn.Notify(ctx, MethodOutput, l); err != nil {
-			s.log.Debug("send output", "err", err)
-			return
+		s.mu.Lock()
+		typed := s.caps.outputNotifications
+		s.mu.Unlock()
+		// Each line once: typed to clients that asked (the CLI keeps
+		// stdout and stderr apart), as a log message to every other editor.
+		var err error
+		if typed {
+			err = s.conn.Notify(ctx, MethodOutput, l)
+		} else {
+			err = s.client.LogMessage(ctx, &protocol.LogMessageParams{Type: protocol.MessageTypeLog, Message: fmt.Sprintf("[%s] %s", l.Program, l.Line)})
 		}
-		typ := protocol.MessageTypeLog
-		if err := s.client.LogMessage(ctx, &protocol.LogMessageParams{Type: typ, Message: fmt.Sprintf("[%s] %s", l.Program, l.Line)}); err != nil {
-			s.log.Debug("send log message", "err", err)
+		if err != nil {
+			s.log.Debug("send program output", "err", err)
 		}
 	}
 }
@@ -50,4 +57,17 @@ func buildDiagnostics(diags []build.Diagnostic) []protocol.Diagnostic {
 		})
 	}
 	return out
+}
+
+// ExperimentalOutput is the experimental client capability that asks for
+// kloop/output instead of window/logMessage: {"kloopOutput": true}.
+const ExperimentalOutput = "kloopOutput"
+
+func wantsOutput(experimental []byte) bool {
+	var caps map[string]any
+	if json.Unmarshal(experimental, &caps) != nil {
+		return false
+	}
+	on, _ := caps[ExperimentalOutput].(bool)
+	return on
 }

@@ -61,6 +61,9 @@ type Server struct {
 type clientCaps struct {
 	workDoneProgress bool
 	name             string
+	// outputNotifications: the client asked for kloop/output (see
+	// ExperimentalOutput).
+	outputNotifications bool
 }
 
 // Serve answers LSP requests on stream until the connection ends. Text

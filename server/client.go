@@ -99,6 +99,8 @@ func connectOnce(ctx context.Context, opts ClientOptions) (*Client, error) {
 		ClientInfo: protocol.ClientInfo{Name: "kloop-cli"},
 		Capabilities: protocol.ClientCapabilities{
 			Window: &protocol.WindowClientCapabilities{WorkDoneProgress: &yes},
+			// The CLI streams the program's stdout and stderr apart.
+			Experimental: []byte(`{"` + handlers.ExperimentalOutput + `":true}`),
 		},
 	}
 	pid := int32(os.Getpid())

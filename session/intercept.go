@@ -558,7 +558,11 @@ func (s *Session) pollRequests() {
 	go func() {
 		tick := time.NewTicker(requestsPollInterval)
 		defer tick.Stop()
-		last := map[string]int64{}
+		type counters struct {
+			requests int64
+			tunnels  int
+		}
+		last := map[string]counters{}
 		for range tick.C {
 			s.imu.Lock()
 			if len(s.intercepts) == 0 {
@@ -577,10 +581,8 @@ func (s *Session) pollRequests() {
 					continue
 				}
 				up, _ := ai.live.Tunnels()
-				// Requests and tunnels folded in one number: either moving
-				// is worth a status update.
-				if n := ai.live.Requests()<<16 | int64(up); n != last[ai.workload] {
-					last[ai.workload], changed = n, true
+				if now := (counters{ai.live.Requests(), up}); now != last[ai.workload] {
+					last[ai.workload], changed = now, true
 				}
 			}
 			if changed {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/kloop/kloop/session/build"
 	"github.com/kloop/kloop/session/relaunch"
@@ -170,8 +169,8 @@ func (p *program) status() (*ProcessStatus, *BuildStatus, int64) {
 	p.mu.Unlock()
 	proc := &ProcessStatus{Program: p.name, PID: st.Pid, State: string(st.State)}
 	var b *BuildStatus
-	if st.Builds > 0 || st.BuildFailures > 0 {
-		b = &BuildStatus{OK: st.State != relaunch.StateBuildFailed, Millis: st.LastBuild.Milliseconds(), At: time.Now().UTC()}
+	if st.Builds > 0 {
+		b = &BuildStatus{OK: st.State != relaunch.StateBuildFailed, Millis: st.LastBuild.Milliseconds(), At: st.LastBuildAt.UTC()}
 	}
 	return proc, b, st.LastRelaunch.Milliseconds()
 }

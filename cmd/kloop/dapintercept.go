@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
+	"github.com/kloop/kloop/config"
 	"github.com/kloop/kloop/debugadapter"
 	"github.com/kloop/kloop/handlers"
 	"github.com/kloop/kloop/server"
@@ -55,11 +55,13 @@ func (d *daemonIntercept) resolveEnv(ctx context.Context, cfg debugadapter.Launc
 	if err := c.Execute(ctx, handlers.CmdStatus, nil, &st); err != nil {
 		return nil, err
 	}
+	want, err := config.ParseWorkload(cfg.Workload)
+	if err != nil {
+		return nil, fmt.Errorf("launch configuration \"workload\": %w", err)
+	}
 	held := false
 	for _, in := range st.Intercepts {
-		if strings.TrimPrefix(in.Workload, "deployment/") == strings.TrimPrefix(cfg.Workload, "deployment/") {
-			held = true
-		}
+		held = held || in.Workload == want.String()
 	}
 	if !held {
 		args := session.InterceptArgs{Workload: cfg.Workload, Port: cfg.Port, Header: cfg.Header, Debug: true}

@@ -95,7 +95,7 @@ func (e *Engine) Intercept(ctx context.Context, req session.InterceptRequest, p 
 			spec.Header = &tunnel.HeaderMatch{Name: name, Value: value}
 		}
 	default:
-		return nil, fmt.Errorf("intercept %s: a personal intercept matches one header; got %d", req.Workload, len(req.Header))
+		return nil, fmt.Errorf("intercept %s: a personal intercept matches one header, got %d: keep one --header NAME=VALUE", req.Workload, len(req.Header))
 	}
 	rc, cs, ns, err := connect(req.Target)
 	if err != nil {

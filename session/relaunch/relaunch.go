@@ -98,6 +98,7 @@ type Status struct {
 	Builds        int
 	BuildFailures int
 	LastBuild     time.Duration
+	LastBuildAt   time.Time
 	// Launches counts processes started after a good build (the first one
 	// included); Relaunches the ones among them that replaced an earlier
 	// build. LastRelaunch is the time from trigger to the new process being
@@ -248,6 +249,7 @@ func (l *Loop) cycle(ctx context.Context) {
 	l.mu.Lock()
 	l.status.Builds++
 	l.status.LastBuild = res.Duration
+	l.status.LastBuildAt = time.Now()
 	unchanged := res.ID != "" && res.ID == l.runningID && l.sup.Running()
 	if unchanged {
 		l.status.Unchanged++
@@ -309,6 +311,7 @@ func (l *Loop) buildFailed(err error) {
 	l.mu.Lock()
 	l.status.Builds++
 	l.status.BuildFailures++
+	l.status.LastBuildAt = time.Now()
 	if be != nil {
 		l.status.LastBuild = be.Duration
 	}
