@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -65,13 +66,17 @@ until "kloop leave".`,
 				}
 				fmt.Fprintln(w, l.Line)
 			}
-			var lastRelaunch int64
+			// Relaunches are reported once the first launch is over (it is
+			// part of the intercept's progress).
+			var lastRelaunch atomic.Int64
+			lastRelaunch.Store(-1)
+			var buildFailed atomic.Bool
 			f.onStatus = func(st session.Status) {
-				if st.LastRelaunchMillis != 0 && st.LastRelaunchMillis != lastRelaunch {
-					lastRelaunch = st.LastRelaunchMillis
+				if last := lastRelaunch.Load(); last >= 0 && st.LastRelaunchMillis != last {
+					lastRelaunch.Store(st.LastRelaunchMillis)
 					fmt.Fprintf(errOut, "kloop: relaunched in %d ms\n", st.LastRelaunchMillis)
 				}
-				if st.LastBuild != nil && !st.LastBuild.OK {
+				if failed := st.LastBuild != nil && !st.LastBuild.OK; failed != buildFailed.Swap(failed) && failed {
 					fmt.Fprintln(errOut, "kloop: build failed; the previous program keeps serving (errors are in your editor and above)")
 				}
 			}
@@ -84,6 +89,7 @@ until "kloop leave".`,
 				if err := c.Execute(ctx, handlers.CmdStatus, nil, &st); err != nil {
 					return err
 				}
+				lastRelaunch.Store(st.LastRelaunchMillis)
 				if f.output == "json" {
 					if err := writeJSON(out, in); err != nil {
 						return err

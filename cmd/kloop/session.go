@@ -58,7 +58,9 @@ func (f *sessionFlags) run(cmd *cobra.Command, fn func(ctx context.Context, c *s
 	}
 	pl := newProgressLine(cmd.ErrOrStderr())
 	ctx := cmd.Context()
-	c, err := server.Connect(ctx, server.ClientOptions{
+	// The connection outlives Ctrl-C (which cancels ctx): a command may
+	// still have to tell the daemon to clean up, as intercept does on exit.
+	c, err := server.Connect(context.WithoutCancel(ctx), server.ClientOptions{
 		Dial:       server.DialOptions{Paths: paths},
 		Workspace:  abs,
 		OnProgress: pl.update,
