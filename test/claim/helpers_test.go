@@ -32,28 +32,10 @@ import (
 
 func TestMain(m *testing.M) { sandbox.Main(m) }
 
-var (
-	buildOnce sync.Once
-	kloopBin  string
-	buildErr  error
-)
+// kloop is built once per test binary.
+var kloopBinary = editor.NewBinary("kloop-claim-test-bin")
 
-// binary builds the kloop binary once per test binary. It lives in a fixed
-// directory (rebuilt each run, from the build cache) because sandbox.Main
-// exits without giving TestMain a chance to clean up.
-func binary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir := filepath.Join(os.TempDir(), "kloop-claim-test-bin")
-		if buildErr = os.MkdirAll(dir, 0o755); buildErr == nil {
-			kloopBin, buildErr = editor.BuildKloop(dir)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return kloopBin
-}
+func binary(t testing.TB) string { return kloopBinary.Path(t) }
 
 var deployOnce sync.Once
 

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"testing"
 )
 
 // RaceEnv, when set, builds kloop with the race detector, so the e2e suites
@@ -30,4 +32,33 @@ func BuildKloop(dir string) (string, error) {
 		return "", fmt.Errorf("build kloop: %w", err)
 	}
 	return bin, nil
+}
+
+// Binary builds kloop once per test binary into os.TempDir()/name and
+// returns its path; later calls return the same path. The directory is
+// fixed (and rebuilt each run, from the build cache) because sandbox.Main
+// exits without giving a TestMain the chance to clean up.
+type Binary struct {
+	name string
+	once sync.Once
+	path string
+	err  error
+}
+
+// NewBinary returns a Binary built into os.TempDir()/name.
+func NewBinary(name string) *Binary { return &Binary{name: name} }
+
+// Path builds the binary the first time and fails t if it cannot.
+func (b *Binary) Path(t testing.TB) string {
+	t.Helper()
+	b.once.Do(func() {
+		dir := filepath.Join(os.TempDir(), b.name)
+		if b.err = os.MkdirAll(dir, 0o755); b.err == nil {
+			b.path, b.err = BuildKloop(dir)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
 }

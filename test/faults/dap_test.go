@@ -9,7 +9,7 @@ import (
 // startDAP runs `kloop dap` in the workspace with the fixture's daemon.
 func startDAP(t testing.TB, f *fixture) *dapclient.Client {
 	t.Helper()
-	cmd := f.daemon.Command(t.Context(), "dap")
-	cmd.Dir = f.ws
+	cmd := f.Daemon.Command(t.Context(), "dap")
+	cmd.Dir = f.WS
 	return dapclient.Start(t, cmd)
 }

@@ -29,13 +29,13 @@ import (
 // new build; ending the session and `leave --all` restore the workload.
 func TestDebugWorkerKilledDuringSession(t *testing.T) {
 	f := newFixture(t)
-	origTemplate, origPorts := f.specs(t)
+	origTemplate, origPorts := f.Specs(t)
 	c := startDAP(t, f)
 	seq := c.Send(&godap.InitializeRequest{Request: c.Req("initialize"), Arguments: godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true}})
 	c.Response(seq)
 	launch := map[string]any{
-		"workload": "orders", "program": ".", "port": fmt.Sprintf("8080:%d", f.localPort),
-		"env": map[string]string{"HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", f.localPort), "ADMIN_ADDR": "127.0.0.1:0"},
+		"workload": "orders", "program": ".", "port": fmt.Sprintf("8080:%d", f.LocalPort),
+		"env": map[string]string{"HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", f.LocalPort), "ADMIN_ADDR": "127.0.0.1:0"},
 	}
 	args, _ := json.Marshal(launch)
 	seq = c.Send(&godap.LaunchRequest{Request: c.Req("launch"), Arguments: args})
@@ -44,7 +44,7 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 	}
 	f.servedBy(t, "the debugged laptop-v1 serving the cluster", onLaptop("laptop-v1"))
 
-	t.Logf("status before the kill: %+v", f.status(t))
+	t.Logf("status before the kill: %+v", f.Status(t))
 	var worker int
 	eventually(t, "the debug worker of kloop dap", func() bool {
 		for _, p := range descendants(c.Process().Process.Pid) {
@@ -81,7 +81,7 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 		t.Fatalf("kloop dap closed the editor's connection when its worker died")
 	}
 	// The intercept is still there, and status says so.
-	if st := f.status(t); len(st.Intercepts) != 1 || st.Intercepts[0].Workload != "deployment/orders" {
+	if st := f.Status(t); len(st.Intercepts) != 1 || st.Intercepts[0].Workload != "deployment/orders" {
 		t.Errorf("status after the worker died = %+v, want the orders intercept", st)
 	} else {
 		t.Logf("status after the kill: %+v", st)
@@ -94,7 +94,7 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 
 	// A save brings the program back under a new worker.
 	since = c.Mark()
-	if err := os.WriteFile(f.main, []byte(ordersSource(t, "laptop-v2")), 0o644); err != nil {
+	if err := os.WriteFile(f.Main, []byte(ordersSource(t, "laptop-v2")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c.Wait(since, "the relaunch after the save", func(m godap.Message) bool {
@@ -111,7 +111,7 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 	seq = c.Send(&godap.DisconnectRequest{Request: c.Req("disconnect"), Arguments: &godap.DisconnectArguments{TerminateDebuggee: true}})
 	c.Response(seq)
 	eventually(t, "the workload restored when the debug session ended", func() bool {
-		template, ports := f.specs(t)
+		template, ports := f.Specs(t)
 		return reflect.DeepEqual(template, origTemplate) && reflect.DeepEqual(ports, origPorts)
 	})
 	f.leaveAllRestores(t, origTemplate, origPorts)
@@ -124,8 +124,8 @@ func TestDebugWorkerKilledDuringSession(t *testing.T) {
 // pod and its traffic reaches the laptop too.
 func TestAgentKilled(t *testing.T) {
 	f := newFixture(t)
-	origTemplate, origPorts := f.specs(t)
-	f.mustKloop(t, "intercept", "orders", "--detach")
+	origTemplate, origPorts := f.Specs(t)
+	f.MustKloop(t, "intercept", "orders", "--detach")
 	f.servedBy(t, "laptop-v1 through the intercept", onLaptop("laptop-v1"))
 	rec := f.record(t)
 	agentPort, ok := rec.AgentPort(8080)
@@ -134,7 +134,7 @@ func TestAgentKilled(t *testing.T) {
 	}
 	pods := f.interceptedPods(t, rec.ID, 2)
 	victim, other := pods[0], pods[1]
-	pid := f.status(t).Process.PID
+	pid := f.Status(t).Process.PID
 	viaPod := func(what string, pod string) {
 		t.Helper()
 		eventually(t, what, func() bool {
@@ -157,13 +157,13 @@ func TestAgentKilled(t *testing.T) {
 	if code, a, body, err := f.tryGetVia(other, agentPort); err != nil || code != 200 || a.Build != "laptop-v1" {
 		t.Errorf("via the surviving pod %s right after the kill: %d %s %v, want laptop-v1", other, code, body, err)
 	}
-	st := f.status(t)
+	st := f.Status(t)
 	if len(st.Intercepts) != 1 || st.Intercepts[0].Workload != "deployment/orders" || st.Process == nil || st.Process.PID != pid || st.Process.State != "running" {
 		t.Errorf("status after the agent died = %+v, want the intercept and the same running program %d", st, pid)
 	}
 
 	// The pod is replaced; the new pod gets the agent and a tunnel.
-	if err := f.env.Client.CoreV1().Pods(f.env.Namespace).Delete(t.Context(), victim, metav1.DeleteOptions{}); err != nil {
+	if err := f.Env.Client.CoreV1().Pods(f.Env.Namespace).Delete(t.Context(), victim, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var replacement string
@@ -178,7 +178,7 @@ func TestAgentKilled(t *testing.T) {
 	})
 	viaPod("the replacement pod sending traffic to the laptop", replacement)
 	viaPod("the surviving pod still sending traffic to the laptop", other)
-	if st := f.status(t); len(st.Intercepts) != 1 || st.Process == nil || st.Process.PID != pid {
+	if st := f.Status(t); len(st.Intercepts) != 1 || st.Process == nil || st.Process.PID != pid {
 		t.Errorf("status after the replacement = %+v, want the intercept and program %d", st, pid)
 	}
 	f.leaveAllRestores(t, origTemplate, origPorts)
@@ -194,8 +194,8 @@ func TestAgentKilled(t *testing.T) {
 // back, the tunnels reconnect by themselves and traffic reaches the laptop.
 func TestPortForwardCut(t *testing.T) {
 	f := newFixture(t)
-	origTemplate, origPorts := f.specs(t)
-	f.mustKloop(t, "intercept", "orders", "--detach")
+	origTemplate, origPorts := f.Specs(t)
+	f.MustKloop(t, "intercept", "orders", "--detach")
 	f.servedBy(t, "laptop-v1 through the intercept", onLaptop("laptop-v1"))
 	rec := f.record(t)
 	agentPort, _ := rec.AgentPort(8080)
@@ -204,7 +204,7 @@ func TestPortForwardCut(t *testing.T) {
 	for _, p := range pods {
 		nets[netns(f.agentOf(t, p).PID())] = true
 	}
-	pid := f.status(t).Process.PID
+	pid := f.Status(t).Process.PID
 	for _, p := range pods {
 		eventually(t, "the tunnel of "+p+" up", func() bool {
 			code, a, _, err := f.tryGetVia(p, agentPort)
@@ -214,7 +214,7 @@ func TestPortForwardCut(t *testing.T) {
 	// Status counts the requests the laptop served.
 	var before int64
 	eventually(t, "status counting the requests served by the laptop", func() bool {
-		st := f.status(t)
+		st := f.Status(t)
 		if len(st.Intercepts) == 1 {
 			before = st.Intercepts[0].Requests
 		}
@@ -261,7 +261,7 @@ func TestPortForwardCut(t *testing.T) {
 	// probe with a wrong token gets no answer from it, not a refusal.
 	for _, p := range pods {
 		eventually(t, "the control port of "+p+" cut off", func() bool {
-			conn, err := f.pf.Dial(context.Background(), f.env.Namespace, p, rec.ControlPort)
+			conn, err := f.PF.Dial(context.Background(), f.Env.Namespace, p, rec.ControlPort)
 			if err != nil {
 				return true
 			}
@@ -290,20 +290,20 @@ func TestPortForwardCut(t *testing.T) {
 	if kills.Load() == 0 {
 		t.Fatalf("no tunnel port-forward was cut")
 	}
-	st := f.status(t)
+	st := f.Status(t)
 	if len(st.Intercepts) != 1 || st.Process == nil || st.Process.PID != pid || st.Process.State != "running" {
 		t.Errorf("status during the cut = %+v, want the intercept kept and program %d running", st, pid)
 	}
 	// Status tells the truth: the tunnels are down and traffic is on the
 	// app; the count of what the laptop served does not fall back to 0.
 	eventually(t, "status saying the tunnels are down", func() bool {
-		st := f.status(t)
+		st := f.Status(t)
 		return len(st.Intercepts) == 1 && strings.Contains(st.Intercepts[0].State, "tunnels down")
 	})
-	if st := f.status(t); st.Intercepts[0].Requests < before {
+	if st := f.Status(t); st.Intercepts[0].Requests < before {
 		t.Errorf("status counts %d requests during the cut, fewer than the %d before it", st.Intercepts[0].Requests, before)
 	}
-	t.Logf("status during the cut (%d requests counted before it): %s", before, strings.TrimSpace(f.mustKloop(t, "status").stdout))
+	t.Logf("status during the cut (%d requests counted before it): %s", before, strings.TrimSpace(f.MustKloop(t, "status").Stdout))
 	// Hold the cut for a while: fallback must last, not flap back.
 	for range 5 {
 		if code, a, body, err := f.tryGetVia(pods[0], agentPort); err != nil || !onApp(code, a) {
@@ -319,7 +319,7 @@ func TestPortForwardCut(t *testing.T) {
 			return err == nil && code == 200 && a.Build == "laptop-v1"
 		})
 	}
-	if st := f.status(t); len(st.Intercepts) != 1 || st.Process == nil || st.Process.PID != pid {
+	if st := f.Status(t); len(st.Intercepts) != 1 || st.Process == nil || st.Process.PID != pid {
 		t.Errorf("status after the cut = %+v, want the intercept and program %d", st, pid)
 	}
 	f.leaveAllRestores(t, origTemplate, origPorts)
@@ -331,10 +331,10 @@ func TestPortForwardCut(t *testing.T) {
 // and status says nothing is intercepted or running.
 func TestDaemonKilledDuringRelaunch(t *testing.T) {
 	f := newFixture(t)
-	origTemplate, origPorts := f.specs(t)
-	f.mustKloop(t, "intercept", "orders", "--detach")
+	origTemplate, origPorts := f.Specs(t)
+	f.MustKloop(t, "intercept", "orders", "--detach")
 	f.servedBy(t, "laptop-v1 through the intercept", onLaptop("laptop-v1"))
-	pids := f.daemon.DaemonPIDs()
+	pids := f.Daemon.DaemonPIDs()
 	if len(pids) != 1 {
 		t.Fatalf("daemons: %v, want one", pids)
 	}
@@ -346,8 +346,8 @@ func TestDaemonKilledDuringRelaunch(t *testing.T) {
 		if i > 30 {
 			t.Fatalf("never caught the daemon building in %d saves", i-2)
 		}
-		program = f.status(t).Process.PID
-		if err := os.WriteFile(f.main, []byte(ordersSource(t, fmt.Sprintf("laptop-v%d", i))), 0o644); err != nil {
+		program = f.Status(t).Process.PID
+		if err := os.WriteFile(f.Main, []byte(ordersSource(t, fmt.Sprintf("laptop-v%d", i))), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(sandbox.WaitTimeout)
@@ -368,24 +368,24 @@ func TestDaemonKilledDuringRelaunch(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, "the killed daemon gone", func() bool { return len(f.daemon.DaemonPIDs()) == 0 })
+	eventually(t, "the killed daemon gone", func() bool { return len(f.Daemon.DaemonPIDs()) == 0 })
 	f.servedBy(t, "traffic back on the app after the daemon died", onApp)
 
 	// Any command starts a new daemon, which cleans up.
-	f.mustKloop(t, "status")
+	f.MustKloop(t, "status")
 	eventually(t, "the orphaned program killed", func() bool { return !pidAlive(program) })
 	eventually(t, "the workload restored", func() bool {
-		template, ports := f.specs(t)
+		template, ports := f.Specs(t)
 		return reflect.DeepEqual(template, origTemplate) && reflect.DeepEqual(ports, origPorts)
 	})
-	if st := f.status(t); len(st.Intercepts) != 0 || st.Process != nil {
+	if st := f.Status(t); len(st.Intercepts) != 0 || st.Process != nil {
 		t.Errorf("status after the new daemon cleaned up = %+v, want nothing intercepted or running", st)
 	}
 	// Neither the interrupted build's output nor anything else kloop built
 	// was started by the new daemon.
 	eventually(t, "no program built by kloop running", func() bool {
 		for _, p := range allPIDs() {
-			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); err == nil && strings.HasPrefix(exe, f.daemon.State+"/") && pidAlive(p) {
+			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); err == nil && strings.HasPrefix(exe, f.Daemon.State+"/") && pidAlive(p) {
 				t.Logf("still running: pid %d %s", p, exe)
 				return false
 			}

@@ -101,7 +101,7 @@ func netns(pid int) string {
 // record is the intercept record kloop stored on the orders Deployment.
 func (f *fixture) record(t testing.TB) intercept.Record {
 	t.Helper()
-	d, err := f.env.Client.AppsV1().Deployments(f.env.Namespace).Get(context.Background(), "orders", metav1.GetOptions{})
+	d, err := f.Env.Client.AppsV1().Deployments(f.Env.Namespace).Get(context.Background(), "orders", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func (f *fixture) record(t testing.TB) intercept.Record {
 func (f *fixture) token(t testing.TB) string {
 	t.Helper()
 	rec := f.record(t)
-	s, err := f.env.Client.CoreV1().Secrets(f.env.Namespace).Get(context.Background(), rec.Secret, metav1.GetOptions{})
+	s, err := f.Env.Client.CoreV1().Secrets(f.Env.Namespace).Get(context.Background(), rec.Secret, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func (f *fixture) token(t testing.TB) string {
 // agentOf is the running agent stand-in of pod.
 func (f *fixture) agentOf(t testing.TB, pod string) *sandbox.Process {
 	t.Helper()
-	return f.si.Wait(t, pod, intercept.AgentContainer)
+	return f.StandIns.Wait(t, pod, intercept.AgentContainer)
 }
 
 // interceptedPods lists the live orders pods that carry the intercept's
@@ -141,7 +141,7 @@ func (f *fixture) interceptedPods(t testing.TB, id string, want int) []string {
 	t.Helper()
 	var names []string
 	eventually(t, fmt.Sprintf("%d ready orders pods with the agent of intercept %s", want, id), func() bool {
-		pods, err := f.env.Client.CoreV1().Pods(f.env.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app=orders"})
+		pods, err := f.Env.Client.CoreV1().Pods(f.Env.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app=orders"})
 		if err != nil {
 			return false
 		}
@@ -170,7 +170,7 @@ func (f *fixture) tryGetVia(pod string, port int) (int, ordersAnswer, string, er
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return f.pf.Dial(ctx, f.env.Namespace, pod, port)
+			return f.PF.Dial(ctx, f.Env.Namespace, pod, port)
 		},
 	}}
 	resp, err := client.Get("http://orders/orders/1")
@@ -194,7 +194,7 @@ func (f *fixture) servedBy(t testing.TB, what string, ok func(code int, a orders
 	var last string
 	deadline := time.Now().Add(sandbox.WaitTimeout)
 	for {
-		code, a, body, err := f.tryGetOrder(t)
+		code, a, body, err := f.TryGetOrder(t)
 		if err == nil && ok(code, a) {
 			return a
 		}
@@ -221,15 +221,15 @@ func onLaptop(build string) func(int, ordersAnswer) bool {
 // and that the app answers.
 func (f *fixture) leaveAllRestores(t testing.TB, origTemplate, origPorts any) {
 	t.Helper()
-	f.mustKloop(t, "leave", "--all")
-	template, ports := f.specs(t)
+	f.MustKloop(t, "leave", "--all")
+	template, ports := f.Specs(t)
 	if !reflect.DeepEqual(template, origTemplate) {
 		t.Errorf("pod template after leave --all differs from the original:\n got %+v\nwant %+v", template, origTemplate)
 	}
 	if !reflect.DeepEqual(ports, origPorts) {
 		t.Errorf("service ports after leave --all = %+v, want %+v", ports, origPorts)
 	}
-	if st := f.status(t); len(st.Intercepts) != 0 || st.Process != nil {
+	if st := f.Status(t); len(st.Intercepts) != 0 || st.Process != nil {
 		t.Errorf("status after leave --all = %+v, want nothing intercepted or running", st)
 	}
 	f.servedBy(t, "the app answering after leave --all", onApp)
@@ -237,7 +237,7 @@ func (f *fixture) leaveAllRestores(t testing.TB, origTemplate, origPorts any) {
 
 // daemonLog is the daemon's log so far.
 func (f *fixture) daemonLog() string {
-	data, _ := os.ReadFile(filepath.Join(f.daemon.State, "daemon.log"))
+	data, _ := os.ReadFile(filepath.Join(f.Daemon.State, "daemon.log"))
 	return string(data)
 }
 
@@ -248,8 +248,8 @@ func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
 func (f *fixture) tryStatus() (session.Status, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), sandbox.WaitTimeout)
 	defer cancel()
-	cmd := f.daemon.Command(ctx, "status", "-o", "json")
-	cmd.Dir = f.ws
+	cmd := f.Daemon.Command(ctx, "status", "-o", "json")
+	cmd.Dir = f.WS
 	out, err := cmd.Output()
 	var st session.Status
 	if err != nil || json.Unmarshal(out, &st) != nil {
@@ -265,7 +265,7 @@ var portForwardGVR = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version
 // func puts them back.
 func (f *fixture) dropPortForwards(t testing.TB, pods []string, port int) func() {
 	t.Helper()
-	ri := f.env.Dynamic.Resource(portForwardGVR).Namespace(f.env.Namespace)
+	ri := f.Env.Dynamic.Resource(portForwardGVR).Namespace(f.Env.Namespace)
 	saved := map[string][]any{}
 	for _, pod := range pods {
 		pf, err := ri.Get(context.Background(), pod, metav1.GetOptions{})

@@ -22,6 +22,7 @@ import (
 	"github.com/kloop/kloop/kube/claim"
 	kcluster "github.com/kloop/kloop/sandbox"
 	"github.com/kloop/kloop/session"
+	"github.com/kloop/kloop/test/orders"
 	"github.com/kloop/kloop/test/sandbox"
 )
 
@@ -36,16 +37,16 @@ const sampleSecret = "sample-token-not-a-real-secret"
 func TestSecurity(t *testing.T) {
 	f := newFixture(t)
 	var outputs []string // every CLI output but `kloop env`'s
-	run := func(args ...string) result {
+	run := func(args ...string) orders.Result {
 		t.Helper()
-		r := f.mustKloop(t, args...)
-		outputs = append(outputs, fmt.Sprintf("kloop %s:\n%s\n%s", strings.Join(args, " "), r.stdout, r.stderr))
+		r := f.MustKloop(t, args...)
+		outputs = append(outputs, fmt.Sprintf("kloop %s:\n%s\n%s", strings.Join(args, " "), r.Stdout, r.Stderr))
 		return r
 	}
 	run("intercept", "orders", "--detach")
 	f.servedBy(t, "laptop-v1 through the intercept", onLaptop("laptop-v1"))
-	first := f.status(t).Process.PID
-	if err := os.WriteFile(f.main, []byte(ordersSource(t, "laptop-v2")), 0o644); err != nil {
+	first := f.Status(t).Process.PID
+	if err := os.WriteFile(f.Main, []byte(ordersSource(t, "laptop-v2")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the relaunch after the save", func() bool {
@@ -58,15 +59,15 @@ func TestSecurity(t *testing.T) {
 
 	// `kloop env` is the one place the secret belongs.
 	var vars map[string]string
-	envJSON := f.mustKloop(t, "env", "orders", "--format", "json")
-	if err := json.Unmarshal([]byte(envJSON.stdout), &vars); err != nil {
-		t.Fatalf("kloop env: %v\n%s", err, envJSON.stdout)
+	envJSON := f.MustKloop(t, "env", "orders", "--format", "json")
+	if err := json.Unmarshal([]byte(envJSON.Stdout), &vars); err != nil {
+		t.Fatalf("kloop env: %v\n%s", err, envJSON.Stdout)
 	}
 	if vars["API_TOKEN"] != sampleSecret {
 		t.Fatalf("kloop env API_TOKEN = %q, want the Secret's value", vars["API_TOKEN"])
 	}
 	for _, format := range []string{"dotenv", "shell"} {
-		if r := f.mustKloop(t, "env", "orders", "--format", format); !strings.Contains(r.stdout, sampleSecret) {
+		if r := f.MustKloop(t, "env", "orders", "--format", format); !strings.Contains(r.Stdout, sampleSecret) {
 			t.Errorf("kloop env --format %s lacks API_TOKEN's value", format)
 		}
 	}
@@ -78,11 +79,11 @@ func TestSecurity(t *testing.T) {
 	}
 
 	t.Run("socket and state private", func(t *testing.T) {
-		checkMode(t, "the daemon socket's directory", filepath.Dir(f.daemon.Socket), fs.ModeDir|0o700)
-		checkMode(t, "the daemon socket", f.daemon.Socket, fs.ModeSocket|0o600)
-		checkMode(t, "state.json", filepath.Join(f.daemon.State, "state.json"), 0o600)
+		checkMode(t, "the daemon socket's directory", filepath.Dir(f.Daemon.Socket), fs.ModeDir|0o700)
+		checkMode(t, "the daemon socket", f.Daemon.Socket, fs.ModeSocket|0o600)
+		checkMode(t, "state.json", filepath.Join(f.Daemon.State, "state.json"), 0o600)
 		// The daemon log carries the program's output.
-		checkMode(t, "daemon.log", filepath.Join(f.daemon.State, "daemon.log"), 0o600)
+		checkMode(t, "daemon.log", filepath.Join(f.Daemon.State, "daemon.log"), 0o600)
 	})
 
 	t.Run("volumes private", func(t *testing.T) {
@@ -90,8 +91,8 @@ func TestSecurity(t *testing.T) {
 		if root == "" {
 			t.Fatalf("kloop env has no KLOOP_ROOT")
 		}
-		if !strings.HasPrefix(root, f.daemon.State+string(filepath.Separator)) {
-			t.Errorf("KLOOP_ROOT %s is not under the state directory %s", root, f.daemon.State)
+		if !strings.HasPrefix(root, f.Daemon.State+string(filepath.Separator)) {
+			t.Errorf("KLOOP_ROOT %s is not under the state directory %s", root, f.Daemon.State)
 		}
 		catalog := filepath.Join(root, "etc", "orders", "catalog.json")
 		if data, err := os.ReadFile(catalog); err != nil || !strings.Contains(string(data), "keyboard") {
@@ -130,25 +131,25 @@ func TestSecurity(t *testing.T) {
 	t.Run("claim kubeconfig private", func(t *testing.T) {
 		pool := newPool(t, 1)
 		ws := t.TempDir()
-		if err := os.WriteFile(filepath.Join(ws, ".kloop.yaml"), []byte("kubeconfig: "+f.env.Kubeconfig+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(ws, ".kloop.yaml"), []byte("kubeconfig: "+f.Env.Kubeconfig+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r := f.kloopIn(t, ws, "claim", "--pool", pool)
-		outputs = append(outputs, "kloop claim:\n"+r.stdout+r.stderr)
-		if r.code != 0 {
-			t.Fatalf("kloop claim: exit %d: %s%s", r.code, r.stdout, r.stderr)
+		r := f.KloopIn(t, ws, "claim", "--pool", pool)
+		outputs = append(outputs, "kloop claim:\n"+r.Stdout+r.Stderr)
+		if r.Code != 0 {
+			t.Fatalf("kloop claim: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
 		}
 		defer func() {
-			r := f.kloopIn(t, ws, "release")
-			outputs = append(outputs, "kloop release:\n"+r.stdout+r.stderr)
-			if r.code != 0 {
-				t.Errorf("kloop release: exit %d: %s%s", r.code, r.stdout, r.stderr)
+			r := f.KloopIn(t, ws, "release")
+			outputs = append(outputs, "kloop release:\n"+r.Stdout+r.Stderr)
+			if r.Code != 0 {
+				t.Errorf("kloop release: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
 			}
 		}()
-		r = f.kloopIn(t, ws, "status", "-o", "json")
+		r = f.KloopIn(t, ws, "status", "-o", "json")
 		var st session.Status
-		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Claim == nil || st.Claim.Kubeconfig == "" {
-			t.Fatalf("status after claim has no kubeconfig: %v\n%s%s", err, r.stdout, r.stderr)
+		if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil || st.Claim == nil || st.Claim.Kubeconfig == "" {
+			t.Fatalf("status after claim has no kubeconfig: %v\n%s%s", err, r.Stdout, r.Stderr)
 		}
 		checkMode(t, "the claim's kubeconfig", st.Claim.Kubeconfig, 0o600)
 	})
@@ -161,7 +162,7 @@ func TestSecurity(t *testing.T) {
 		forgeries := []string{"", "not-the-token", strings.Repeat("0", 64), flipLast(real)}
 		for _, pod := range pods {
 			for _, forged := range forgeries {
-				conn, err := f.pf.Dial(context.Background(), f.env.Namespace, pod, rec.ControlPort)
+				conn, err := f.PF.Dial(context.Background(), f.Env.Namespace, pod, rec.ControlPort)
 				if err != nil {
 					t.Fatalf("port-forward to %s's control port %d: %v", pod, rec.ControlPort, err)
 				}
@@ -184,19 +185,19 @@ func TestSecurity(t *testing.T) {
 				t.Errorf("the agent of %s did not log the refusals:\n%s", pod, log)
 			}
 		}
-		if st := f.status(t); len(st.Intercepts) != 1 {
+		if st := f.Status(t); len(st.Intercepts) != 1 {
 			t.Errorf("status after the forged attempts = %+v, want the intercept", st)
 		}
 	})
 
 	t.Run("daemon listens on loopback only", func(t *testing.T) {
-		pids := f.daemon.DaemonPIDs()
+		pids := f.Daemon.DaemonPIDs()
 		if len(pids) != 1 {
 			t.Fatalf("daemons: %v, want one", pids)
 		}
 		daemon := pids[0]
 		procs := append([]int{daemon}, descendants(daemon)...)
-		program := f.status(t).Process.PID
+		program := f.Status(t).Process.PID
 		listeners := map[int][]string{}
 		for _, pid := range procs {
 			inodes := socketInodes(pid)
@@ -220,14 +221,14 @@ func TestSecurity(t *testing.T) {
 			t.Errorf("found no TCP listener of the program %d; the check would see none off loopback either", program)
 		}
 		unix := unixSockets(t, daemon)
-		if !unix[f.daemon.Socket] {
-			t.Errorf("the daemon does not hold its socket %s; unix sockets: %v", f.daemon.Socket, unix)
+		if !unix[f.Daemon.Socket] {
+			t.Errorf("the daemon does not hold its socket %s; unix sockets: %v", f.Daemon.Socket, unix)
 		}
 	})
 
 	// Leave, then read every log of the run.
 	run("leave", "--all")
-	processes := f.si.Processes()
+	processes := f.StandIns.Processes()
 	logs := map[string]string{"the daemon log": f.daemonLog()}
 	for i, o := range outputs {
 		logs[fmt.Sprintf("CLI output %d", i)] = o
@@ -274,25 +275,6 @@ func checkMode(t *testing.T, what, path string, want fs.FileMode) {
 	if got := info.Mode() & (fs.ModeType | fs.ModePerm); got != want {
 		t.Errorf("%s %s has mode %v, want %v", what, path, got, want)
 	}
-}
-
-func (f *fixture) kloopIn(t testing.TB, dir string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), sandbox.WaitTimeout)
-	defer cancel()
-	cmd := f.daemon.Command(ctx, args...)
-	cmd.Dir = dir
-	var out, errOut strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errOut.String()}
-	var ee interface{ ExitCode() int }
-	if errors.As(err, &ee) {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run kloop %v: %v", args, err)
-	}
-	return r
 }
 
 // socketInodes are the inodes of pid's open sockets.

@@ -16,8 +16,8 @@ import (
 // startDAP runs `kloop dap` in the workspace with the fixture's daemon.
 func startDAP(t testing.TB, f *fixture) *dapclient.Client {
 	t.Helper()
-	cmd := f.daemon.Command(t.Context(), "dap")
-	cmd.Dir = f.ws
+	cmd := f.Daemon.Command(t.Context(), "dap")
+	cmd.Dir = f.WS
 	return dapclient.Start(t, cmd)
 }
 
@@ -27,16 +27,16 @@ func startDAP(t testing.TB, f *fixture) *dapclient.Client {
 // stops in the new code; ending the session leaves the workload.
 func TestDebugSessionOnClusterTraffic(t *testing.T) {
 	f := newFixture(t)
-	origTemplate, _ := f.specs(t)
+	origTemplate, _ := f.Specs(t)
 	c := startDAP(t, f)
 	const marker = `"servedBy": cfg.Pod`
-	c.SetBreakpoint(f.main, dapclient.LineOf(t, f.main, marker))
+	c.SetBreakpoint(f.Main, dapclient.LineOf(t, f.Main, marker))
 
 	seq := c.Send(&godap.InitializeRequest{Request: c.Req("initialize"), Arguments: godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true}})
 	c.Response(seq)
 	launch := map[string]any{
-		"workload": "orders", "program": ".", "port": fmt.Sprintf("8080:%d", f.localPort),
-		"env": map[string]string{"HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", f.localPort), "ADMIN_ADDR": "127.0.0.1:0"},
+		"workload": "orders", "program": ".", "port": fmt.Sprintf("8080:%d", f.LocalPort),
+		"env": map[string]string{"HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", f.LocalPort), "ADMIN_ADDR": "127.0.0.1:0"},
 	}
 	args, _ := json.Marshal(launch)
 	seq = c.Send(&godap.LaunchRequest{Request: c.Req("launch"), Arguments: args})
@@ -51,14 +51,14 @@ func TestDebugSessionOnClusterTraffic(t *testing.T) {
 	get := func() <-chan answer {
 		ch := make(chan answer, 1)
 		go func() {
-			_, a, body := f.getOrder(t)
+			_, a, body := f.GetOrder(t)
 			ch <- answer{a, body}
 		}()
 		return ch
 	}
 	since := c.Mark()
 	pending := get()
-	thread := c.StoppedAt(since, f.main, dapclient.LineOf(t, f.main, marker))
+	thread := c.StoppedAt(since, f.Main, dapclient.LineOf(t, f.Main, marker))
 	c.Send(&godap.ContinueRequest{Request: c.Req("continue"), Arguments: godap.ContinueArguments{ThreadId: thread}})
 	if got := <-pending; got.a.Build != "laptop-v1" {
 		t.Fatalf("answer after continue: %s, want the debugged laptop-v1", got.body)
@@ -69,9 +69,9 @@ func TestDebugSessionOnClusterTraffic(t *testing.T) {
 	newSrc := strings.Replace(ordersSource(t, "laptop-v2"), "\t\tw.Header().Set(\"Content-Type\", \"application/json\")\n\t\tjson.NewEncoder(w).Encode(map[string]any{\"order\"",
 		"\t\t_ = 1\n\t\t_ = 2\n\t\t_ = 3\n\t\tw.Header().Set(\"Content-Type\", \"application/json\")\n\t\tjson.NewEncoder(w).Encode(map[string]any{\"order\"", 1)
 	newLine := strings.Count(newSrc[:strings.Index(newSrc, marker)], "\n") + 1
-	c.SetBreakpoint(f.main, newLine)
+	c.SetBreakpoint(f.Main, newLine)
 	since = c.Mark()
-	if err := os.WriteFile(f.main, []byte(newSrc), 0o644); err != nil {
+	if err := os.WriteFile(f.Main, []byte(newSrc), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c.Wait(since, "the relaunch after the save", func(m godap.Message) bool {
@@ -80,7 +80,7 @@ func TestDebugSessionOnClusterTraffic(t *testing.T) {
 	})
 	since = c.Mark()
 	pending = get()
-	thread = c.StoppedAt(since, f.main, newLine)
+	thread = c.StoppedAt(since, f.Main, newLine)
 	c.Send(&godap.ContinueRequest{Request: c.Req("continue"), Arguments: godap.ContinueArguments{ThreadId: thread}})
 	if got := <-pending; got.a.Build != "laptop-v2" {
 		t.Fatalf("answer after the relaunch: %s, want laptop-v2", got.body)
@@ -90,7 +90,7 @@ func TestDebugSessionOnClusterTraffic(t *testing.T) {
 	seq = c.Send(&godap.DisconnectRequest{Request: c.Req("disconnect"), Arguments: &godap.DisconnectArguments{TerminateDebuggee: true}})
 	c.Response(seq)
 	eventually(t, "the workload restored after the debug session", func() bool {
-		template, _ := f.specs(t)
+		template, _ := f.Specs(t)
 		return reflect.DeepEqual(template, origTemplate)
 	})
 }

@@ -26,17 +26,17 @@ import (
 func TestRelaunchUnderLoadDropsNothing(t *testing.T) {
 	const relaunches = 20
 	f := newFixture(t)
-	f.mustKloop(t, "intercept", "orders", "--detach")
-	if _, a, body := f.getOrder(t); a.Build != "laptop-v1" {
+	f.MustKloop(t, "intercept", "orders", "--detach")
+	if _, a, body := f.GetOrder(t); a.Build != "laptop-v1" {
 		t.Fatalf("through the intercept: %s", body)
 	}
 
 	// Requests go where the Service sends them: the agent's port in a pod.
-	svc, err := f.env.Client.CoreV1().Services(f.env.Namespace).Get(context.Background(), "orders", metav1.GetOptions{})
+	svc, err := f.Env.Client.CoreV1().Services(f.Env.Namespace).Get(context.Background(), "orders", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pod := f.readyPod(t, labels.SelectorFromSet(svc.Spec.Selector).String())
+	pod := f.ReadyPod(t, labels.SelectorFromSet(svc.Spec.Selector).String())
 	target := svc.Spec.Ports[0].TargetPort.IntValue()
 	// Four clients, a connection per request, share a pace of 150
 	// requests/s; each is warmed up first.
@@ -44,7 +44,7 @@ func TestRelaunchUnderLoadDropsNothing(t *testing.T) {
 		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			DisableKeepAlives: true,
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return f.pf.Dial(ctx, f.env.Namespace, pod.Name, target)
+				return f.PF.Dial(ctx, f.Env.Namespace, pod.Name, target)
 			},
 		}}
 	}
@@ -96,16 +96,16 @@ func TestRelaunchUnderLoadDropsNothing(t *testing.T) {
 		}()
 	}
 
-	pid := f.status(t).Process.PID
+	pid := f.Status(t).Process.PID
 	for i := 2; i <= relaunches+1; i++ {
-		if err := os.WriteFile(f.main, []byte(ordersSource(t, fmt.Sprintf("laptop-v%d", i))), 0o644); err != nil {
+		if err := os.WriteFile(f.Main, []byte(ordersSource(t, fmt.Sprintf("laptop-v%d", i))), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, fmt.Sprintf("relaunch %d", i-1), func() bool {
-			st := f.status(t)
+			st := f.Status(t)
 			return st.Process != nil && st.Process.PID != pid && st.Process.State == "running"
 		})
-		pid = f.status(t).Process.PID
+		pid = f.Status(t).Process.PID
 	}
 	close(stop)
 	wg.Wait()
@@ -115,7 +115,7 @@ func TestRelaunchUnderLoadDropsNothing(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Errorf("%d of %d requests failed during relaunches; first: %v", failed.Load(), sent.Load(), failures[:min(5, len(failures))])
 	}
-	if _, a, body := f.getOrder(t); a.Build != fmt.Sprintf("laptop-v%d", relaunches+1) {
+	if _, a, body := f.GetOrder(t); a.Build != fmt.Sprintf("laptop-v%d", relaunches+1) {
 		t.Errorf("after the last relaunch: %s", body)
 	}
 }
