@@ -72,6 +72,11 @@ func (c Cache) build(ctx context.Context, progress ProgressFunc) error {
 		}
 		versions[b.name] = v
 	}
+	for group := range groupPatches {
+		if p := c.checkPatch(group); p != "" {
+			stale[group] = append(stale[group], p)
+		}
+	}
 	var steps []buildStep
 	for _, s := range c.buildSteps() {
 		if len(stale[s.group]) > 0 {
@@ -104,6 +109,9 @@ func (c Cache) build(ctx context.Context, progress ProgressFunc) error {
 			}
 			versions[b.name] = v
 		}
+		if err := c.writePatchStamp(s.group); err != nil {
+			return err
+		}
 	}
 	if err := c.writeManifest(versions); err != nil {
 		return err
@@ -114,10 +122,12 @@ func (c Cache) build(ctx context.Context, progress ProgressFunc) error {
 type buildStep struct {
 	group string
 	what  string
-	dir   string   // working directory, created
-	goMod string   // go.mod to write into dir, if any
-	env   []string // extra environment
-	args  []string // arguments of `go`
+	dir   string // working directory, created
+	goMod string // go.mod to write into dir, if any
+	// prepare runs in dir before the go command (nil: nothing to do).
+	prepare func(ctx context.Context, dir string) error
+	env     []string // extra environment
+	args    []string // arguments of `go`
 }
 
 func (c Cache) buildSteps() []buildStep {
@@ -139,11 +149,12 @@ func (c Cache) buildSteps() []buildStep {
 			args:  []string{"build", "-mod=mod", "-trimpath", "-o", filepath.Join(bin, "etcd"), etcdModule},
 		},
 		{
-			group: groupKwok,
-			what:  "building kwok, kwokctl " + KwokVersion,
-			dir:   c.Dir,
-			env:   []string{"GOBIN=" + bin},
-			args:  []string{"install", kwokModule + "/cmd/kwok@" + KwokVersion, kwokModule + "/cmd/kwokctl@" + KwokVersion},
+			group:   groupKwok,
+			what:    "building kwok, kwokctl " + KwokVersion + " (with kloop's port-forward patch)",
+			dir:     filepath.Join(c.Dir, "src", "kwok"),
+			goMod:   kwokGoMod(),
+			prepare: prepareKwokSource,
+			args:    []string{"build", "-mod=mod", "-trimpath", "-o", bin + "/", kwokModule + "/cmd/kwok", kwokModule + "/cmd/kwokctl"},
 		},
 	}
 }
@@ -161,6 +172,11 @@ func (c Cache) runStep(ctx context.Context, s buildStep) error {
 			if err := os.WriteFile(path, []byte(s.goMod), 0o644); err != nil {
 				return fmt.Errorf("sandbox build %s: %w", s.group, err)
 			}
+		}
+	}
+	if s.prepare != nil {
+		if err := s.prepare(ctx, s.dir); err != nil {
+			return fmt.Errorf("sandbox build %s: %w", s.group, err)
 		}
 	}
 	logFile, err := os.OpenFile(c.BuildLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

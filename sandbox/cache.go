@@ -114,6 +114,11 @@ func (c Cache) Check() CacheState {
 			st.Problems = append(st.Problems, p)
 		}
 	}
+	for group := range groupPatches {
+		if p := c.checkPatch(group); p != "" {
+			st.Problems = append(st.Problems, p)
+		}
+	}
 	st.Ready = len(st.Problems) == 0
 	return st
 }

@@ -22,6 +22,11 @@ func fakeCache(t *testing.T) Cache {
 	for _, b := range binaries {
 		writeScript(t, filepath.Join(c.BinDir(), b.name), b.wantVersion)
 	}
+	for group := range groupPatches {
+		if err := c.writePatchStamp(group); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return c
 }
 
@@ -152,5 +157,47 @@ func TestLockWaitEndsWithContext(t *testing.T) {
 	defer cancel()
 	if _, err := lockFile(ctx, path, "test", nil); err == nil || !strings.Contains(err.Error(), "wait for the sandbox build lock") {
 		t.Errorf("second lock while held: %v", err)
+	}
+}
+
+// A cache built before kloop patched kwok must not be trusted: its kwok
+// never ends a port-forward the pod closed.
+func TestCheckRejectsKwokWithoutThePatch(t *testing.T) {
+	for _, tt := range []struct {
+		name, stamp, want string
+	}{
+		{"no stamp", "", "kwok was built without kloop's patch " + kwokPatch},
+		{"older patch", "portforward-0\n", "kwok has kloop's patch portforward-0, want " + kwokPatch},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fakeCache(t)
+			if err := c.Ensure(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(c.stampPath(groupKwok))
+			if tt.stamp != "" {
+				os.WriteFile(c.stampPath(groupKwok), []byte(tt.stamp), 0o644)
+			}
+			st := c.Check()
+			if st.Ready || !strings.Contains(strings.Join(st.Problems, "\n"), tt.want) {
+				t.Errorf("Check() = %+v, want not ready: %q", st, tt.want)
+			}
+		})
+	}
+}
+
+func TestKwokPatchesApplyToThePinnedKwok(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "src", "kwok")
+	if err := prepareKwokSource(context.Background(), dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range kwokPatches {
+		src, err := os.ReadFile(filepath.Join(dir, "kwok", p.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(src), p.new) {
+			t.Errorf("%s does not have the patched code %q", p.file, p.new)
+		}
 	}
 }

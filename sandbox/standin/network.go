@@ -46,25 +46,44 @@ func (n Network) resolve() Network {
 }
 
 // Pipe copies stdin to a TCP connection to addr and the connection to
-// stdout, until both sides are done (bounded to a minute after stdin
-// ends). It is the DialCommand's body: kwok runs it inside a pod's network
-// namespace per port-forward connection, so port-forward reaches the
-// pod's 127.0.0.1 as the kubelet's does.
+// stdout. It is the DialCommand's body: kwok runs it inside a pod's network
+// namespace per port-forward connection, so port-forward reaches the pod's
+// 127.0.0.1 as the kubelet's does, and kwok ends the port-forward stream
+// only when Pipe exits.
+//
+// When the pod's side ends first, Pipe gives the client a second to end
+// its own and then exits, as containerd's port-forward does: a server that
+// closes an idle keep-alive connection must be seen closing it, or the
+// client's next request waits on a connection nobody reads. When the
+// client's side ends first, the pod keeps a minute to answer, so
+// half-closing clients still get their response.
 func Pipe(addr string) error {
 	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", addr, err)
 	}
-	done := make(chan struct{})
+	podDone := make(chan struct{})
+	clientDone := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(os.Stdout, conn)
-		close(done)
+		close(podDone)
 	}()
-	_, _ = io.Copy(conn, os.Stdin)
-	_ = conn.(*net.TCPConn).CloseWrite()
+	go func() {
+		_, _ = io.Copy(conn, os.Stdin)
+		_ = conn.(*net.TCPConn).CloseWrite()
+		close(clientDone)
+	}()
 	select {
-	case <-done:
-	case <-time.After(time.Minute):
+	case <-podDone:
+		select {
+		case <-clientDone:
+		case <-time.After(time.Second):
+		}
+	case <-clientDone:
+		select {
+		case <-podDone:
+		case <-time.After(time.Minute):
+		}
 	}
 	return conn.Close()
 }

@@ -432,14 +432,23 @@ func (s *Runner) ensurePortForward(ctx context.Context, pod *corev1.Pod, pn *pod
 	}
 	for _, p := range ports {
 		fw := map[string]any{"ports": []any{int64(p)}}
-		if pn.netns != "" {
+		switch {
+		case pn.netns != "":
 			// Like the kubelet: dial the pod's own localhost, from inside.
 			argv := []any{ipPath, "netns", "exec", pn.netns}
 			for _, a := range s.opts.DialCommand {
 				argv = append(argv, a)
 			}
 			fw["command"] = append(argv, fmt.Sprintf("127.0.0.1:%d", p))
-		} else {
+		case len(s.opts.DialCommand) > 0:
+			// Pipe rather than kwok's own target forward, which never
+			// ends a connection the pod closed until the client writes.
+			var argv []any
+			for _, a := range s.opts.DialCommand {
+				argv = append(argv, a)
+			}
+			fw["command"] = append(argv, pn.addr(int32(p)))
+		default:
 			fw["target"] = map[string]any{"address": pn.ip, "port": int64(pn.ports[int32(p)])}
 		}
 		forwards = append(forwards, fw)

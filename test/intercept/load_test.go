@@ -18,11 +18,15 @@ import (
 )
 
 // TestRelaunchUnderLoadDropsNothing keeps cluster traffic flowing through
-// the intercept, paced at 150 requests per second (each a new connection
-// through a real port-forward, which bounds the rate this machine reaches;
-// the log says what it was), while the program is changed and relaunched 20
-// times: every request must be answered by the laptop, by the old build or
-// the new one.
+// the intercept and a real port-forward while the program is changed and
+// relaunched 20 times, back to back: every request must be answered by the
+// laptop, by the old build or the new one. Eight clients keep their
+// connections alive across relaunches and share a pace of 150 requests/s:
+// seven call the pod as in-cluster callers do (a Service's traffic reaches
+// the pod's address directly), one comes through a real port-forward. Two
+// more come through port-forward with a connection per request, as fast as
+// they can. So every way a relaunch can meet a request is covered. The log
+// says the rate reached.
 func TestRelaunchUnderLoadDropsNothing(t *testing.T) {
 	const relaunches = 20
 	f := newFixture(t)
@@ -38,12 +42,15 @@ func TestRelaunchUnderLoadDropsNothing(t *testing.T) {
 	}
 	pod := f.ReadyPod(t, labels.SelectorFromSet(svc.Spec.Selector).String())
 	target := svc.Spec.Ports[0].TargetPort.IntValue()
-	// Four clients, a connection per request, share a pace of 150
-	// requests/s; each is warmed up first.
-	newClient := func() *http.Client {
+	agent := f.StandIns.Wait(t, pod.Name, "kloop-agent").Addr(int32(target))
+	newClient := func(inCluster, keepAlive bool) *http.Client {
 		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			DisableKeepAlives: true,
+			DisableKeepAlives: !keepAlive,
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				if inCluster {
+					var d net.Dialer
+					return d.DialContext(ctx, "tcp", agent)
+				}
 				return f.PF.Dial(ctx, f.Env.Namespace, pod.Name, target)
 			},
 		}}
@@ -74,24 +81,46 @@ func TestRelaunchUnderLoadDropsNothing(t *testing.T) {
 			}
 		}
 	}()
-	clients := []*http.Client{newClient(), newClient(), newClient(), newClient()}
+	var viaPortForward atomic.Int64
+	send := func(client *http.Client) {
+		sent.Add(1)
+		if err := getOnce(client); err != nil {
+			failed.Add(1)
+			failMu.Lock()
+			failures = append(failures, err.Error())
+			failMu.Unlock()
+		}
+	}
+	var clients []*http.Client
+	for i := range 10 {
+		clients = append(clients, newClient(i < 7, i < 8))
+	}
 	for _, client := range clients {
 		if err := getOnce(client); err != nil {
 			t.Fatalf("warm-up request: %v", err)
 		}
 	}
-	for _, client := range clients {
+	for _, client := range clients[:8] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for range tokens {
-				sent.Add(1)
-				if err := getOnce(client); err != nil {
-					failed.Add(1)
-					failMu.Lock()
-					failures = append(failures, err.Error())
-					failMu.Unlock()
+				send(client)
+			}
+		}()
+	}
+	for _, client := range clients[8:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
 				}
+				viaPortForward.Add(1)
+				send(client)
 			}
 		}()
 	}
@@ -111,7 +140,7 @@ func TestRelaunchUnderLoadDropsNothing(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	rate := float64(sent.Load()) / elapsed.Seconds()
-	t.Logf("%d requests in %s (%.0f/s) across %d relaunches, %d failed", sent.Load(), elapsed.Round(time.Millisecond), rate, relaunches, failed.Load())
+	t.Logf("%d requests (%d on a port-forward of their own) in %s (%.0f/s) across %d relaunches, %d failed", sent.Load(), viaPortForward.Load(), elapsed.Round(time.Millisecond), rate, relaunches, failed.Load())
 	if failed.Load() != 0 {
 		t.Errorf("%d of %d requests failed during relaunches; first: %v", failed.Load(), sent.Load(), failures[:min(5, len(failures))])
 	}

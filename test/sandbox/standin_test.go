@@ -6,13 +6,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/kloop/kloop/kube/portforward"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -254,5 +257,48 @@ spec:
 	status, body := getVia(t, env, "custom", 8080, "/users/1")
 	if status != http.StatusOK || !strings.Contains(body, "Ada Lovelace") {
 		t.Errorf("GET /users/1 on an undeclared port: %d %s", status, body)
+	}
+}
+
+// A pod that closes a connection (here an HTTP server honouring
+// "Connection: close"; a server closing an idle keep-alive connection is the
+// same) must be seen to close it at the other end of the port-forward, as
+// with a real kubelet, or a client's next request on that connection waits
+// for an answer forever. kwok as released never ended such a forward; the
+// sandbox builds it patched (sandbox/kwokpatch.go).
+func TestPortForwardEndsWhenThePodClosesTheConnection(t *testing.T) {
+	for _, network := range []Network{NetworkNamespace, NetworkLoopback} {
+		t.Run(string(network), func(t *testing.T) {
+			if network == NetworkNamespace && os.Geteuid() != 0 {
+				t.Skip("network namespaces need root; CI runs the sandbox tests as root")
+			}
+			env := New(t)
+			si := env.StartStandIns(t, DefaultImages(), WithNetwork(network))
+			env.Apply(t, ordersManifest)
+			pod := env.WaitPodsRunning(t, "app=orders", 2)[0]
+			si.Wait(t, pod.Name, "orders")
+			// A first answer proves kwok has the pod's PortForward.
+			if status, body := getVia(t, env, pod.Name, 9090, "/config"); status != http.StatusOK {
+				t.Fatalf("GET /config: %d %s", status, body)
+			}
+
+			conn, err := portforward.NewDialer(env.Config).Dial(context.Background(), env.Namespace, pod.Name, 9090)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, "GET /config HTTP/1.1\r\nHost: orders\r\nConnection: close\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			// Not a speed limit: without the fix the read never ends.
+			conn.SetReadDeadline(time.Now().Add(time.Minute))
+			answer, err := io.ReadAll(conn)
+			if err != nil {
+				t.Fatalf("the pod closed the connection, but the port-forward did not end: %v (read %q)", err, answer)
+			}
+			if !strings.HasPrefix(string(answer), "HTTP/1.1 200") {
+				t.Errorf("answer: %q", answer)
+			}
+		})
 	}
 }
