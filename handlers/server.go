@@ -271,6 +271,8 @@ func (s *Server) Request(ctx context.Context, method string, params any) (any, e
 		}
 		go s.opts.StopDaemon()
 		return map[string]bool{"stopping": true}, nil
+	case MethodDaemonStats:
+		return s.daemonStats(params)
 	}
 	return nil, jsonrpc2.NewError(jsonrpc2.ErrMethodNotFound.Code, "kloop: unknown method "+method)
 }

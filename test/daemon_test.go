@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -288,5 +289,46 @@ func TestEditorOpeningAsTheDaemonIdlesOut(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kloop status as the daemon idles out: %v\n%s", err, out)
 		}
+	}
+}
+
+// `kloop daemon stats` reports the running daemon's own process, in both
+// output forms, and says so plainly when no daemon runs.
+func TestDaemonStats(t *testing.T) {
+	env := editor.NewEnv(t, kloopBin)
+	if out, err := env.Command(t.Context(), "daemon", "stats").CombinedOutput(); err == nil || !strings.Contains(string(out), "no kloop daemon is running") {
+		t.Errorf("stats with no daemon: err %v, output %q; want an error saying none runs", err, out)
+	}
+	ed := editor.Start(t, env, editor.Forwarded)
+	ed.Initialize(workspace(t, map[string]string{"go.mod": "module x\n"}), true)
+	pids := env.DaemonPIDs()
+	if len(pids) != 1 {
+		t.Fatalf("daemons: %v", pids)
+	}
+
+	out, err := env.Command(t.Context(), "daemon", "stats", "-o", "json", "--gc").Output()
+	if err != nil {
+		t.Fatalf("kloop daemon stats -o json: %v", err)
+	}
+	var st struct {
+		PID            int    `json:"pid"`
+		Goroutines     int    `json:"goroutines"`
+		HeapAllocBytes uint64 `json:"heapAllocBytes"`
+		RSSBytes       int64  `json:"rssBytes"`
+		OpenFiles      int    `json:"openFiles"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("kloop daemon stats -o json printed %q: %v", out, err)
+	}
+	if st.PID != pids[0] || st.Goroutines == 0 || st.HeapAllocBytes == 0 || st.RSSBytes == 0 || st.OpenFiles <= 0 {
+		t.Errorf("stats %+v; want those of daemon %d, all counts set", st, pids[0])
+	}
+
+	out, err = env.Command(t.Context(), "daemon", "stats").Output()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("pid          %d", pids[0])) || !strings.Contains(string(out), "goroutines") {
+		t.Errorf("kloop daemon stats: err %v, output %q", err, out)
+	}
+	if out, err := env.Command(t.Context(), "daemon", "stats", "-o", "yaml").CombinedOutput(); err == nil || !strings.Contains(string(out), "use json or text") {
+		t.Errorf("-o yaml: err %v, output %q; want a clear refusal", err, out)
 	}
 }

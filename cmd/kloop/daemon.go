@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kloop/kloop/debugadapter"
+	"github.com/kloop/kloop/handlers"
 	"github.com/kloop/kloop/server"
 	"github.com/kloop/kloop/session"
 	"github.com/kloop/kloop/session/kubeclaim"
@@ -113,6 +115,55 @@ when no client is connected and no session holds a claim, intercept or process.`
 			return nil
 		},
 	})
+	cmd.AddCommand(newDaemonStatsCmd())
+	return cmd
+}
+
+// newDaemonStatsCmd prints the running daemon's resource use, for bug
+// reports about a daemon that grows and for the soak test.
+func newDaemonStatsCmd() *cobra.Command {
+	var output string
+	var gc bool
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Show the running daemon's goroutines, heap, memory and open files",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "" && output != "json" && output != "text" {
+				return fmt.Errorf("-o %q: use json or text", output)
+			}
+			paths, err := server.DefaultPaths()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := server.Connect(ctx, server.ClientOptions{Dial: server.DialOptions{Paths: paths, NoStart: true}})
+			if err != nil {
+				return fmt.Errorf("no kloop daemon is running (%v); it starts with the first editor or kloop command", err)
+			}
+			defer c.Close(ctx)
+			var st handlers.DaemonStats
+			if err := c.Call(ctx, handlers.MethodDaemonStats, handlers.DaemonStatsParams{GC: gc}, &st); err != nil {
+				return fmt.Errorf("ask the daemon for its stats: %w", err)
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "pid          %d\n", st.PID)
+			fmt.Fprintf(w, "version      %s\n", st.Version)
+			fmt.Fprintf(w, "goroutines   %d\n", st.Goroutines)
+			fmt.Fprintf(w, "heap         %.1f MiB in %d objects\n", float64(st.HeapAllocBytes)/(1<<20), st.HeapObjects)
+			fmt.Fprintf(w, "resident     %.1f MiB\n", float64(st.RSSBytes)/(1<<20))
+			fmt.Fprintf(w, "open files   %d\n", st.OpenFiles)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	cmd.Flags().BoolVar(&gc, "gc", false, "collect garbage first, so the heap is what is live")
 	return cmd
 }
 
