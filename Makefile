@@ -12,7 +12,7 @@ STATICCHECK_VERSION ?= v0.8.2
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 BENCH_PKGS ?= ./...
 
-.PHONY: all build test test-go sandbox lint bench demo clean agent-image test-agent-image
+.PHONY: all build test test-go sandbox lint bench demo soak clean agent-image test-agent-image
 
 all: build
 
@@ -40,6 +40,13 @@ bench: sandbox
 
 demo: build sandbox
 	go run ./test/demo/cmd/demo -kloop $(BIN)
+
+# The demo's loop repeated for SOAK under steady traffic; reports the
+# daemon's goroutines, live heap, resident memory and open files before and
+# after, and fails on growth beyond noise.
+SOAK ?= 10m
+soak: build sandbox
+	go run ./test/demo/cmd/demo -kloop $(BIN) -soak $(SOAK)
 
 # The traffic-agent image (kloop agent) without Docker or a registry:
 # bin/kloop-agent-image.tar, an OCI layout that docker load also takes.

@@ -122,7 +122,7 @@ when no client is connected and no session holds a claim, intercept or process.`
 // newDaemonStatsCmd prints the running daemon's resource use, for bug
 // reports about a daemon that grows and for the soak test.
 func newDaemonStatsCmd() *cobra.Command {
-	var output string
+	var output, heapProfile string
 	var gc bool
 	cmd := &cobra.Command{
 		Use:   "stats",
@@ -143,8 +143,13 @@ func newDaemonStatsCmd() *cobra.Command {
 				return fmt.Errorf("no kloop daemon is running (%v); it starts with the first editor or kloop command", err)
 			}
 			defer c.Close(ctx)
+			if heapProfile != "" {
+				if heapProfile, err = filepath.Abs(heapProfile); err != nil {
+					return err
+				}
+			}
 			var st handlers.DaemonStats
-			if err := c.Call(ctx, handlers.MethodDaemonStats, handlers.DaemonStatsParams{GC: gc}, &st); err != nil {
+			if err := c.Call(ctx, handlers.MethodDaemonStats, handlers.DaemonStatsParams{GC: gc, HeapProfile: heapProfile}, &st); err != nil {
 				return fmt.Errorf("ask the daemon for its stats: %w", err)
 			}
 			if output == "json" {
@@ -164,6 +169,7 @@ func newDaemonStatsCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	cmd.Flags().BoolVar(&gc, "gc", false, "collect garbage first, so the heap is what is live")
+	cmd.Flags().StringVar(&heapProfile, "heap-profile", "", "also write the daemon's heap profile to this file (for go tool pprof)")
 	return cmd
 }
 

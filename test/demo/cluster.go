@@ -91,29 +91,9 @@ func (c *caller) get(ctx context.Context, accept func(Answer) bool) (Answer, err
 }
 
 func (c *caller) try(ctx context.Context) (Answer, error) {
-	svc, err := c.client.CoreV1().Services(c.namespace).Get(ctx, "orders", metav1.GetOptions{})
+	pod, target, err := c.target(ctx)
 	if err != nil {
 		return Answer{}, err
-	}
-	var tp intstr.IntOrString
-	for _, sp := range svc.Spec.Ports {
-		if sp.Port == 8080 {
-			tp = sp.TargetPort
-		}
-	}
-	pod, err := c.readyPod(ctx, labels.SelectorFromSet(svc.Spec.Selector).String())
-	if err != nil {
-		return Answer{}, err
-	}
-	target := tp.IntValue()
-	if tp.Type == intstr.String {
-		for _, ct := range pod.Spec.Containers {
-			for _, cp := range ct.Ports {
-				if cp.Name == tp.StrVal {
-					target = int(cp.ContainerPort)
-				}
-			}
-		}
 	}
 	// A request may wait at a breakpoint for as long as the demo holds it.
 	client := &http.Client{Timeout: c.wait, Transport: &http.Transport{
@@ -141,6 +121,36 @@ func (c *caller) try(ctx context.Context) (Answer, error) {
 		a.ServedBy, a.Build, a.Item = b.ServedBy, b.Build, b.Order["item"]
 	}
 	return a, nil
+}
+
+// target is where the orders Service sends a request: a ready pod and the
+// Service's targetPort on it.
+func (c *caller) target(ctx context.Context) (corev1.Pod, int, error) {
+	svc, err := c.client.CoreV1().Services(c.namespace).Get(ctx, "orders", metav1.GetOptions{})
+	if err != nil {
+		return corev1.Pod{}, 0, err
+	}
+	var tp intstr.IntOrString
+	for _, sp := range svc.Spec.Ports {
+		if sp.Port == 8080 {
+			tp = sp.TargetPort
+		}
+	}
+	pod, err := c.readyPod(ctx, labels.SelectorFromSet(svc.Spec.Selector).String())
+	if err != nil {
+		return corev1.Pod{}, 0, err
+	}
+	target := tp.IntValue()
+	if tp.Type == intstr.String {
+		for _, ct := range pod.Spec.Containers {
+			for _, cp := range ct.Ports {
+				if cp.Name == tp.StrVal {
+					target = int(cp.ContainerPort)
+				}
+			}
+		}
+	}
+	return pod, target, nil
 }
 
 func (c *caller) readyPod(ctx context.Context, selector string) (corev1.Pod, error) {

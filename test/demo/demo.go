@@ -80,6 +80,15 @@ type Options struct {
 	// KeepOnFailure keeps the temporary directory (daemon log, stand-in
 	// log, workspace) when Run fails, and says where it is.
 	KeepOnFailure bool
+	// Soak, when set, repeats the loop under steady traffic for this long
+	// (at least twice) after the first one, before the release, and fails
+	// the run if the daemon's goroutines, open files or live heap grew
+	// beyond noise (see soak).
+	Soak time.Duration
+	// HeapProfiles, when set, is a directory that gets the daemon's heap
+	// profile at each soak sample (daemon-heap-NN.pprof; compare two with
+	// go tool pprof -base).
+	HeapProfiles string
 }
 
 // Step is one step of the run.
@@ -127,6 +136,8 @@ type Report struct {
 	Dir string
 	// Kept is Dir when it was kept after a failure.
 	Kept string
+	// Soak is what the soak measured (nil without Options.Soak).
+	Soak *SoakReport
 }
 
 // WriteTable writes the short table of steps and times.
@@ -146,6 +157,20 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "\ttotal\t\t%s\t\n", fmtDur(r.Total))
 	tw.Flush()
+	if r.Soak != nil && len(r.Soak.Samples) > 1 {
+		first, last := r.Soak.First(), r.Soak.Last()
+		fmt.Fprintf(w, "\nsoak: %d iterations in %s under steady traffic (%d answered, %d errors)\n", len(r.Soak.Samples)-1, fmtDur(r.Soak.Duration), last.Answered, last.Errors)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "daemon\tbefore\tafter")
+		fmt.Fprintf(tw, "goroutines\t%d\t%d\n", first.Daemon.Goroutines, last.Daemon.Goroutines)
+		fmt.Fprintf(tw, "live heap\t%s\t%s\n", mib(first.Daemon.HeapAllocBytes), mib(last.Daemon.HeapAllocBytes))
+		fmt.Fprintf(tw, "resident\t%s\t%s\n", mib(uint64(first.Daemon.RSSBytes)), mib(uint64(last.Daemon.RSSBytes)))
+		fmt.Fprintf(tw, "open files\t%d\t%d\n", first.Daemon.OpenFiles, last.Daemon.OpenFiles)
+		tw.Flush()
+		if r.Soak.LastTrafficError != "" {
+			fmt.Fprintf(w, "last traffic error: %s\n", r.Soak.LastTrafficError)
+		}
+	}
 }
 
 func fmtDur(d time.Duration) string {
@@ -223,6 +248,8 @@ type run struct {
 	dap         *dapClient
 
 	outMu sync.Mutex
+	// quiet drops the lines of the steps' details (the soak's iterations).
+	quiet bool
 }
 
 // Run runs the demo. The report is returned also on error, with the steps
@@ -271,7 +298,16 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 func (r *run) printf(format string, args ...any) {
 	r.outMu.Lock()
 	defer r.outMu.Unlock()
+	if r.quiet {
+		return
+	}
 	fmt.Fprintf(r.out, "%s [%7s] %s\n", time.Now().Format("15:04:05.000"), fmtDur(time.Since(r.start)), fmt.Sprintf(format, args...))
+}
+
+func (r *run) setQuiet(q bool) {
+	r.outMu.Lock()
+	r.quiet = q
+	r.outMu.Unlock()
 }
 
 // step runs f as a named step, printing its start and its end with the time
@@ -439,6 +475,12 @@ func (r *run) steps(ctx context.Context) error {
 	}
 	if err := r.step(ctx, "the cluster's own pods answer again", r.clusterAnswers); err != nil {
 		return err
+	}
+	if r.opts.Soak > 0 {
+		name := fmt.Sprintf("soak: the loop again for %s under steady traffic", r.opts.Soak)
+		if err := r.step(ctx, name, func(ctx context.Context) (string, error) { return r.soak(ctx, v1, v2) }); err != nil {
+			return err
+		}
 	}
 	if err := r.step(ctx, "release the namespace", r.release); err != nil {
 		return err

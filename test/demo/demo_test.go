@@ -137,6 +137,38 @@ func TestDemo(t *testing.T) {
 	noLeftovers(t, rep.Dir)
 }
 
+// TestDemoSoak is `make soak` shortened to two more loops (make soak runs
+// them for ten minutes): the loop keeps working when repeated under steady
+// traffic, and the daemon ends it with no more goroutines, open files or
+// live heap than noise allows (Run fails otherwise).
+func TestDemoSoak(t *testing.T) {
+	c := sandbox.Shared(t)
+	rep, err := demo.Run(t.Context(), demo.Options{Cluster: c.Name, Existing: true, Pool: "demo-soak", Out: t.Output(), Soak: time.Nanosecond})
+	var table strings.Builder
+	rep.WriteTable(&table)
+	t.Logf("\n%s", table.String())
+	if err != nil {
+		t.Fatalf("demo with a soak: %v", err)
+	}
+	s := rep.Soak
+	if s == nil || len(s.Samples) != 3 {
+		t.Fatalf("soak report %+v, want a sample before and after each of 2 iterations", s)
+	}
+	pid := s.First().Daemon.PID
+	for _, sample := range s.Samples {
+		if sample.Daemon.PID != pid || sample.Daemon.Goroutines == 0 {
+			t.Errorf("sample %s: daemon %d, want the one daemon %d throughout", sample, sample.Daemon.PID, pid)
+		}
+	}
+	if s.Last().Answered == 0 {
+		t.Errorf("the steady traffic got no answer: %s (last error %q)", s.Last(), s.LastTrafficError)
+	}
+	if !rep.Released {
+		t.Error("the slot was not released after the soak")
+	}
+	noLeftovers(t, rep.Dir)
+}
+
 // TestDemoCleansUpWhenInterrupted is Ctrl-C while the debugger holds a
 // request at the breakpoint: the run stops, and the cleanup still ends the
 // debug session, releases the slot, stops the stand-ins and the daemon and

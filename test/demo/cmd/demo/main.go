@@ -1,7 +1,7 @@
 // Command demo runs kloop's whole inner loop on a local sandbox cluster,
 // step by step with timings, and ends with a short table (`make demo`):
 //
-//	go run ./test/demo/cmd/demo [-kloop bin/kloop] [-cluster kloop-demo]
+//	go run ./test/demo/cmd/demo [-kloop bin/kloop] [-cluster kloop-demo] [-soak 10m]
 //
 // It starts its own sandbox cluster and removes it at the end; everything
 // it creates is cleaned up also on failure and on Ctrl-C.
@@ -26,6 +26,8 @@ func main() {
 	flag.StringVar(&opts.Repo, "repo", "", "kloop repository holding the samples (default: the one this program was built from)")
 	flag.DurationVar(&opts.Wait, "wait", 3*time.Minute, "longest wait for a request, a breakpoint or a relaunch before giving up")
 	flag.BoolVar(&opts.KeepOnFailure, "keep", true, "keep the logs and the workspace when the demo fails")
+	flag.DurationVar(&opts.Soak, "soak", 0, "after the loop, repeat it under steady traffic for this long and report the daemon's goroutines, heap, memory and open files (make soak: 10m)")
+	flag.StringVar(&opts.HeapProfiles, "heap-profiles", "", "with -soak: write the daemon's heap profile at each sample into this directory")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
