@@ -223,7 +223,12 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 	}
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
-	if _, ok := s.intercepts[plan.workload]; ok {
+	if held, ok := s.intercepts[plan.workload]; ok {
+		if args.Reuse {
+			st := held.status()
+			st.Reused = true
+			return &st, nil
+		}
 		return nil, fmt.Errorf("%s is already intercepted by this workspace; `kloop leave %s` first", plan.workload, plan.workload)
 	}
 	target, err := s.target(cfg)

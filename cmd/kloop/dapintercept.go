@@ -25,8 +25,8 @@ type daemonIntercept struct {
 	workspace string
 }
 
-// resolveEnv intercepts cfg.Workload (unless this workspace already does)
-// and returns the env its program must run with.
+// resolveEnv intercepts cfg.Workload (or joins the intercept this
+// workspace already holds) and returns the env its program must run with.
 func (d *daemonIntercept) resolveEnv(ctx context.Context, cfg debugadapter.LaunchConfig) (map[string]string, error) {
 	if cfg.Workload == "" {
 		return nil, nil
@@ -51,24 +51,18 @@ func (d *daemonIntercept) resolveEnv(ctx context.Context, cfg debugadapter.Launc
 	d.client, d.workspace = c, ws
 	d.mu.Unlock()
 
-	var st session.Status
-	if err := c.Execute(ctx, handlers.CmdStatus, nil, &st); err != nil {
-		return nil, err
-	}
-	want, err := config.ParseWorkload(cfg.Workload)
-	if err != nil {
+	if _, err := config.ParseWorkload(cfg.Workload); err != nil {
 		return nil, fmt.Errorf("launch configuration \"workload\": %w", err)
 	}
-	held := false
-	for _, in := range st.Intercepts {
-		held = held || in.Workload == want.String()
+	// One call decides whether this session makes the intercept or joins
+	// one this workspace holds: a status check first would race with a
+	// previous session that is still leaving it.
+	args := session.InterceptArgs{Workload: cfg.Workload, Port: cfg.Port, Header: cfg.Header, Debug: true, Reuse: true}
+	var in session.InterceptStatus
+	if err := c.Execute(ctx, handlers.CmdIntercept, args, &in); err != nil {
+		return nil, fmt.Errorf("intercept %s: %w", cfg.Workload, err)
 	}
-	if !held {
-		args := session.InterceptArgs{Workload: cfg.Workload, Port: cfg.Port, Header: cfg.Header, Debug: true}
-		var in session.InterceptStatus
-		if err := c.Execute(ctx, handlers.CmdIntercept, args, &in); err != nil {
-			return nil, fmt.Errorf("intercept %s: %w", cfg.Workload, err)
-		}
+	if !in.Reused {
 		d.mu.Lock()
 		d.workload = in.Workload
 		d.mu.Unlock()
