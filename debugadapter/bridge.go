@@ -307,6 +307,13 @@ func (b *Bridge) launch(ctx context.Context, arguments json.RawMessage) error {
 	if err != nil {
 		return err
 	}
+	for _, u := range unknownLaunchKeys(arguments) {
+		msg := fmt.Sprintf("kloop: launch attribute %q is not one kloop or Delve reads; it is ignored", u[0])
+		if u[1] != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", u[1])
+		}
+		b.output("stderr", msg+"\n")
+	}
 	baseDir := b.opts.Dir
 	if baseDir == "" {
 		if baseDir, err = os.Getwd(); err != nil {

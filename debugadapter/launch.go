@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
+	"strings"
 )
 
 // LaunchConfig is the part of a `"type":"kloop"` launch configuration the bridge acts
@@ -33,6 +35,76 @@ var kloopOnlyKeys = []string{
 	"type", "name", "request", "workload", "port", "header", "program", "args", "env", "cwd",
 	"buildFlags", "endWithProgram", "relaunchOnSave", "mode", "output", "outputMode", "stdoutTo", "stderrTo",
 	"console", "dlvCwd", "backend", "noDebug", "__sessionId", "__configurationTarget",
+}
+
+// delveKeys are the launch attributes Delve's DAP server reads (service/dap/types.go
+// of the pinned Delve), beyond those the bridge owns.
+var delveKeys = []string{
+	"stopOnEntry", "stackTraceDepth", "showGlobalVariables", "showRegisters", "showPprofLabels",
+	"hideSystemGoroutines", "goroutineFilters", "substitutePath", "guessSubstitutePath",
+	"followExec", "followExecRegex", "maxStringLen", "maxArrayValues", "showRawStrings",
+	"traceDirPath", "coreFilePath", "stdinFrom", "processId", "waitFor",
+}
+
+// editorKeys are attributes editors keep in a launch configuration for themselves.
+var editorKeys = []string{
+	"preLaunchTask", "postDebugTask", "internalConsoleOptions", "debugServer", "presentation",
+	"serverReadyAction", "__restart", "showLog", "logOutput", "trace",
+}
+
+// unknownLaunchKeys names the attributes of raw that neither the bridge, Delve nor the
+// editor reads, each with the known one it is probably a typo of (or ""): Delve ignores
+// unknown attributes, so a misspelled "workload" would debug locally without a word.
+func unknownLaunchKeys(raw json.RawMessage) [][2]string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	known := map[string]bool{}
+	for _, list := range [][]string{kloopOnlyKeys, delveKeys, editorKeys} {
+		for _, k := range list {
+			known[k] = true
+		}
+	}
+	var out [][2]string
+	for k := range m {
+		if known[k] {
+			continue
+		}
+		best, bestDist := "", 3
+		for c := range known {
+			if strings.HasPrefix(c, "__") {
+				continue
+			}
+			if d := editDistance(strings.ToLower(k), strings.ToLower(c)); d < bestDist {
+				best, bestDist = c, d
+			}
+		}
+		out = append(out, [2]string{k, best})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	return out
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // parseLaunchConfig decodes the launch arguments, keeping the untouched remainder for Delve.

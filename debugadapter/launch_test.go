@@ -2,6 +2,7 @@ package debugadapter
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -143,5 +144,26 @@ func TestReplyErrorText(t *testing.T) {
 		if got := (reply{envelope: env, body: []byte(tt.body)}).errorText(); got != tt.want {
 			t.Errorf("errorText(%s) = %q, want %q", tt.body, got, tt.want)
 		}
+	}
+}
+
+func TestUnknownLaunchKeys(t *testing.T) {
+	tests := []struct {
+		name string
+		raw  string
+		want [][2]string
+	}{
+		{"all known", `{"type":"kloop","request":"launch","name":"x","program":".","workload":"orders","stopOnEntry":true,"preLaunchTask":"build","__sessionId":"1"}`, nil},
+		{"typo of a kloop attribute", `{"program":".","worklaod":"orders"}`, [][2]string{{"worklaod", "workload"}}},
+		{"typo of a Delve attribute, other case", `{"program":".","StopOnEntry":true}`, [][2]string{{"StopOnEntry", "stopOnEntry"}}},
+		{"nothing close", `{"program":".","envFile":"x.env","zzz":1}`, [][2]string{{"envFile", ""}, {"zzz", ""}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := unknownLaunchKeys(json.RawMessage(tt.raw))
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("unknownLaunchKeys(%s) = %v, want %v", tt.raw, got, tt.want)
+			}
+		})
 	}
 }

@@ -355,6 +355,9 @@ func TestLaunchErrors(t *testing.T) {
 		{name: "other debug mode", dir: fx.dir, launch: launchConfig(map[string]any{"mode": "test"}), wantError: `remove "mode"`},
 		{name: "working directory missing", dir: fx.dir, launch: launchConfig(map[string]any{"cwd": "./missing-dir"}), wantError: `cwd "./missing-dir" is not a directory`},
 		{name: "build error", dir: brokenDir, launch: launchConfig(map[string]any{"program": "."}), wantError: "build failed", wantOutput: "main.go:4:2: undefined: undefinedCall"},
+		// Delve ignores what it does not know: a typo is named, with the fix.
+		{name: "misspelled attribute", dir: brokenDir, launch: launchConfig(map[string]any{"program": ".", "worklaod": "orders"}), wantError: "build failed",
+			wantOutput: `launch attribute "worklaod" is not one kloop or Delve reads; it is ignored (did you mean "workload"?)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
