@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -330,5 +331,26 @@ func TestDaemonStats(t *testing.T) {
 	}
 	if out, err := env.Command(t.Context(), "daemon", "stats", "-o", "yaml").CombinedOutput(); err == nil || !strings.Contains(string(out), "use json or text") {
 		t.Errorf("-o yaml: err %v, output %q; want a clear refusal", err, out)
+	}
+}
+
+// `kloop version -o json` has what a bug report needs; the text form's
+// first line stays "kloop VERSION", which editors parse.
+func TestVersion(t *testing.T) {
+	env := editor.NewEnv(t, kloopBin)
+	out, err := env.Command(t.Context(), "version", "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("kloop version -o json: %v", err)
+	}
+	var v struct{ Version, Go, Platform, Delve, ClientGo string }
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("kloop version -o json printed %q: %v", out, err)
+	}
+	if v.Version == "" || v.Go != runtime.Version() || v.Platform != runtime.GOOS+"/"+runtime.GOARCH || !strings.HasPrefix(v.Delve, "v") || !strings.HasPrefix(v.ClientGo, "v") {
+		t.Errorf("version %+v", v)
+	}
+	out, err = env.Command(t.Context(), "version").Output()
+	if first, _, _ := strings.Cut(string(out), "\n"); err != nil || first != "kloop "+v.Version {
+		t.Errorf("kloop version: err %v, first line %q, want %q", err, first, "kloop "+v.Version)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -38,16 +39,54 @@ func kloopVersion() string {
 	return "devel"
 }
 
+// versionInfo is `kloop version -o json`: what a bug report needs.
+type versionInfo struct {
+	Version  string `json:"version"`
+	Go       string `json:"go"`
+	Platform string `json:"platform"`
+	// Delve and ClientGo are the versions of the libraries built in.
+	Delve    string `json:"delve,omitempty"`
+	ClientGo string `json:"clientGo,omitempty"`
+}
+
+func currentVersion() versionInfo {
+	v := versionInfo{Version: kloopVersion(), Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			switch d.Path {
+			case "github.com/go-delve/delve":
+				v.Delve = d.Version
+			case "k8s.io/client-go":
+				v.ClientGo = d.Version
+			}
+		}
+	}
+	return v
+}
+
 func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print kloop's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(cmd.OutOrStdout(), "kloop", kloopVersion())
-			return nil
+			v := currentVersion()
+			switch output {
+			case "json":
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			case "", "text":
+				fmt.Fprintln(cmd.OutOrStdout(), "kloop", v.Version)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s, delve %s, client-go %s\n", v.Go, v.Platform, v.Delve, v.ClientGo)
+				return nil
+			}
+			return fmt.Errorf("-o %q: use json or text", output)
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
 }
 
 func newDaemonCmd() *cobra.Command {
