@@ -60,11 +60,7 @@ func (s *Server) daemonStats(raw any) (*DaemonStats, error) {
 		runtime.GC()
 		runtime.GC()
 	}
-	if p.HeapProfile != "" {
-		if err := writeHeapProfile(p.HeapProfile); err != nil {
-			return nil, err
-		}
-	}
+	// Read before the profile is written: writing it allocates.
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st := &DaemonStats{
@@ -78,6 +74,11 @@ func (s *Server) daemonStats(raw any) (*DaemonStats, error) {
 	}
 	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
 		st.OpenFiles = len(fds)
+	}
+	if p.HeapProfile != "" {
+		if err := writeHeapProfile(p.HeapProfile); err != nil {
+			return nil, err
+		}
 	}
 	return st, nil
 }

@@ -159,7 +159,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	tw.Flush()
 	if r.Soak != nil && len(r.Soak.Samples) > 1 {
 		first, last := r.Soak.First(), r.Soak.Last()
-		fmt.Fprintf(w, "\nsoak: %d iterations in %s under steady traffic (%d answered, %d errors)\n", len(r.Soak.Samples)-1, fmtDur(r.Soak.Duration), last.Answered, last.Errors)
+		fmt.Fprintf(w, "\nsoak: %d iterations in %s under steady traffic (%d answered, %d retries, %d failed)\n", len(r.Soak.Samples)-1, fmtDur(r.Soak.Duration), last.Answered, last.Retried, last.Errors)
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "daemon\tbefore\tafter")
 		fmt.Fprintf(tw, "goroutines\t%d\t%d\n", first.Daemon.Goroutines, last.Daemon.Goroutines)

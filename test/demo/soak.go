@@ -35,8 +35,9 @@ type SoakSample struct {
 	Iteration int
 	At        time.Duration // from the start of the soak
 	Daemon    handlers.DaemonStats
-	// Answered and Errors count the steady traffic so far.
-	Answered, Errors int64
+	// Answered, Retried and Errors count the steady traffic so far (see
+	// steadyTraffic).
+	Answered, Retried, Errors int64
 }
 
 // SoakReport is what the soak measured.
@@ -75,7 +76,7 @@ func (r *run) soak(ctx context.Context, v1, v2 string) (string, error) {
 		if err != nil {
 			return err
 		}
-		s := SoakSample{Iteration: i, At: time.Since(began), Daemon: st, Answered: traffic.answered.Load(), Errors: traffic.errors.Load()}
+		s := SoakSample{Iteration: i, At: time.Since(began), Daemon: st, Answered: traffic.answered.Load(), Retried: traffic.retried.Load(), Errors: traffic.errors.Load()}
 		rep.Samples = append(rep.Samples, s)
 		r.printf("    %s", s)
 		return nil
@@ -108,9 +109,9 @@ func (r *run) soak(ctx context.Context, v1, v2 string) (string, error) {
 	if b.HeapAllocBytes > 2*a.HeapAllocBytes+soakHeapSlack {
 		rep.Growth = append(rep.Growth, fmt.Sprintf("live heap %s → %s", mib(a.HeapAllocBytes), mib(b.HeapAllocBytes)))
 	}
-	summary := fmt.Sprintf("%d iterations in %s; daemon goroutines %d → %d, live heap %s → %s, resident %s → %s, open files %d → %d; steady traffic %d answered, %d errors",
+	summary := fmt.Sprintf("%d iterations in %s; daemon goroutines %d → %d, live heap %s → %s, resident %s → %s, open files %d → %d; steady traffic %d answered (%d retries), %d failed",
 		len(rep.Samples)-1, fmtDur(rep.Duration), a.Goroutines, b.Goroutines, mib(a.HeapAllocBytes), mib(b.HeapAllocBytes),
-		mib(uint64(a.RSSBytes)), mib(uint64(b.RSSBytes)), a.OpenFiles, b.OpenFiles, last.Answered, last.Errors)
+		mib(uint64(a.RSSBytes)), mib(uint64(b.RSSBytes)), a.OpenFiles, b.OpenFiles, last.Answered, last.Retried, last.Errors)
 	if len(rep.Growth) > 0 {
 		return summary, fmt.Errorf("the daemon grew beyond noise over the soak: %s", strings.Join(rep.Growth, "; "))
 	}
@@ -118,8 +119,8 @@ func (r *run) soak(ctx context.Context, v1, v2 string) (string, error) {
 }
 
 func (s SoakSample) String() string {
-	return fmt.Sprintf("iteration %d at %s: daemon %d goroutines, live heap %s, resident %s, %d open files; traffic %d answered, %d errors",
-		s.Iteration, fmtDur(s.At), s.Daemon.Goroutines, mib(s.Daemon.HeapAllocBytes), mib(uint64(s.Daemon.RSSBytes)), s.Daemon.OpenFiles, s.Answered, s.Errors)
+	return fmt.Sprintf("iteration %d at %s: daemon %d goroutines, live heap %s, resident %s, %d open files; traffic %d answered (%d retries), %d failed",
+		s.Iteration, fmtDur(s.At), s.Daemon.Goroutines, mib(s.Daemon.HeapAllocBytes), mib(uint64(s.Daemon.RSSBytes)), s.Daemon.OpenFiles, s.Answered, s.Retried, s.Errors)
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
@@ -194,17 +195,21 @@ func (r *run) daemonStats(ctx context.Context, i int) (handlers.DaemonStats, err
 
 // steadyTraffic is a client calling GET /healthz through the orders
 // Service at a steady pace, on a kept-alive connection through a
-// port-forward to one of its pods, reconnecting (to whichever pod is ready)
-// after an error. Rollouts (each intercept and leave replaces the pods) end
-// such connections; those errors are counted, not retried.
+// port-forward to one of its pods. Each intercept and leave replaces the
+// pods, which ends a port-forward to the old one: like a client with
+// retries, a request that fails so is sent again (up to 3 times) to
+// whichever pod is ready then. Retried counts those; Errors counts requests
+// that failed every attempt.
 type steadyTraffic struct {
-	answered, errors atomic.Int64
-	mu               sync.Mutex
-	lastErr          string
-	cancel           context.CancelFunc
-	done             chan struct{}
-	once             sync.Once
+	answered, retried, errors atomic.Int64
+	mu                        sync.Mutex
+	lastErr                   string
+	cancel                    context.CancelFunc
+	done                      chan struct{}
+	once                      sync.Once
 }
+
+const trafficAttempts = 3
 
 func (r *run) startTraffic(ctx context.Context) *steadyTraffic {
 	ctx, cancel := context.WithCancel(ctx)
@@ -220,18 +225,29 @@ func (r *run) startTraffic(ctx context.Context) *steadyTraffic {
 				return
 			case <-tick.C:
 			}
-			if client == nil {
-				c, err := r.call.keptAliveClient(ctx)
-				if err != nil {
-					t.fail(ctx, err)
-					continue
+			var err error
+			for attempt := 1; attempt <= trafficAttempts; attempt++ {
+				if attempt > 1 {
+					t.retried.Add(1)
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
 				}
-				client = c
-			}
-			if err := getHealthz(ctx, client); err != nil {
-				t.fail(ctx, err)
+				if client == nil {
+					if client, err = r.call.keptAliveClient(ctx); err != nil {
+						continue
+					}
+				}
+				if err = getHealthz(ctx, client); err == nil {
+					break
+				}
 				client.CloseIdleConnections()
 				client = nil
+			}
+			if err != nil {
+				t.fail(ctx, err)
 				continue
 			}
 			t.answered.Add(1)
