@@ -334,8 +334,8 @@ func TestDaemonStats(t *testing.T) {
 	}
 }
 
-// `kloop version -o json` has what a bug report needs; the text form's
-// first line stays "kloop VERSION", which editors parse.
+// `kloop version -o json` has what a bug report needs; the text form stays
+// the one line "kloop VERSION", which editors and the agent image test parse.
 func TestVersion(t *testing.T) {
 	env := editor.NewEnv(t, kloopBin)
 	out, err := env.Command(t.Context(), "version", "-o", "json").Output()
@@ -350,7 +350,7 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version %+v", v)
 	}
 	out, err = env.Command(t.Context(), "version").Output()
-	if first, _, _ := strings.Cut(string(out), "\n"); err != nil || first != "kloop "+v.Version {
-		t.Errorf("kloop version: err %v, first line %q, want %q", err, first, "kloop "+v.Version)
+	if err != nil || string(out) != "kloop "+v.Version+"\n" {
+		t.Errorf("kloop version: err %v, output %q, want %q", err, out, "kloop "+v.Version+"\n")
 	}
 }

@@ -78,8 +78,8 @@ func newVersionCmd() *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(v)
 			case "", "text":
+				// One line, which editors and scripts parse; -o json has the rest.
 				fmt.Fprintln(cmd.OutOrStdout(), "kloop", v.Version)
-				fmt.Fprintf(cmd.OutOrStdout(), "%s %s, delve %s, client-go %s\n", v.Go, v.Platform, v.Delve, v.ClientGo)
 				return nil
 			}
 			return fmt.Errorf("-o %q: use json or text", output)
