@@ -51,7 +51,7 @@ func (s *Server) daemonStats(raw any) (*DaemonStats, error) {
 			err = json.Unmarshal(b, &p)
 		}
 		if err != nil {
-			return nil, jsonrpc2.NewError(jsonrpc2.ErrInvalidParams.Code, `kloop: kloop/daemonStats takes {"gc": true|false} or no params: `+err.Error())
+			return nil, jsonrpc2.NewError(jsonrpc2.ErrInvalidParams.Code, `kloop: kloop/daemonStats takes no params or {"gc": bool, "heapProfile": "/absolute/path"}: `+err.Error())
 		}
 	}
 	if p.GC {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -74,9 +73,7 @@ func newVersionCmd() *cobra.Command {
 			v := currentVersion()
 			switch output {
 			case "json":
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(v)
+				return writeJSON(cmd.OutOrStdout(), v)
 			case "", "text":
 				// One line, which editors and scripts parse; -o json has the rest.
 				fmt.Fprintln(cmd.OutOrStdout(), "kloop", v.Version)
@@ -133,16 +130,15 @@ when no client is connected and no session holds a claim, intercept or process.`
 		Short: "Stop the running daemon",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			paths, err := server.DefaultPaths()
-			if err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			c, err := server.Connect(ctx, server.ClientOptions{Dial: server.DialOptions{Paths: paths, NoStart: true}})
-			if err != nil {
+			c, err := connectRunningDaemon(ctx)
+			if errors.Is(err, errNoDaemon) {
 				fmt.Fprintln(cmd.OutOrStdout(), "no kloop daemon is running")
 				return nil
+			}
+			if err != nil {
+				return err
 			}
 			defer c.Close(ctx)
 			// The daemon may close the connection before its answer is out:
@@ -158,6 +154,24 @@ when no client is connected and no session holds a claim, intercept or process.`
 	return cmd
 }
 
+// errNoDaemon matches (errors.Is) connectRunningDaemon's error when no
+// daemon answers.
+var errNoDaemon = errors.New("no kloop daemon is running")
+
+// connectRunningDaemon reaches the daemon that runs now, never starting
+// one: stopping or inspecting a daemon must not start it.
+func connectRunningDaemon(ctx context.Context) (*server.Client, error) {
+	paths, err := server.DefaultPaths()
+	if err != nil {
+		return nil, err
+	}
+	c, err := server.Connect(ctx, server.ClientOptions{Dial: server.DialOptions{Paths: paths, NoStart: true}})
+	if err != nil {
+		return nil, fmt.Errorf("%w (%v); it starts with the first editor or kloop command", errNoDaemon, err)
+	}
+	return c, nil
+}
+
 // newDaemonStatsCmd prints the running daemon's resource use, for bug
 // reports about a daemon that grows and for the soak test.
 func newDaemonStatsCmd() *cobra.Command {
@@ -171,15 +185,11 @@ func newDaemonStatsCmd() *cobra.Command {
 			if output != "" && output != "json" && output != "text" {
 				return fmt.Errorf("-o %q: use json or text", output)
 			}
-			paths, err := server.DefaultPaths()
-			if err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			c, err := server.Connect(ctx, server.ClientOptions{Dial: server.DialOptions{Paths: paths, NoStart: true}})
+			c, err := connectRunningDaemon(ctx)
 			if err != nil {
-				return fmt.Errorf("no kloop daemon is running (%v); it starts with the first editor or kloop command", err)
+				return err
 			}
 			defer c.Close(ctx)
 			if heapProfile != "" {
@@ -192,9 +202,7 @@ func newDaemonStatsCmd() *cobra.Command {
 				return fmt.Errorf("ask the daemon for its stats: %w", err)
 			}
 			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return writeJSON(cmd.OutOrStdout(), st)
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "pid          %d\n", st.PID)

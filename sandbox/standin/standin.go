@@ -432,25 +432,25 @@ func (s *Runner) ensurePortForward(ctx context.Context, pod *corev1.Pod, pn *pod
 	}
 	for _, p := range ports {
 		fw := map[string]any{"ports": []any{int64(p)}}
-		switch {
-		case pn.netns != "":
-			// Like the kubelet: dial the pod's own localhost, from inside.
-			argv := []any{ipPath, "netns", "exec", pn.netns}
-			for _, a := range s.opts.DialCommand {
-				argv = append(argv, a)
-			}
-			fw["command"] = append(argv, fmt.Sprintf("127.0.0.1:%d", p))
-		case len(s.opts.DialCommand) > 0:
-			// Pipe rather than kwok's own target forward, which never
-			// ends a connection the pod closed until the client writes.
-			var argv []any
-			for _, a := range s.opts.DialCommand {
-				argv = append(argv, a)
-			}
-			fw["command"] = append(argv, pn.addr(int32(p)))
-		default:
+		if len(s.opts.DialCommand) == 0 {
+			// Loopback mode without a DialCommand: kwok's own forward,
+			// which never ends a connection the pod closed until the
+			// client writes again.
 			fw["target"] = map[string]any{"address": pn.ip, "port": int64(pn.ports[int32(p)])}
+			forwards = append(forwards, fw)
+			continue
 		}
+		var argv []any
+		addr := pn.addr(int32(p))
+		if pn.netns != "" {
+			// Like the kubelet: dial the pod's own localhost, from inside.
+			argv = []any{ipPath, "netns", "exec", pn.netns}
+			addr = fmt.Sprintf("127.0.0.1:%d", p)
+		}
+		for _, a := range s.opts.DialCommand {
+			argv = append(argv, a)
+		}
+		fw["command"] = append(argv, addr)
 		forwards = append(forwards, fw)
 	}
 	pf := &unstructured.Unstructured{Object: map[string]any{

@@ -201,32 +201,40 @@ spec:
       configMap: {name: catalog}
 `
 
-func TestContainersOfAPodShareLocalhost(t *testing.T) {
+// forEachNetwork runs f once per stand-in network mode. Network namespaces
+// need root: .ci/run refuses to run as anyone else, so CI runs both.
+func forEachNetwork(t *testing.T, f func(t *testing.T, network Network)) {
 	for _, network := range []Network{NetworkNamespace, NetworkLoopback} {
 		t.Run(string(network), func(t *testing.T) {
 			if network == NetworkNamespace && os.Geteuid() != 0 {
 				t.Skip("network namespaces need root; CI runs the sandbox tests as root")
 			}
-			env := New(t)
-			si := env.StartStandIns(t, DefaultImages(), WithNetwork(network))
-			if err := env.ApplyYAML(context.Background(), []byte(sidecarPod)); err != nil {
-				t.Fatal(err)
-			}
-			env.WaitPodsRunning(t, "app=pair", 1)
-			si.Wait(t, "pair", "users")
-			si.Wait(t, "pair", "orders")
-			// orders reaches users at localhost:8080 inside the pod.
-			status, body := getVia(t, env, "pair", 8081, "/orders/1")
-			if status != http.StatusOK || !strings.Contains(body, "Ada Lovelace") {
-				t.Errorf("GET /orders/1: %d %s", status, body)
-			}
-			// Port-forward reaches a port bound to the pod's 127.0.0.1 only.
-			status, body = getVia(t, env, "pair", 8080, "/users/3")
-			if status != http.StatusOK || !strings.Contains(body, "Ken Thompson") {
-				t.Errorf("GET /users/3 on the localhost-only port: %d %s", status, body)
-			}
+			f(t, network)
 		})
 	}
+}
+
+func TestContainersOfAPodShareLocalhost(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, network Network) {
+		env := New(t)
+		si := env.StartStandIns(t, DefaultImages(), WithNetwork(network))
+		if err := env.ApplyYAML(context.Background(), []byte(sidecarPod)); err != nil {
+			t.Fatal(err)
+		}
+		env.WaitPodsRunning(t, "app=pair", 1)
+		si.Wait(t, "pair", "users")
+		si.Wait(t, "pair", "orders")
+		// orders reaches users at localhost:8080 inside the pod.
+		status, body := getVia(t, env, "pair", 8081, "/orders/1")
+		if status != http.StatusOK || !strings.Contains(body, "Ada Lovelace") {
+			t.Errorf("GET /orders/1: %d %s", status, body)
+		}
+		// Port-forward reaches a port bound to the pod's 127.0.0.1 only.
+		status, body = getVia(t, env, "pair", 8080, "/users/3")
+		if status != http.StatusOK || !strings.Contains(body, "Ken Thompson") {
+			t.Errorf("GET /users/3 on the localhost-only port: %d %s", status, body)
+		}
+	})
 }
 
 // An image table entry maps any image to a local program, and its Ports
@@ -267,38 +275,33 @@ spec:
 // for an answer forever. kwok as released never ended such a forward; the
 // sandbox builds it patched (sandbox/kwokpatch.go).
 func TestPortForwardEndsWhenThePodClosesTheConnection(t *testing.T) {
-	for _, network := range []Network{NetworkNamespace, NetworkLoopback} {
-		t.Run(string(network), func(t *testing.T) {
-			if network == NetworkNamespace && os.Geteuid() != 0 {
-				t.Skip("network namespaces need root; CI runs the sandbox tests as root")
-			}
-			env := New(t)
-			si := env.StartStandIns(t, DefaultImages(), WithNetwork(network))
-			env.Apply(t, ordersManifest)
-			pod := env.WaitPodsRunning(t, "app=orders", 2)[0]
-			si.Wait(t, pod.Name, "orders")
-			// A first answer proves kwok has the pod's PortForward.
-			if status, body := getVia(t, env, pod.Name, 9090, "/config"); status != http.StatusOK {
-				t.Fatalf("GET /config: %d %s", status, body)
-			}
+	forEachNetwork(t, func(t *testing.T, network Network) {
+		env := New(t)
+		si := env.StartStandIns(t, DefaultImages(), WithNetwork(network))
+		env.Apply(t, ordersManifest)
+		pod := env.WaitPodsRunning(t, "app=orders", 2)[0]
+		si.Wait(t, pod.Name, "orders")
+		// A first answer proves kwok has the pod's PortForward.
+		if status, body := getVia(t, env, pod.Name, 9090, "/config"); status != http.StatusOK {
+			t.Fatalf("GET /config: %d %s", status, body)
+		}
 
-			conn, err := portforward.NewDialer(env.Config).Dial(context.Background(), env.Namespace, pod.Name, 9090)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			if _, err := io.WriteString(conn, "GET /config HTTP/1.1\r\nHost: orders\r\nConnection: close\r\n\r\n"); err != nil {
-				t.Fatal(err)
-			}
-			// Not a speed limit: without the fix the read never ends.
-			conn.SetReadDeadline(time.Now().Add(time.Minute))
-			answer, err := io.ReadAll(conn)
-			if err != nil {
-				t.Fatalf("the pod closed the connection, but the port-forward did not end: %v (read %q)", err, answer)
-			}
-			if !strings.HasPrefix(string(answer), "HTTP/1.1 200") {
-				t.Errorf("answer: %q", answer)
-			}
-		})
-	}
+		conn, err := portforward.NewDialer(env.Config).Dial(context.Background(), env.Namespace, pod.Name, 9090)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := io.WriteString(conn, "GET /config HTTP/1.1\r\nHost: orders\r\nConnection: close\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		// Not a speed limit: without the fix the read never ends.
+		conn.SetReadDeadline(time.Now().Add(time.Minute))
+		answer, err := io.ReadAll(conn)
+		if err != nil {
+			t.Fatalf("the pod closed the connection, but the port-forward did not end: %v (read %q)", err, answer)
+		}
+		if !strings.HasPrefix(string(answer), "HTTP/1.1 200") {
+			t.Errorf("answer: %q", answer)
+		}
+	})
 }
