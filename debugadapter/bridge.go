@@ -1,61 +1,58 @@
 package debugadapter
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kloop/kloop/config"
+	"github.com/kloop/kloop/session"
+	"github.com/kloop/kloop/session/relaunch"
+	"github.com/kloop/kloop/session/run"
 )
 
-// Options configure a Bridge. The zero value debugs locally with the current directory as
-// the base for relative paths.
+// Options configure a Bridge.
 type Options struct {
-	// Dir resolves a relative "program" or "cwd"; default: the process's working directory.
+	// Manager owns the sessions: the program is run by the session of the workspace
+	// Dir belongs to. Required.
+	Manager *session.Manager
+	// Dir resolves a relative "program" or "cwd": the editor's working directory, as
+	// `kloop dap` reported it.
 	Dir string
-	// StagingDir holds the debug binaries; default: a fresh temporary directory, removed
-	// when the session ends.
-	StagingDir string
+	// Env is the editor's environment (from `kloop dap`), under the pod's env and the
+	// launch configuration's; nil means the daemon's.
+	Env []string
 	// WorkerCommand starts a debug worker; default: this executable with "debug-worker".
 	WorkerCommand []string
-	// ResolveEnv gives the environment of the program (pod env, KLOOP_ROOT, proxy) and
-	// makes sure the claim and intercept exist. The daemon sets it; without it a launch
-	// configuration that names a workload is refused.
-	ResolveEnv func(ctx context.Context, cfg LaunchConfig) (map[string]string, error)
 	// Logger receives the bridge's own diagnostics; default: discarded.
 	Logger *slog.Logger
 }
 
-// ErrNotLaunched is returned by Relaunch before a launch request succeeded.
-var ErrNotLaunched = errors.New("no program is being debugged yet: the editor has not sent a successful launch request")
-
-// ErrSessionEnded is returned by Relaunch after the editor ended the debug session.
+// ErrSessionEnded is returned by a relaunch after the editor ended the debug session.
 var ErrSessionEnded = errors.New("the debug session has ended")
 
-// RelaunchResult says how long each step of a relaunch took.
-type RelaunchResult struct {
-	Build   time.Duration
-	Restart time.Duration // from the new binary in place to Delve ready for breakpoints
-}
-
 // Bridge is one editor debug session: it owns the editor's DAP connection and the debug
-// worker behind it, which it restarts or replaces as the program is rebuilt.
+// worker behind it, which it restarts or replaces as the session's loop rebuilds the
+// program.
 type Bridge struct {
 	opts Options
 	log  *slog.Logger
 
-	editor  *frameWriter
-	ctx     context.Context // the session's; workers die with it
-	staging string
+	editor *frameWriter
+	ctx    context.Context // the session's; workers die with it
 
-	relaunchMu sync.Mutex // one launch or relaunch at a time
+	launchMu sync.Mutex // one launch at a time
 
 	mu          sync.Mutex
 	initArgs    json.RawMessage
@@ -63,20 +60,31 @@ type Bridge struct {
 	launching   bool
 	launched    bool
 	cfg         LaunchConfig
-	target      target
-	binary      string
-	nextBinary  string
-	delveLaunch json.RawMessage
-	wd          string // the program's working directory
+	passThrough map[string]json.RawMessage
+	dbg         *session.DebugSession
+	proc        *debugProcess
 	wc          *workerConn
 	closing     bool
 	relaunching bool
+	// configured is whether the editor sent configurationDone: after a relaunch the
+	// bridge sends it itself only then, so stopOnEntry-like flows stay the editor's.
+	configured bool
 	// running is whether Delve is resuming the program (it answered a run command and
 	// has not reported a stop since); readWorker keeps it in wire order.
 	running bool
+	// ownInit marks the next `initialized` as the bridge's own (after a restart or a
+	// new worker): the bridge sets the breakpoints itself and the editor never sees it.
+	ownInit bool
 	// swallowStops hides the stop the bridge causes itself by pausing before a restart.
 	swallowStops bool
 	initWaiters  []chan struct{}
+	bps          breakpoints
+	// relaunchesSeen is the loop's relaunch count last told to the console.
+	relaunchesSeen int
+	// editorConfigured is closed when the editor's configurationDone after a relaunch's
+	// `initialized` was answered; ignoresInitialized is learnt when one never comes.
+	editorConfigured   chan struct{}
+	ignoresInitialized bool
 }
 
 // New returns a bridge for one session; call Serve once.
@@ -89,17 +97,15 @@ func New(opts Options) *Bridge {
 }
 
 // Serve speaks DAP with the editor on conn until the editor disconnects, the stream
-// breaks or ctx ends; then the worker and the program are stopped. It returns nil when
-// the editor ended the session (disconnect request or EOF).
+// breaks or ctx ends; then the program is stopped and what the session made for it (an
+// intercept) undone. It returns nil when the editor ended the session (disconnect
+// request or EOF).
 func (b *Bridge) Serve(ctx context.Context, conn io.ReadWriteCloser) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b.ctx = ctx
 	b.editor = &frameWriter{w: conn}
-	if err := b.prepareStaging(); err != nil {
-		return err
-	}
-	defer b.shutdown()
+	defer b.end()
 	go func() {
 		<-ctx.Done()
 		conn.Close()
@@ -118,7 +124,7 @@ func (b *Bridge) Serve(ctx context.Context, conn io.ReadWriteCloser) error {
 				b.event("terminated", nil)
 				return fe
 			}
-			if errors.Is(err, os.ErrClosed) || errors.Is(err, io.ErrClosedPipe) {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("read from editor: %w", err)
@@ -142,33 +148,33 @@ func (b *Bridge) Serve(ctx context.Context, conn io.ReadWriteCloser) error {
 	}
 }
 
-func (b *Bridge) prepareStaging() error {
-	dir := b.opts.StagingDir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "kloop-debug-")
-		if err != nil {
-			return fmt.Errorf("create staging directory: %w", err)
-		}
-		dir = d
-	} else if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create staging directory %s: %w", dir, err)
-	}
-	b.staging = dir
-	b.binary = filepath.Join(dir, debugBinaryName)
-	b.nextBinary = filepath.Join(dir, debugBinaryName+".next")
-	return nil
-}
-
-func (b *Bridge) shutdown() {
+// end stops the program and undoes what the session made for it. A launch still in
+// progress is waited for, so its intercept is not left behind.
+func (b *Bridge) end() {
 	b.mu.Lock()
 	b.closing = true
-	wc := b.wc
 	b.mu.Unlock()
-	if wc != nil {
-		wc.w.stop(5 * time.Second)
+	b.launchMu.Lock()
+	b.mu.Lock()
+	dbg := b.dbg
+	b.dbg = nil
+	b.mu.Unlock()
+	b.launchMu.Unlock()
+	if dbg == nil {
+		return
 	}
-	if b.opts.StagingDir == "" && b.staging != "" {
-		_ = os.RemoveAll(b.staging)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), 2*time.Minute)
+	defer cancel()
+	if dbg.Workload() != "" {
+		b.output("console", "kloop: ending the debug session of "+dbg.Workload()+"\n")
+	}
+	if err := dbg.End(ctx, session.NoProgress{}); err != nil {
+		b.log.Warn("end debug session", "err", err)
+		msg := "kloop: ending the debug session: " + err.Error()
+		if w := dbg.Workload(); w != "" {
+			msg += fmt.Sprintf(" (run `kloop leave %s` to restore it)", w)
+		}
+		b.output("important", msg+"\n")
 	}
 }
 
@@ -182,36 +188,57 @@ func (b *Bridge) onEditorRequest(ctx context.Context, env envelope, body []byte)
 	case "attach":
 		b.respondError(env.Seq, env.Command, `kloop debugs the program it builds: use "request": "launch" with "program" (and "workload" to take cluster traffic)`)
 	case "restart", "kloop/relaunch":
-		go func() {
-			res, err := b.Relaunch(ctx)
-			if err != nil {
-				b.respondError(env.Seq, env.Command, err.Error())
-				return
-			}
-			b.respond(env.Seq, env.Command, map[string]any{
-				"buildMillis":   res.Build.Milliseconds(),
-				"restartMillis": res.Restart.Milliseconds(),
-			})
-		}()
+		go b.onRelaunch(ctx, env)
 	case "disconnect":
-		b.onDisconnect(env, body)
+		b.onDisconnect(env)
 		return true
+	case "configurationDone":
+		b.onConfigurationDone(env, body)
+	case "setBreakpoints", "setFunctionBreakpoints", "setExceptionBreakpoints", "setInstructionBreakpoints":
+		b.forward(env, body, b.bps.remember(env.Command, env.Arguments))
 	default:
-		b.forward(env, body)
+		b.forward(env, body, nil)
 	}
 	return false
 }
 
-// forward sends an editor request to Delve; the answer comes back through readWorker.
-func (b *Bridge) forward(env envelope, body []byte) {
+// onConfigurationDone forwards the editor's configurationDone when it resumes a
+// program: the first launch's, and the one a relaunch waits for after telling the editor
+// `initialized`. Any other (late, after the bridge resumed the program itself) is
+// answered here: Delve would queue it until the program next stops.
+func (b *Bridge) onConfigurationDone(env envelope, body []byte) {
+	b.mu.Lock()
+	first := !b.configured
+	b.configured = true
+	awaited := b.editorConfigured
+	b.editorConfigured = nil
+	b.mu.Unlock()
+	switch {
+	case first:
+		b.forward(env, body, nil)
+	case awaited != nil:
+		b.forward(env, body, func([]byte) { close(awaited) })
+	default:
+		b.respond(env.Seq, env.Command, nil)
+	}
+}
+
+// forward sends an editor request to Delve; the answer comes back through readWorker,
+// seen first by observe when set.
+func (b *Bridge) forward(env envelope, body []byte, observe func([]byte)) {
 	b.mu.Lock()
 	wc := b.wc
 	b.mu.Unlock()
 	if wc == nil || !wc.alive() {
+		if observe != nil {
+			// Kept for the next process; the editor learns the outcome then.
+			b.respond(env.Seq, env.Command, map[string]any{"breakpoints": []any{}})
+			return
+		}
 		b.respondError(env.Seq, env.Command, fmt.Sprintf("%q needs a running program: the launch has not finished, or the program is being rebuilt", env.Command))
 		return
 	}
-	if err := wc.forward(body, env.Seq, env.Command); err != nil {
+	if err := wc.forward(body, env.Seq, env.Command, observe); err != nil {
 		b.respondError(env.Seq, env.Command, "send to the debugger: "+err.Error())
 	}
 }
@@ -267,12 +294,16 @@ func (b *Bridge) onInitialize(env envelope) {
 }
 
 func (b *Bridge) onLaunch(ctx context.Context, env envelope) {
-	b.relaunchMu.Lock()
-	defer b.relaunchMu.Unlock()
+	b.launchMu.Lock()
+	defer b.launchMu.Unlock()
 	b.mu.Lock()
 	if b.launching || b.launched {
 		b.mu.Unlock()
 		b.respondError(env.Seq, env.Command, "this debug session already launched a program; start a new session to debug another")
+		return
+	}
+	if b.closing {
+		b.mu.Unlock()
 		return
 	}
 	if !b.initialized {
@@ -286,26 +317,25 @@ func (b *Bridge) onLaunch(ctx context.Context, env envelope) {
 		b.mu.Unlock()
 	}()
 
-	if err := b.launch(ctx, env.Arguments); err != nil {
+	dbg, err := b.launch(ctx, env.Arguments)
+	if err != nil {
 		b.respondError(env.Seq, env.Command, err.Error())
 		return
 	}
 	b.mu.Lock()
 	b.launched = true
-	cfg, t := b.cfg, b.target
+	b.dbg = dbg
 	b.mu.Unlock()
-	// Watching starts before the editor hears the launch succeeded, so a
-	// save right after it is never missed.
-	if cfg.RelaunchOnSave == nil || *cfg.RelaunchOnSave {
-		b.watchForChanges(t)
-	}
 	b.respond(env.Seq, env.Command, nil)
 }
 
-func (b *Bridge) launch(ctx context.Context, arguments json.RawMessage) error {
+// launch hands the program to the session of the editor's workspace, which builds it
+// with debug flags, intercepts the workload when one is named, and starts it through
+// the bridge's debugProcess.
+func (b *Bridge) launch(ctx context.Context, arguments json.RawMessage) (*session.DebugSession, error) {
 	cfg, passThrough, err := parseLaunchConfig(arguments)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, u := range unknownLaunchKeys(arguments) {
 		msg := fmt.Sprintf("kloop: launch attribute %q is not one kloop or Delve reads; it is ignored", u[0])
@@ -314,289 +344,160 @@ func (b *Bridge) launch(ctx context.Context, arguments json.RawMessage) error {
 		}
 		b.output("stderr", msg+"\n")
 	}
+	if b.opts.Manager == nil {
+		return nil, errors.New("the debug adapter runs without the kloop daemon: run `kloop dap`, which reaches it")
+	}
 	baseDir := b.opts.Dir
 	if baseDir == "" {
 		if baseDir, err = os.Getwd(); err != nil {
-			return fmt.Errorf("find working directory: %w", err)
+			return nil, fmt.Errorf("find working directory: %w", err)
 		}
 	}
 	t, err := resolveProgram(cfg.Program, baseDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var resolved map[string]string
+	// The program runs in "cwd", else in its package directory (what vscode-go does).
+	wd := t.dir
 	switch {
-	case b.opts.ResolveEnv != nil:
-		if resolved, err = b.opts.ResolveEnv(ctx, cfg); err != nil {
-			return err
-		}
-	case cfg.Workload != "":
-		return fmt.Errorf("workload %q: debugging against cluster traffic needs the kloop daemon, which this adapter could not reach; run `kloop intercept %s --debug` or remove \"workload\" to debug locally", cfg.Workload, cfg.Workload)
+	case filepath.IsAbs(cfg.Cwd):
+		wd = cfg.Cwd
+	case cfg.Cwd != "":
+		wd = filepath.Join(baseDir, cfg.Cwd)
 	}
-
-	b.output("console", fmt.Sprintf("kloop: building %s with debug flags\n", t.display))
-	elapsed, err := buildDebug(ctx, t, b.nextBinary, cfg.BuildFlags)
-	if err != nil {
-		var be *BuildError
-		if errors.As(err, &be) {
-			b.reportBuildError(be, false)
-			return fmt.Errorf("build failed: %s (details in the debug console)", firstLine(be))
-		}
-		return err
-	}
-	if err := os.Rename(b.nextBinary, b.binary); err != nil {
-		return fmt.Errorf("move the new binary into place: %w", err)
-	}
-	b.output("console", fmt.Sprintf("kloop: built in %s\n", elapsed.Round(time.Millisecond)))
-
-	wd := processDir(cfg, baseDir, t)
 	if info, err := os.Stat(wd); err != nil || !info.IsDir() {
 		// exec would blame the binary ("fork/exec ...: no such file or directory").
-		return fmt.Errorf("cwd %q is not a directory (looked at %s): fix \"cwd\" in the launch configuration or remove it to run in the package directory", cfg.Cwd, wd)
+		return nil, fmt.Errorf("cwd %q is not a directory (looked at %s): fix \"cwd\" in the launch configuration or remove it to run in the package directory", cfg.Cwd, wd)
 	}
-	delveArgs, err := delveLaunchArgs(passThrough, b.binary, wd, cfg.Args, mergeEnv(resolved, cfg.Env))
-	if err != nil {
-		return err
+	if cfg.Workload != "" {
+		if _, err := config.ParseWorkload(cfg.Workload); err != nil {
+			return nil, fmt.Errorf("launch configuration \"workload\": %w", err)
+		}
 	}
 	b.mu.Lock()
 	b.cfg = cfg
-	b.target = t
-	b.wd = wd
-	b.delveLaunch = delveArgs
+	b.passThrough = passThrough
 	b.mu.Unlock()
-	return b.startTarget(ctx)
+
+	// The workspace is the editor's folder: an LSP client open on it sees the same
+	// session (diagnostics of a failed build, kloop/status).
+	sess := b.opts.Manager.Open(session.FindRoot(baseDir))
+	args := session.DebugArgs{
+		Workload: cfg.Workload, Port: cfg.Port, Header: cfg.Header,
+		Dir: t.dir, Package: t.pkg, Display: t.display,
+		Args: cfg.Args, Cwd: wd, Env: cfg.Env, BaseEnv: b.opts.Env, BuildFlags: cfg.BuildFlags,
+		RelaunchOnSave: cfg.RelaunchOnSave == nil || *cfg.RelaunchOnSave,
+	}
+	if cfg.Workload != "" {
+		b.output("console", fmt.Sprintf("kloop: intercepting %s and building %s with debug flags\n", cfg.Workload, t.display))
+	} else {
+		b.output("console", fmt.Sprintf("kloop: building %s with debug flags\n", t.display))
+	}
+	dbg, err := sess.Debug(ctx, args, session.DebugHooks{NewProcess: b.newProcess, OnStatus: b.onLoopStatus}, consoleProgress{b})
+	var se *session.StartError
+	switch {
+	case errors.As(err, &se) && se.BuildFailed:
+		// The compiler's output is in the debug console and, as diagnostics, in
+		// every LSP client of the workspace.
+		return nil, fmt.Errorf("build failed: %s (details in the debug console)", firstDiagnostic(se.Reason))
+	case errors.As(err, &se):
+		return nil, errors.New(se.Reason)
+	case err != nil:
+		return nil, err
+	}
+	return dbg, nil
 }
 
-// startTarget starts a fresh worker and has Delve launch the staged binary.
-func (b *Bridge) startTarget(ctx context.Context) error {
-	command := b.opts.WorkerCommand
-	if len(command) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("find the kloop executable to start a debug worker: %w", err)
+// consoleProgress shows the session's progress (intercept, build) in the debug console.
+type consoleProgress struct{ b *Bridge }
+
+func (p consoleProgress) Report(message string, _ int) {
+	p.b.output("console", "kloop: "+message+"\n")
+}
+
+// onLoopStatus tells the debug console what the session's loop does with each save.
+func (b *Bridge) onLoopStatus(st relaunch.Status) {
+	switch st.State {
+	case relaunch.StateBuilding:
+		if st.Builds > 0 {
+			b.output("console", "kloop: rebuilding\n")
 		}
-		command = []string{exe, "debug-worker"}
-	}
-	w, err := startWorker(b.ctx, command, os.Environ(), b.log)
-	if err != nil {
-		return err
-	}
-	wc := newWorkerConn(w)
-	b.mu.Lock()
-	old := b.wc
-	b.wc = wc
-	b.running = false
-	initArgs, launchArgs := b.initArgs, b.delveLaunch
-	b.mu.Unlock()
-	if old != nil {
-		old.w.stop(2 * time.Second)
-	}
-	go b.pumpOutput(w.stdout, "stdout")
-	go b.pumpOutput(w.stderr, "stderr")
-	go b.readWorker(wc)
-
-	reply, err := wc.call(ctx, "initialize", initArgs)
-	if err == nil && !reply.Success {
-		err = fmt.Errorf("the debugger refused initialize: %s", reply.errorText())
-	}
-	if err != nil {
-		w.stop(2 * time.Second)
-		return err
-	}
-	reply, err = wc.call(ctx, "launch", launchArgs)
-	if err == nil && !reply.Success {
-		err = errors.New(explainLaunchFailure(reply.errorText()))
-	}
-	if err != nil {
-		w.stop(2 * time.Second)
-		return err
-	}
-	w.refreshDebuggees()
-	return nil
-}
-
-// Relaunch rebuilds the program and restarts it under the same debug session. A build
-// failure returns a *BuildError and leaves the running program untouched.
-func (b *Bridge) Relaunch(ctx context.Context) (RelaunchResult, error) {
-	b.relaunchMu.Lock()
-	defer b.relaunchMu.Unlock()
-	var res RelaunchResult
-	b.mu.Lock()
-	launched, closing, t, cfg, wc := b.launched, b.closing, b.target, b.cfg, b.wc
-	b.mu.Unlock()
-	if !launched {
-		return res, ErrNotLaunched
-	}
-	if closing {
-		return res, ErrSessionEnded
-	}
-
-	b.output("console", fmt.Sprintf("kloop: rebuilding %s\n", t.display))
-	elapsed, err := buildDebug(ctx, t, b.nextBinary, cfg.BuildFlags)
-	res.Build = elapsed
-	if err != nil {
-		var be *BuildError
-		if errors.As(err, &be) {
-			b.reportBuildError(be, wc != nil && wc.alive())
+	case relaunch.StateRunning:
+		if st.Relaunches > 0 {
+			b.noteRelaunch(st)
 		}
-		return res, err
-	}
-	if err := os.Rename(b.nextBinary, b.binary); err != nil {
-		return res, fmt.Errorf("move the new binary into place: %w", err)
-	}
-
-	start := time.Now()
-	b.setRelaunching(true)
-	defer b.setRelaunching(false)
-	restarted := false
-	if wc != nil && wc.alive() {
-		if err := b.restart(ctx, wc); err != nil {
-			b.log.Warn("Delve restart failed; starting a new debugger", "err", err)
-			b.output("console", "kloop: the debugger could not restart the program ("+err.Error()+"); starting a new debugger\n")
-			wc.w.stop(2 * time.Second)
-		} else {
-			restarted = true
+	case relaunch.StateBuildFailed:
+		msg := "kloop: build failed: " + strings.TrimSpace(st.LastError)
+		if st.Launches > 0 {
+			msg += "\nkloop: the previous program keeps running under the debugger"
 		}
-	}
-	if !restarted {
-		if err := b.startTarget(ctx); err != nil {
-			err = b.withWorkingDirHint(err)
-			b.output("important", "kloop: relaunch failed: "+err.Error()+"\n")
-			return res, fmt.Errorf("relaunch %s: %w", t.display, err)
-		}
-	}
-	res.Restart = time.Since(start)
-	b.output("console", fmt.Sprintf("kloop: relaunched (build %s, restart %s)\n",
-		res.Build.Round(time.Millisecond), res.Restart.Round(time.Millisecond)))
-	return res, nil
-}
-
-// restart asks Delve to relaunch the already-built binary. Success is the `initialized`
-// event Delve sends after the new process is up; a failure is a second response to the
-// same request, which Delve sends after having acknowledged it.
-func (b *Bridge) restart(ctx context.Context, wc *workerConn) error {
-	b.mu.Lock()
-	launchArgs := b.delveLaunch
-	initCh := make(chan struct{})
-	b.initWaiters = append(b.initWaiters, initCh)
-	b.mu.Unlock()
-	args, err := restartArgs(launchArgs)
-	if err != nil {
-		return err
-	}
-	// Delve's restart kills the old process and then polls for its death in 200 ms
-	// steps (pkg/proc/native wait), which was most of its cost; a process that is
-	// already dead costs nothing. Pause first: a process dying under Delve's continue
-	// while restart halts it races inside Delve.
-	b.pauseForRestart(ctx, wc)
-	killAndAwait(wc.w.refreshDebuggees(), 2*time.Second)
-	b.mu.Lock()
-	b.swallowStops = false
-	b.running = false
-	b.mu.Unlock()
-	replies, err := wc.start("restart", args)
-	if err != nil {
-		return err
-	}
-	timeout := time.NewTimer(2 * time.Minute)
-	defer timeout.Stop()
-	for {
-		select {
-		case r := <-replies:
-			if !r.Success {
-				return errors.New(r.errorText())
-			}
-		case <-initCh:
-			wc.w.refreshDebuggees()
-			return nil
-		case <-wc.readerDone:
-			return errors.New("the debug worker exited during restart")
-		case <-timeout.C:
-			return errors.New("no answer from the debugger within 2 minutes")
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		b.output("important", msg+"\n")
 	}
 }
 
-// withWorkingDirHint names the real cause when the program's working directory was
-// deleted: exec then blames the binary ("fork/exec ...: no such file or directory").
-func (b *Bridge) withWorkingDirHint(err error) error {
+// noteRelaunch says once per relaunch, in the debug console, what it cost.
+func (b *Bridge) noteRelaunch(st relaunch.Status) {
 	b.mu.Lock()
-	wd := b.wd
+	seen := b.relaunchesSeen
+	b.relaunchesSeen = st.Relaunches
 	b.mu.Unlock()
-	if _, statErr := os.Stat(wd); wd != "" && errors.Is(statErr, os.ErrNotExist) {
-		return fmt.Errorf("%w (the program's working directory %s no longer exists)", err, wd)
+	if st.Relaunches > seen {
+		b.output("console", fmt.Sprintf("kloop: relaunched (build %s, save to serving %s)\n",
+			st.LastBuild.Round(time.Millisecond), st.LastRelaunch.Round(time.Millisecond)))
 	}
-	return err
 }
 
-// runCommands are the requests after whose success Delve resumes the program.
-var runCommands = map[string]bool{
-	"configurationDone": true, "continue": true, "next": true, "stepIn": true,
-	"stepOut": true, "stepBack": true, "reverseContinue": true,
-}
-
-// pauseForRestart stops a running program through Delve and waits for the stop, which
-// the editor does not see. A program already stopped is left alone.
-func (b *Bridge) pauseForRestart(ctx context.Context, wc *workerConn) {
+// onRelaunch serves the editor's restart (and kloop/relaunch): build, then relaunch
+// under the same session.
+func (b *Bridge) onRelaunch(ctx context.Context, env envelope) {
 	b.mu.Lock()
-	running := b.running
-	if running {
-		b.swallowStops = true
-	}
+	dbg, closing := b.dbg, b.closing
 	b.mu.Unlock()
-	if !running {
+	switch {
+	case closing:
+		b.respondError(env.Seq, env.Command, ErrSessionEnded.Error())
+		return
+	case dbg == nil:
+		b.respondError(env.Seq, env.Command, "no program is being debugged yet: the editor has not sent a successful launch request")
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if _, err := wc.call(ctx, "pause", nil); err != nil {
-		b.log.Debug("pause before restart", "err", err)
+	st, err := dbg.Relaunch(ctx)
+	if err != nil {
+		b.respondError(env.Seq, env.Command, "relaunch: "+err.Error())
 		return
 	}
-	for ctx.Err() == nil {
-		b.mu.Lock()
-		running = b.running
-		b.mu.Unlock()
-		if !running {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
+	if st.State == relaunch.StateBuildFailed || st.LastError != "" {
+		b.respondError(env.Seq, env.Command, "relaunch: "+firstDiagnostic(st.LastError))
+		return
 	}
+	b.respond(env.Seq, env.Command, map[string]any{
+		"buildMillis":    st.LastBuild.Milliseconds(),
+		"relaunchMillis": st.LastRelaunch.Milliseconds(),
+	})
 }
 
-func (b *Bridge) setRunning(v bool) {
-	b.mu.Lock()
-	b.running = v
-	b.mu.Unlock()
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
 }
 
-func (b *Bridge) setRelaunching(v bool) {
-	b.mu.Lock()
-	b.relaunching = v
-	b.mu.Unlock()
-}
-
-func (b *Bridge) onDisconnect(env envelope, body []byte) {
-	b.mu.Lock()
-	b.closing = true
-	wc := b.wc
-	b.mu.Unlock()
-	if wc != nil && wc.alive() {
-		replies, err := wc.startRaw(body, env.Command)
-		if err == nil {
-			select {
-			case r := <-replies:
-				_, _ = b.editor.send(r.body, env.Seq, nil)
-				wc.w.stop(5 * time.Second)
-				return
-			case <-wc.readerDone:
-			case <-time.After(10 * time.Second):
-			}
+// firstDiagnostic is the first file:line message of a build's output, else its first
+// line: the line worth a launch error.
+func firstDiagnostic(output string) string {
+	for _, line := range strings.Split(output, "\n") {
+		line = strings.TrimSpace(line)
+		if file, _, ok := strings.Cut(line, ".go:"); ok && file != "" && !strings.HasPrefix(line, "#") {
+			return line
 		}
-		wc.w.stop(5 * time.Second)
 	}
+	return firstLine(output)
+}
+
+// onDisconnect ends the session: the program stops and what was made for it is undone
+// before the editor hears the answer, so a session started right after finds the
+// workload restored.
+func (b *Bridge) onDisconnect(env envelope) {
+	b.end()
 	b.respond(env.Seq, env.Command, nil)
 }
 
@@ -619,17 +520,20 @@ func (b *Bridge) readWorker(wc *workerConn) {
 			if env.Success && runCommands[env.Command] {
 				b.setRunning(true)
 			}
-			editorSeq, replies, ok := wc.take(env.RequestSeq)
+			pending, ok := wc.take(env.RequestSeq)
 			switch {
 			case !ok:
 				b.log.Debug("dropping duplicate response from Delve", "command", env.Command, "request_seq", env.RequestSeq)
-			case replies != nil:
+			case pending.replies != nil:
 				select {
-				case replies <- reply{envelope: env, body: body}:
+				case pending.replies <- reply{envelope: env, body: body}:
 				default:
 				}
 			default:
-				if _, err := b.editor.send(body, editorSeq, nil); err != nil {
+				if pending.observe != nil {
+					pending.observe(body)
+				}
+				if _, err := b.editor.send(body, pending.editorSeq, nil); err != nil {
 					b.log.Warn("send response to editor", "err", err)
 				}
 			}
@@ -644,22 +548,31 @@ func (b *Bridge) readWorker(wc *workerConn) {
 	b.mu.Lock()
 	current := b.wc == wc
 	quiet := b.closing || b.relaunching
+	proc := b.proc
 	b.mu.Unlock()
 	if current && !quiet {
 		// Its program outlives it: without a debugger it would go on taking
 		// traffic where no breakpoint can stop it, so it ends too.
 		killProcessGroups(wc.w.refreshDebuggees())
 		b.output("important", "kloop: the debugger process ended unexpectedly; save a change or restart to launch the program again\n")
+		if proc != nil {
+			proc.exited("the debugger process ended unexpectedly")
+		}
 	}
 }
 
 func (b *Bridge) onWorkerEvent(wc *workerConn, env envelope, body []byte) {
 	b.mu.Lock()
 	current := b.wc == wc
-	closing, relaunching, endWithProgram := b.closing, b.relaunching, b.cfg.EndWithProgram
+	closing, relaunching, endWithProgram, proc := b.closing, b.relaunching, b.cfg.EndWithProgram, b.proc
 	var waiters []chan struct{}
+	own := false
 	if env.Event == "initialized" {
-		waiters, b.initWaiters = b.initWaiters, nil
+		own = b.ownInit
+		b.ownInit = false
+		if own {
+			waiters, b.initWaiters = b.initWaiters, nil
+		}
 	}
 	b.mu.Unlock()
 	if !current && !closing {
@@ -667,21 +580,21 @@ func (b *Bridge) onWorkerEvent(wc *workerConn, env envelope, body []byte) {
 	}
 	switch env.Event {
 	case "initialized":
-		if relaunching {
-			// The editor may still show the old process paused at a breakpoint; say so
-			// before `initialized` makes it resume the new one, so a new stop cannot
-			// arrive ahead of this.
-			b.event("continued", map[string]any{"threadId": 1, "allThreadsContinued": true})
-		}
-		defer func() {
+		if own {
+			// The bridge's own (a restart or a new worker): it sets the breakpoints
+			// and resumes the program itself.
 			for _, ch := range waiters {
 				close(ch)
 			}
-		}()
+			return
+		}
 	case "terminated":
 		b.setRunning(false)
 		if relaunching {
 			return
+		}
+		if proc != nil && !closing {
+			proc.exited("the program ended under the debugger; save a change or restart to launch it again")
 		}
 		if !closing && !endWithProgram {
 			// Keep the editor's session: the next save relaunches the program.
@@ -710,11 +623,16 @@ func (b *Bridge) onWorkerEvent(wc *workerConn, env envelope, body []byte) {
 }
 
 // pumpOutput turns the program's output into DAP output events, never splitting a
-// UTF-8 sequence across two events.
-func (b *Bridge) pumpOutput(r io.ReadCloser, category string) {
+// UTF-8 sequence across two events, and passes its lines to the session (the editors'
+// output channels and the daemon log).
+func (b *Bridge) pumpOutput(r io.ReadCloser, category string, p *debugProcess) {
 	defer r.Close()
+	stream := run.Stdout
+	if category == "stderr" {
+		stream = run.Stderr
+	}
 	buf := make([]byte, 32<<10)
-	var carry []byte
+	var carry, line []byte
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
@@ -723,16 +641,46 @@ func (b *Bridge) pumpOutput(r io.ReadCloser, category string) {
 			carry = append([]byte(nil), chunk[cut:]...)
 			if cut > 0 {
 				b.output(category, string(chunk[:cut]))
+				line = p.lines(stream, append(line, chunk[:cut]...))
 			}
 		}
 		if err != nil {
 			if len(carry) > 0 {
 				b.output(category, string(carry))
+				line = append(line, carry...)
+			}
+			if len(line) > 0 && p.spec.OnLine != nil {
+				p.spec.OnLine(stream, string(line))
 			}
 			return
 		}
 	}
 }
+
+// lines hands the complete lines of buf to the session and returns the rest.
+func (p *debugProcess) lines(stream run.Stream, buf []byte) []byte {
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			if len(buf) > maxLine {
+				// A line without end: pass it on in pieces rather than hold it all.
+				i = maxLine
+			} else {
+				return buf
+			}
+		}
+		if p.spec.OnLine != nil {
+			p.spec.OnLine(stream, strings.TrimSuffix(string(buf[:i]), "\r"))
+		}
+		if i < len(buf) && buf[i] == '\n' {
+			i++
+		}
+		buf = buf[i:]
+	}
+}
+
+// maxLine bounds what one program output line holds back.
+const maxLine = 64 << 10
 
 // completeUTF8 returns the length of the longest prefix of p that does not end inside a
 // multi-byte UTF-8 sequence.
@@ -750,34 +698,6 @@ func completeUTF8(p []byte) int {
 		}
 	}
 	return len(p)
-}
-
-func (b *Bridge) reportBuildError(be *BuildError, keptOld bool) {
-	b.output("stderr", strings.TrimRight(be.Output, "\n")+"\n")
-	msg := "kloop: build failed: " + firstLine(be)
-	if keptOld {
-		msg += " — the previous program keeps running under the debugger"
-	}
-	b.output("important", msg+"\n")
-}
-
-func firstLine(be *BuildError) string {
-	if len(be.Diagnostics) > 0 {
-		return be.Diagnostics[0].String()
-	}
-	line, _, _ := strings.Cut(strings.TrimSpace(be.Output), "\n")
-	return line
-}
-
-// Processes reports the worker's pid and the debuggee pids, for the daemon's state file.
-func (b *Bridge) Processes() (worker int, debuggees []int) {
-	b.mu.Lock()
-	wc := b.wc
-	b.mu.Unlock()
-	if wc == nil || !wc.alive() {
-		return 0, nil
-	}
-	return wc.w.cmd.Process.Pid, wc.w.refreshDebuggees()
 }
 
 func (b *Bridge) output(category, text string) {

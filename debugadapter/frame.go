@@ -1,8 +1,10 @@
-// Package debugadapter is kloop's Debug Adapter Protocol face: a bridge that owns the
-// editor's DAP connection for a whole debug session and proxies it to Delve, which runs
-// in a per-target worker process (`kloop debug-worker`). The bridge builds the program
-// itself, so a relaunch after a save is "build, then ask Delve to restart without
-// rebuilding", and the editor's session survives every relaunch.
+// Package debugadapter is kloop's Debug Adapter Protocol face, served by the daemon: a
+// bridge that owns the editor's DAP connection for a whole debug session and proxies it
+// to Delve, which runs in a per-target worker process (`kloop debug-worker`). The program
+// itself is the session's (package session): built, watched, relaunched and gated by the
+// same loop as `kloop intercept --program`; the bridge is the loop's relaunch.Program,
+// so a relaunch after a save is "build, then ask Delve to restart without rebuilding",
+// and the editor's session survives every relaunch.
 //
 // Frames are proxied raw: only the envelope (seq, type, command, event, request_seq) is
 // decoded, because go-dap drops fields it does not know and refuses messages over 4 MiB.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -137,8 +138,9 @@ func parseLaunchConfig(raw json.RawMessage) (LaunchConfig, map[string]json.RawMe
 }
 
 // delveLaunchArgs builds the `launch` arguments for Delve: exec mode on the binary the
-// bridge built, so Delve never compiles anything.
-func delveLaunchArgs(passThrough map[string]json.RawMessage, binary, cwd string, args []string, env map[string]string) (json.RawMessage, error) {
+// session built, so Delve never compiles anything. The program's environment is the
+// worker's own (the session sets it), so no "env" is passed.
+func delveLaunchArgs(passThrough map[string]json.RawMessage, binary, cwd string, args []string) (json.RawMessage, error) {
 	m := make(map[string]any, len(passThrough)+6)
 	for k, v := range passThrough {
 		m[k] = v
@@ -151,9 +153,6 @@ func delveLaunchArgs(passThrough map[string]json.RawMessage, binary, cwd string,
 		args = []string{}
 	}
 	m["args"] = args
-	if len(env) > 0 {
-		m["env"] = env
-	}
 	out, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode Delve launch arguments: %w", err)
@@ -188,15 +187,35 @@ func processDir(cfg LaunchConfig, baseDir string, t target) string {
 	return filepath.Join(baseDir, cfg.Cwd)
 }
 
-// mergeEnv layers the launch config's env over the environment the daemon resolved
-// (pod env, KLOOP_ROOT, proxy), so a user can override one variable locally.
-func mergeEnv(resolved, configured map[string]string) map[string]string {
-	out := make(map[string]string, len(resolved)+len(configured))
-	for k, v := range resolved {
-		out[k] = v
+// target says what to build and from where.
+type target struct {
+	dir     string // the package's directory
+	pkg     string // argument to go build there: "." or a file name
+	display string // what the user named, for messages
+}
+
+// resolveProgram turns the launch config's program into a build target and checks that it
+// exists, so a typo gets a message about the path rather than a compiler error.
+func resolveProgram(program, baseDir string) (target, error) {
+	if strings.TrimSpace(program) == "" {
+		return target{}, errors.New(`launch configuration has no "program": set it to the main package directory, e.g. "./cmd/server"`)
 	}
-	for k, v := range configured {
-		out[k] = v
+	path := program
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(baseDir, path)
 	}
-	return out
+	info, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return target{}, fmt.Errorf("program %q does not exist (looked at %s): point \"program\" at a main package directory or .go file", program, path)
+		}
+		return target{}, fmt.Errorf("program %q: %w", program, err)
+	}
+	if info.IsDir() {
+		return target{dir: path, pkg: ".", display: program}, nil
+	}
+	if filepath.Ext(path) != ".go" {
+		return target{}, fmt.Errorf("program %q is a file but not a .go file: point \"program\" at a main package directory", program)
+	}
+	return target{dir: filepath.Dir(path), pkg: filepath.Base(path), display: program}, nil
 }

@@ -56,7 +56,7 @@ func TestParseLaunchConfig(t *testing.T) {
 }
 
 func TestDelveArgs(t *testing.T) {
-	launch, err := delveLaunchArgs(map[string]json.RawMessage{"stopOnEntry": json.RawMessage("true")}, "/stage/bin", "/src", nil, map[string]string{"A": "1"})
+	launch, err := delveLaunchArgs(map[string]json.RawMessage{"stopOnEntry": json.RawMessage("true")}, "/stage/bin", "/src", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,13 +75,6 @@ func TestDelveArgs(t *testing.T) {
 	must(t, json.Unmarshal(restart, &r))
 	if r.Arguments["rebuild"] != false || r.Arguments["request"] != "launch" || r.Arguments["program"] != "/stage/bin" {
 		t.Errorf("restart args %s", restart)
-	}
-}
-
-func TestMergeEnv(t *testing.T) {
-	got := mergeEnv(map[string]string{"DB": "pod", "KLOOP_ROOT": "/r"}, map[string]string{"DB": "local"})
-	if got["DB"] != "local" || got["KLOOP_ROOT"] != "/r" || len(got) != 2 {
-		t.Errorf("mergeEnv = %v", got)
 	}
 }
 
@@ -165,5 +158,12 @@ func TestUnknownLaunchKeys(t *testing.T) {
 				t.Errorf("unknownLaunchKeys(%s) = %v, want %v", tt.raw, got, tt.want)
 			}
 		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

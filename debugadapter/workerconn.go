@@ -34,8 +34,9 @@ func (r reply) errorText() string {
 
 // pendingRequest is a request sent to Delve and not yet answered.
 type pendingRequest struct {
-	editorSeq int        // the editor's seq to answer with; unused for the bridge's own
-	replies   chan reply // set for the bridge's own requests
+	editorSeq int          // the editor's seq to answer with; unused for the bridge's own
+	replies   chan reply   // set for the bridge's own requests
+	observe   func([]byte) // sees the answer to an editor's request before the editor
 }
 
 // workerConn is the bridge's DAP client side of one worker. Requests get the worker
@@ -69,11 +70,12 @@ func (wc *workerConn) alive() bool {
 	}
 }
 
-// forward relays an editor request; its answer goes back to the editor as editorSeq.
-func (wc *workerConn) forward(body []byte, editorSeq int, command string) error {
+// forward relays an editor request; its answer goes back to the editor as editorSeq,
+// seen first by observe when set.
+func (wc *workerConn) forward(body []byte, editorSeq int, command string, observe func([]byte)) error {
 	_, err := wc.out.send(body, -1, func(seq int) {
 		wc.mu.Lock()
-		wc.pending[seq] = pendingRequest{editorSeq: editorSeq}
+		wc.pending[seq] = pendingRequest{editorSeq: editorSeq, observe: observe}
 		wc.mu.Unlock()
 	})
 	if err != nil {
@@ -130,17 +132,17 @@ var errWorkerGone = errors.New("the debug worker exited (its output above may sa
 // take finds who asked for request_seq. An editor's request is answered once; later
 // answers to it are duplicates and are dropped. The bridge's own requests stay
 // registered so that their duplicates reach the bridge, not the editor.
-func (wc *workerConn) take(requestSeq int) (editorSeq int, replies chan reply, ok bool) {
+func (wc *workerConn) take(requestSeq int) (pendingRequest, bool) {
 	wc.mu.Lock()
 	defer wc.mu.Unlock()
 	p, ok := wc.pending[requestSeq]
 	if !ok {
-		return 0, nil, false
+		return p, false
 	}
 	if p.replies == nil {
 		delete(wc.pending, requestSeq)
 	}
-	return p.editorSeq, p.replies, true
+	return p, true
 }
 
 func (wc *workerConn) addReverse(editorSeq, delveSeq int) {

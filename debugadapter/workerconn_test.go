@@ -24,7 +24,8 @@ func TestTakeSwallowsDuplicates(t *testing.T) {
 		{requestSeq: 99, wantOK: false},
 	}
 	for i, tt := range tests {
-		editorSeq, replies, ok := wc.take(tt.requestSeq)
+		p, ok := wc.take(tt.requestSeq)
+		editorSeq, replies := p.editorSeq, p.replies
 		if ok != tt.wantOK || (ok && !tt.wantOwn && editorSeq != tt.wantEditorSeq) || (replies != nil) != tt.wantOwn {
 			t.Errorf("step %d take(%d) = %d, %v, %v", i, tt.requestSeq, editorSeq, replies != nil, ok)
 		}

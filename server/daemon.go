@@ -152,13 +152,7 @@ func (d *daemon) accept(ctx context.Context) error {
 					d.mu.Unlock()
 				}
 			}()
-			if err := ServeConn(ctx, c, ConnOptions{
-				Manager:         d.mgr,
-				Logger:          d.log,
-				Version:         d.opts.Version,
-				MaxMessageBytes: d.opts.MaxMessageBytes,
-				StopDaemon:      func() { d.shutdown("asked to stop") },
-			}); err != nil {
+			if err := d.serveClient(ctx, c); err != nil {
 				d.log.Warn("client connection", "err", err)
 			}
 		}()

@@ -91,10 +91,12 @@ type activeIntercept struct {
 	remote    int // the container port asked for; 0 means the only one
 	localPort int
 	live      Interception
+	plan      *interceptPlan
 
 	// Tunneled connections can arrive before Intercept returns. When kloop
 	// runs the program they wait on ready (closed once the first start is
-	// over) and then go to prog, or to the local port if it failed.
+	// over) and then go to prog's gate, or to the local port when none
+	// runs. A debug session may join later and set prog.
 	wantsProgram bool
 	ready        chan struct{}
 	prog         atomic.Pointer[program]
@@ -217,8 +219,8 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 		return nil, err
 	}
 	if args.Debug {
-		// The debug adapter runs the program under Delve; the daemon only
-		// routes the traffic to its port.
+		// A debug session (`kloop dap`) runs the program under Delve
+		// and joins this intercept; until then traffic goes to the port.
 		plan.program, plan.run, plan.build = "", nil, nil
 	}
 	s.opMu.Lock()
@@ -231,12 +233,36 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 		}
 		return nil, fmt.Errorf("%s is already intercepted by this workspace; `kloop leave %s` first", plan.workload, plan.workload)
 	}
+	var start func(*activeIntercept, []string) (*program, error)
+	if plan.program != "" || len(plan.run) > 0 {
+		start = func(ai *activeIntercept, podEnv []string) (*program, error) {
+			p.Report("building "+programName(plan), 80)
+			spec, err := s.runSpec(plan, ai.localPort, append(podEnv, envList(plan.env)...))
+			if err != nil {
+				return nil, err
+			}
+			return s.startProgram(ctx, spec)
+		}
+	}
+	ai, err := s.interceptLocked(ctx, engine, cfg, plan, start, p)
+	if err != nil {
+		return nil, err
+	}
+	st := ai.status()
+	return &st, nil
+}
+
+// interceptLocked makes the intercept of plan and, with start, the program
+// behind it; a program that does not start undoes the intercept. The
+// caller holds opMu.
+func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, cfg *config.Config, plan *interceptPlan,
+	start func(ai *activeIntercept, podEnv []string) (*program, error), p Progress) (*activeIntercept, error) {
 	target, err := s.target(cfg)
 	if err != nil {
 		return nil, err
 	}
 	ai := &activeIntercept{workload: plan.workload, header: plan.header, remote: plan.remote, localPort: plan.local,
-		wantsProgram: plan.program != "" || len(plan.run) > 0, ready: make(chan struct{})}
+		plan: plan, wantsProgram: start != nil, ready: make(chan struct{})}
 	defer close(ai.ready)
 	// Recorded before acting: a daemon that dies mid-intercept leaves a
 	// record the next one restores the workload from.
@@ -262,10 +288,8 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 	if ai.localPort == 0 {
 		ai.localPort = live.Port()
 	}
-	if plan.program != "" || len(plan.run) > 0 {
-		p.Report("building "+programName(plan), 80)
-		env := append(live.Env(), envList(plan.env)...)
-		prog, err := s.startProgram(ctx, plan, ai.localPort, env)
+	if start != nil {
+		prog, err := start(ai, live.Env())
 		if err != nil {
 			if lerr := live.Leave(context.WithoutCancel(ctx), NoProgress{}); lerr != nil {
 				err = errors.Join(err, fmt.Errorf("and restoring %s failed too (run `kloop leave --all`): %w", plan.workload, lerr))
@@ -285,9 +309,8 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 	s.imu.Unlock()
 	s.pollRequests()
 	s.refreshIntercepts()
-	st := ai.status()
 	s.mgr.log.Info("intercepted", "workspace", s.root, "workload", plan.workload, "port", live.Port(), "local", ai.localPort)
-	return &st, nil
+	return ai, nil
 }
 
 // Leave ends intercepts and restores the workloads. With All it also
@@ -376,10 +399,11 @@ func (s *Session) restore(ctx context.Context, engine InterceptEngine, all bool,
 
 func (s *Session) leaveLocked(ctx context.Context, ai *activeIntercept, p Progress) error {
 	var errs []error
-	if ai.program != nil {
-		if err := ai.program.stop(ctx); err != nil {
+	if prog := ai.prog.Load(); prog != nil {
+		if err := prog.stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop the local program of %s: %w", ai.workload, err))
 		}
+		s.setProgram(ai, nil)
 	}
 	if err := ai.live.Leave(ctx, p); err != nil {
 		errs = append(errs, fmt.Errorf("leave %s: %w", ai.workload, err))
@@ -414,7 +438,7 @@ func (s *Session) Relaunch(ctx context.Context, args RelaunchArgs, p Progress) e
 		return fmt.Errorf("no local program runs for this workspace; start one with `kloop intercept WORKLOAD --program ./cmd/x`")
 	}
 	for _, prog := range progs {
-		prog.loop.Trigger()
+		prog.loop.Restart()
 	}
 	return nil
 }
@@ -477,6 +501,10 @@ func (s *Session) dialLocal(ctx context.Context, ai *activeIntercept, port int) 
 		case <-time.After(startWait):
 			return nil, fmt.Errorf("the program of %s did not start within %s", ai.workload, startWait)
 		}
+	}
+	if main {
+		// The gate holds connections while the program (run or under the
+		// debugger) is replaced, and resends what a replaced one dropped.
 		if p := ai.prog.Load(); p != nil {
 			return p.loop.DialLocalReplaying(ctx)
 		}
@@ -535,6 +563,11 @@ func (s *Session) refreshIntercepts() {
 			proc, build, relaunch = p.status()
 		}
 	}
+	s.imu.Lock()
+	for p := range s.locals {
+		proc, build, relaunch = p.status()
+	}
+	s.imu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].Workload < list[j].Workload })
 	s.update(func(st *Status) {
 		st.Intercepts = list

@@ -15,17 +15,21 @@ import (
 	"github.com/kloop/kloop/session/watch"
 )
 
-// program is the local process behind an intercept: built, run with the
-// pod's env, and rebuilt and relaunched on every save.
+// program is the local process behind an intercept, or a debug session's
+// program: built, run with the pod's env (plainly or under the debugger),
+// and rebuilt and relaunched on every save by one relaunch loop.
 type program struct {
 	name    string
+	key     string // the workload, or the debug session's key, in state.json
+	debug   bool
 	loop    *relaunch.Loop
 	watcher *watch.Watcher
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	mu   sync.Mutex
-	last relaunch.Status
+	mu      sync.Mutex
+	last    relaunch.Status
+	changed chan struct{} // closed and replaced on every status change
 }
 
 // Output of the programs a session runs, line by line, for the editors'
@@ -43,13 +47,36 @@ func programName(plan *interceptPlan) string {
 	return strings.Join(plan.run, " ")
 }
 
-// startProgram builds and starts plan's program and returns once the first
-// build ran: with the program serving, or with the reason it is not (a
-// build error comes with its diagnostics already published).
-func (s *Session) startProgram(ctx context.Context, plan *interceptPlan, port int, podEnv []string) (*program, error) {
-	binDir := filepath.Join(s.mgr.stateDir(), "bin", sanitize(s.root))
-	if err := os.MkdirAll(binDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create build directory: %w", err)
+// programSpec is what startProgram needs, for either mode.
+type programSpec struct {
+	name    string
+	key     string
+	builder build.Builder
+	run     run.Spec
+	// newProcess, when set, runs each build under the debugger instead of
+	// as a plain process (run.Spec then only names the port).
+	newProcess func(onEvent func(run.Event)) relaunch.Program
+	watchRoot  string
+	watch      []string
+	noWatch    bool
+	ignoreDirs []string
+	onStatus   func(relaunch.Status)
+}
+
+// binDir is where this workspace's programs are built.
+func (s *Session) binDir() (string, error) {
+	dir := filepath.Join(s.mgr.stateDir(), "bin", sanitize(s.root))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create build directory: %w", err)
+	}
+	return dir, nil
+}
+
+// runSpec is the run-mode program of an intercept plan.
+func (s *Session) runSpec(plan *interceptPlan, port int, podEnv []string) (programSpec, error) {
+	binDir, err := s.binDir()
+	if err != nil {
+		return programSpec{}, err
 	}
 	// The pod's env wins over the daemon's; PATH, HOME and the Go
 	// toolchain's settings come from the daemon so builds and tools work.
@@ -70,45 +97,56 @@ func (s *Session) startProgram(ctx context.Context, plan *interceptPlan, port in
 		builder = &build.Command{Argv: []string{"true"}, Dir: s.root}
 		argv = append(append([]string(nil), plan.run...), plan.args...)
 	}
+	return programSpec{
+		name:       programName(plan),
+		key:        plan.workload,
+		builder:    builder,
+		run:        run.Spec{Argv: argv, Dir: s.root, Env: env, Port: port, ReadyPath: plan.readyPath},
+		watchRoot:  s.root,
+		watch:      plan.watch,
+		ignoreDirs: []string{binDir},
+	}, nil
+}
 
-	prog := &program{name: programName(plan), done: make(chan struct{})}
+// startProgram builds and starts a program and returns once the first
+// build ran: with the program serving, or with the reason it is not (a
+// build error comes with its diagnostics already published).
+func (s *Session) startProgram(ctx context.Context, spec programSpec) (*program, error) {
+	prog := &program{name: spec.name, key: spec.key, debug: spec.newProcess != nil, done: make(chan struct{}), changed: make(chan struct{})}
 	first := make(chan relaunch.Status, 1)
 	var once sync.Once
-	loop, err := relaunch.New(relaunch.Config{
-		Builder: builder,
-		Run: run.Spec{
-			Argv:      argv,
-			Dir:       s.root,
-			Env:       env,
-			Port:      port,
-			ReadyPath: plan.readyPath,
-			// Recorded before readiness: a daemon that dies now leaves a
-			// pid the next one can kill.
-			OnStart: func(st run.Started) error {
-				return s.recordProcess(ProcessRecord{Workload: plan.workload, Pid: st.Pid, Pgid: st.Pgid, StartTime: st.StartTime})
-			},
-			OnLine: func(stream run.Stream, line string) {
-				name := "stdout"
-				if stream == run.Stderr {
-					name = "stderr"
-				}
-				s.mgr.log.Info("program output", "program", prog.name, "stream", name, "line", line)
-				s.output(OutputLine{Program: prog.name, Stream: name, Line: line})
-			},
-		},
+	runSpec := spec.run
+	// Recorded before readiness: a daemon that dies now leaves a pid the
+	// next one can kill.
+	runSpec.OnStart = func(st run.Started) error {
+		return s.recordProcess(ProcessRecord{Workload: spec.key, Pid: st.Pid, Pgid: st.Pgid, StartTime: st.StartTime})
+	}
+	runSpec.OnLine = func(stream run.Stream, line string) { s.programLine(prog.name, stream, line) }
+	cfg := relaunch.Config{
+		Builder:       spec.builder,
+		Run:           runSpec,
 		OnDiagnostics: func(byFile map[string][]build.Diagnostic) { s.diagnose(byFile) },
 		OnStatus: func(st relaunch.Status) {
 			prog.mu.Lock()
 			prog.last = st
+			close(prog.changed)
+			prog.changed = make(chan struct{})
 			prog.mu.Unlock()
 			s.publishProgram(prog)
+			if spec.onStatus != nil {
+				spec.onStatus(st)
+			}
 			switch st.State {
 			case relaunch.StateRunning, relaunch.StateBuildFailed, relaunch.StateFailed, relaunch.StateCrashed:
 				once.Do(func() { first <- st })
 			}
 		},
 		Logger: s.mgr.log.With("program", prog.name),
-	})
+	}
+	if spec.newProcess != nil {
+		cfg.NewProgram = spec.newProcess
+	}
+	loop, err := relaunch.New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -121,18 +159,20 @@ func (s *Session) startProgram(ctx context.Context, plan *interceptPlan, port in
 			s.mgr.log.Warn("run loop ended", "program", prog.name, "err", err)
 		}
 	}()
-	w, err := watch.Start(runCtx, watch.Config{
-		Root:       s.root,
-		Patterns:   plan.watch,
-		IgnoreDirs: []string{binDir},
-		Logger:     s.mgr.log,
-	}, func([]string) { loop.Trigger() })
-	if err != nil {
-		cancel()
-		<-prog.done
-		return nil, fmt.Errorf("watch %s for changes: %w", s.root, err)
+	if !spec.noWatch {
+		w, err := watch.Start(runCtx, watch.Config{
+			Root:       spec.watchRoot,
+			Patterns:   spec.watch,
+			IgnoreDirs: spec.ignoreDirs,
+			Logger:     s.mgr.log,
+		}, func([]string) { loop.Trigger() })
+		if err != nil {
+			cancel()
+			<-prog.done
+			return nil, fmt.Errorf("watch %s for changes: %w", spec.watchRoot, err)
+		}
+		prog.watcher = w
 	}
-	prog.watcher = w
 
 	var st relaunch.Status
 	select {
@@ -143,9 +183,32 @@ func (s *Session) startProgram(ctx context.Context, plan *interceptPlan, port in
 	}
 	if st.State != relaunch.StateRunning {
 		prog.stop(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("%s did not start: %s", prog.name, st.LastError)
+		if err := s.forgetProcesses(spec.key); err != nil {
+			s.mgr.log.Error("record program end", "program", prog.name, "err", err)
+		}
+		return nil, &StartError{Program: prog.name, BuildFailed: st.State == relaunch.StateBuildFailed, Reason: st.LastError}
 	}
 	return prog, nil
+}
+
+// StartError says why a program did not start: its build failed (Reason is
+// the compiler's output, its diagnostics already published) or it could not
+// be started.
+type StartError struct {
+	Program     string
+	BuildFailed bool
+	Reason      string
+}
+
+func (e *StartError) Error() string {
+	return fmt.Sprintf("%s did not start: %s", e.Program, e.Reason)
+}
+
+// programLine passes one line of a program's output to the editors and
+// the daemon log.
+func (s *Session) programLine(name string, stream run.Stream, line string) {
+	s.mgr.log.Info("program output", "program", name, "stream", stream.String(), "line", line)
+	s.output(OutputLine{Program: name, Stream: stream.String(), Line: line})
 }
 
 // stop ends the watcher and the loop, which stops the process.
@@ -163,14 +226,41 @@ func (p *program) stop(ctx context.Context) error {
 	return err
 }
 
+// relaunchNow rebuilds and relaunches the program and waits for the
+// outcome: the loop's status once the build and start it caused are over.
+func (p *program) relaunchNow(ctx context.Context) (relaunch.Status, error) {
+	p.mu.Lock()
+	builds := p.last.Builds
+	p.mu.Unlock()
+	p.loop.Restart()
+	for {
+		p.mu.Lock()
+		st, changed := p.last, p.changed
+		p.mu.Unlock()
+		if st.Builds > builds && st.State != relaunch.StateBuilding && st.State != relaunch.StateStarting {
+			return st, nil
+		}
+		select {
+		case <-changed:
+		case <-p.done:
+			return st, errors.New("the program was stopped")
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
+}
+
 func (p *program) status() (*ProcessStatus, *BuildStatus, int64) {
 	p.mu.Lock()
 	st := p.last
 	p.mu.Unlock()
-	proc := &ProcessStatus{Program: p.name, PID: st.Pid, State: string(st.State)}
+	proc := &ProcessStatus{Program: p.name, PID: st.Pid, State: string(st.State), Debug: p.debug}
 	var b *BuildStatus
 	if st.Builds > 0 {
 		b = &BuildStatus{OK: st.State != relaunch.StateBuildFailed, Millis: st.LastBuild.Milliseconds(), At: st.LastBuildAt.UTC()}
+		if !b.OK {
+			b.Error = st.LastError
+		}
 	}
 	return proc, b, st.LastRelaunch.Milliseconds()
 }
@@ -190,19 +280,30 @@ func (s *Session) publishProgram(p *program) {
 	})
 }
 
+// programs lists the programs the session runs: intercepts' and local
+// debug sessions'.
+func (s *Session) programs() []*program {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	var out []*program
+	for _, ai := range s.intercepts {
+		if p := ai.prog.Load(); p != nil {
+			out = append(out, p)
+		}
+	}
+	for p := range s.locals {
+		out = append(out, p)
+	}
+	return out
+}
+
 // savedProgram forwards an editor's save to the watchers of the session's
 // programs: a save is a stronger signal than fsnotify (the file is
 // complete), so the rebuild starts at once.
 func (s *Session) savedProgram(path string) {
-	s.imu.Lock()
-	var ws []*watch.Watcher
-	for _, ai := range s.intercepts {
-		if ai.program != nil && ai.program.watcher != nil {
-			ws = append(ws, ai.program.watcher)
+	for _, p := range s.programs() {
+		if p.watcher != nil {
+			p.watcher.Notify(path)
 		}
-	}
-	s.imu.Unlock()
-	for _, w := range ws {
-		w.Notify(path)
 	}
 }

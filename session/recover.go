@@ -28,13 +28,24 @@ func (s *Session) forgetIntercept(workload string) error {
 	})
 }
 
-// recordProcess replaces the workload's process record: a relaunch
-// replaces the process.
+// recordProcess replaces the workload's process record of the same role:
+// a relaunch replaces the process.
 func (s *Session) recordProcess(rec ProcessRecord) error {
 	return s.mgr.opts.Store.update(func(st *State) {
 		ss := st.session(s.root)
-		ss.Processes = slices.DeleteFunc(ss.Processes, func(r ProcessRecord) bool { return r.Workload == rec.Workload })
+		ss.Processes = slices.DeleteFunc(ss.Processes, func(r ProcessRecord) bool {
+			return r.Workload == rec.Workload && r.Role == rec.Role
+		})
 		ss.Processes = append(ss.Processes, rec)
+	})
+}
+
+// forgetProcesses drops every process record of key (a workload or a
+// local debug session) once its processes are gone.
+func (s *Session) forgetProcesses(key string) error {
+	return s.mgr.opts.Store.update(func(st *State) {
+		ss := st.session(s.root)
+		ss.Processes = slices.DeleteFunc(ss.Processes, func(r ProcessRecord) bool { return r.Workload == key })
 	})
 }
 
@@ -59,7 +70,7 @@ func (m *Manager) recoverLeftovers() {
 			case err != nil:
 				m.log.Warn("kill program left by the previous daemon", "workspace", root, "pid", p.Pid, "err", err)
 			case killed:
-				m.log.Info("killed program left by the previous daemon", "workspace", root, "workload", p.Workload, "pid", p.Pid)
+				m.log.Info("killed program left by the previous daemon", "workspace", root, "workload", p.Workload, "role", p.Role, "pid", p.Pid)
 			}
 		}
 		if len(ss.Intercepts) == 0 {

@@ -154,7 +154,10 @@ type Session struct {
 	imu        sync.Mutex
 	intercepts map[string]*activeIntercept
 	polling    bool // pollRequests runs
-	eventSubs  map[int]func(Event)
+	// locals are programs debugged without an intercept.
+	locals    map[*program]bool
+	nextLocal int
+	eventSubs map[int]func(Event)
 }
 
 // Root is the workspace directory.

@@ -46,7 +46,12 @@ type InterceptRecord struct {
 // ProcessRecord identifies a started program well enough to kill it
 // safely later: the start time guards against a reused pid.
 type ProcessRecord struct {
-	Workload  string `json:"workload"`
+	// Workload is the intercepted workload, or the key of a local debug
+	// session ("debug:" and the program).
+	Workload string `json:"workload"`
+	// Role is "" for the program itself, "debugger" for the debug worker
+	// hosting Delve, "debuggee" for the program Delve started.
+	Role      string `json:"role,omitempty"`
 	Pid       int    `json:"pid"`
 	Pgid      int    `json:"pgid"`
 	StartTime uint64 `json:"startTime"`

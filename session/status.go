@@ -42,6 +42,8 @@ type ProcessStatus struct {
 	Program string `json:"program"`
 	PID     int    `json:"pid"`
 	State   string `json:"state"`
+	// Debug is true while the program runs under the debugger.
+	Debug bool `json:"debug,omitempty"`
 }
 
 // BuildStatus describes the last build.
@@ -50,6 +52,8 @@ type BuildStatus struct {
 	Millis int64     `json:"millis"`
 	At     time.Time `json:"at"`
 	Errors int       `json:"errors"`
+	// Error is why the last build failed (the compiler's output).
+	Error string `json:"error,omitempty"`
 }
 
 // Holds reports whether the session holds anything in the cluster or on

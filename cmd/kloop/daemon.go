@@ -16,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kloop/kloop/debugadapter"
 	"github.com/kloop/kloop/handlers"
 	"github.com/kloop/kloop/server"
 	"github.com/kloop/kloop/session"
@@ -103,12 +102,6 @@ when no client is connected and no session holds a claim, intercept or process.`
 				return err
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel()}))
-			// Programs whose debug worker died (with a crashed adapter or
-			// daemon) keep their ports and take traffic; a starting daemon
-			// ends them.
-			if killed := debugadapter.ReapOrphans(); len(killed) > 0 {
-				log.Info("killed programs left behind by dead debug workers", "pids", killed)
-			}
 			err = server.Run(cmd.Context(), server.DaemonOptions{
 				Paths:           paths,
 				IdleTimeout:     idle,

@@ -133,6 +133,7 @@ type Loop struct {
 	trig chan struct{}
 
 	triggeredAt            atomic.Int64 // unix nanos of the oldest unserved trigger
+	forced                 atomic.Bool  // the next cycle relaunches even an unchanged build
 	dialing                atomic.Int64 // dials past the gate, not yet connected
 	conns, held, dialFails atomic.Int64
 
@@ -193,6 +194,13 @@ func (l *Loop) Trigger() {
 	}
 }
 
+// Restart asks for a rebuild that relaunches the program even when the build
+// is unchanged: what a user who asks for a restart expects.
+func (l *Loop) Restart() {
+	l.forced.Store(true)
+	l.Trigger()
+}
+
 // Run builds and starts the program, then rebuilds and relaunches on every
 // trigger until ctx ends; then it stops the program and returns.
 func (l *Loop) Run(ctx context.Context) error {
@@ -234,6 +242,7 @@ func (l *Loop) cycle(ctx context.Context) {
 	if ts := l.triggeredAt.Swap(0); ts != 0 {
 		since = time.Unix(0, ts)
 	}
+	forced := l.forced.Swap(false)
 	l.setState(StateBuilding)
 
 	bctx, cancel := context.WithTimeout(ctx, l.cfg.BuildTimeout)
@@ -250,7 +259,7 @@ func (l *Loop) cycle(ctx context.Context) {
 	l.status.Builds++
 	l.status.LastBuild = res.Duration
 	l.status.LastBuildAt = time.Now()
-	unchanged := res.ID != "" && res.ID == l.runningID && l.sup.Running()
+	unchanged := !forced && res.ID != "" && res.ID == l.runningID && l.sup.Running()
 	if unchanged {
 		l.status.Unchanged++
 		l.status.LastError = ""

@@ -288,7 +288,7 @@ func (e *editor) waitEvent(since int, what string, match func(message) bool) mes
 			e.t.Fatalf("adapter closed the connection while waiting for %s", what)
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("no %s within %s; events: %s", what, waitLong, e.summaryLocked(since))
+			e.t.Fatalf("no %s within %s; events: %s; all: %s; responses: %v", what, waitLong, e.summaryLocked(since), e.summaryLocked(0), e.responsesDebug())
 		}
 		e.waitLocked()
 	}
@@ -475,4 +475,32 @@ func waitGone(t testing.TB, pids []int, what string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func (e *editor) responsesDebug() string {
+	var parts []string
+	for seq, m := range e.responses {
+		parts = append(parts, fmt.Sprintf("%d:%s:%v:%s", seq, m.Command, m.Success, truncate(string(m.Body), 300)))
+	}
+	return strings.Join(parts, " | ")
+}
+
+// sessionProcs lists what the daemon runs for debug sessions: workers and their
+// debuggees (the tests here run one session at a time). env names the daemon; nil
+// means the package's shared one.
+func sessionProcs(t testing.TB, env []string) []int {
+	t.Helper()
+	cmd := exec.Command(kloopBin, "daemon", "stats", "-o", "json")
+	cmd.Env = env
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kloop daemon stats: %v", err)
+	}
+	var st struct {
+		PID int `json:"pid"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || st.PID == 0 {
+		t.Fatalf("kloop daemon stats: no pid in %s (%v)", out, err)
+	}
+	return descendants(st.PID)
 }

@@ -104,20 +104,6 @@ func TestSaveRelaunchesUnderTheDebugger(t *testing.T) {
 	}
 }
 
-// nonDaemon drops the shared kloop daemon, which a launch may have started
-// and which outlives the debug session by design.
-func nonDaemon(pids []int) []int {
-	var out []int
-	for _, p := range pids {
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
-		if args := strings.Split(string(cmdline), "\x00"); len(args) > 1 && args[1] == "daemon" {
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
 func TestBreakpointKeepsHittingAcrossRelaunch(t *testing.T) {
 	fx := newFixture(t)
 	e := startEditor(t, fx.dir)
@@ -185,9 +171,9 @@ func TestBreakpointKeepsHittingAcrossRelaunch(t *testing.T) {
 	}
 	e.checkSeqs()
 
-	procs := descendants(e.cmd.Process.Pid)
+	procs := sessionProcs(t, nil)
 	if len(procs) < 2 {
-		t.Fatalf("want a worker and a debuggee under kloop dap, found pids %v", procs)
+		t.Fatalf("want a worker and a debuggee under the daemon, found pids %v", procs)
 	}
 	e.request("disconnect", godap.DisconnectArguments{TerminateDebuggee: true})
 	waitGone(t, procs, "worker and debuggee after disconnect")
@@ -306,7 +292,7 @@ func TestLargeVariableAndCrash(t *testing.T) {
 	}
 
 	// The editor vanishes without a disconnect: nothing may be left running.
-	procs := descendants(e.cmd.Process.Pid)
+	procs := sessionProcs(t, nil)
 	if len(procs) < 2 {
 		t.Fatalf("want a worker and a debuggee, found pids %v", procs)
 	}
@@ -322,10 +308,11 @@ func TestWorkersDieWithTheAdapter(t *testing.T) {
 	if got := recv(t, get(addr, "/?name=x"), "first request"); got != "hello x" {
 		t.Fatalf("answer %q", got)
 	}
-	procs := descendants(e.cmd.Process.Pid)
+	procs := sessionProcs(t, nil)
 	if len(procs) < 2 {
 		t.Fatalf("want a worker and a debuggee, found pids %v", procs)
 	}
+	// The daemon owns the session; the forwarder's death ends it like a disconnect.
 	if err := e.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +338,7 @@ func TestLaunchErrors(t *testing.T) {
 		{name: "missing program", dir: fx.dir, launch: launchConfig(map[string]any{"program": "./nope"}), wantError: "does not exist"},
 		{name: "no program", dir: fx.dir, launch: map[string]any{"type": "kloop", "request": "launch"}, wantError: `no "program"`},
 		{name: "not a main package", dir: fx.dir, launch: launchConfig(map[string]any{"program": "./lib"}), wantError: "not a main package"},
-		{name: "workload without a cluster", dir: fx.dir, launch: launchConfig(map[string]any{"workload": "orders"}), wantError: "intercept orders"},
+		{name: "workload without a cluster", dir: fx.dir, launch: launchConfig(map[string]any{"workload": "orders"}), wantError: "intercept deployment/orders: load kubeconfig"},
 		{name: "other debug mode", dir: fx.dir, launch: launchConfig(map[string]any{"mode": "test"}), wantError: `remove "mode"`},
 		{name: "working directory missing", dir: fx.dir, launch: launchConfig(map[string]any{"cwd": "./missing-dir"}), wantError: `cwd "./missing-dir" is not a directory`},
 		{name: "build error", dir: brokenDir, launch: launchConfig(map[string]any{"program": "."}), wantError: "build failed", wantOutput: "main.go:4:2: undefined: undefinedCall"},
@@ -373,7 +360,7 @@ func TestLaunchErrors(t *testing.T) {
 			if tt.wantOutput != "" {
 				e.waitEvent(0, "compiler output", outputContaining(tt.wantOutput))
 			}
-			if procs := nonDaemon(descendants(e.cmd.Process.Pid)); len(procs) != 0 {
+			if procs := sessionProcs(t, nil); len(procs) != 0 {
 				t.Errorf("a failed launch left processes behind: %v", procs)
 			}
 		})

@@ -18,7 +18,7 @@ import (
 var (
 	kloopBin        string
 	kloopBuildFlags []string
-	waitLong        = 4 * time.Minute // a cold debug build of net/http takes ~45 s on 2 shared cores
+	waitLong        = 40 * time.Second // a cold debug build of net/http takes ~45 s on 2 shared cores
 )
 
 func TestMain(m *testing.M) {
@@ -47,6 +47,12 @@ func TestMain(m *testing.M) {
 	os.Setenv("KUBECONFIG", filepath.Join(dir, "no-kubeconfig"))
 	code := m.Run()
 	exec.Command(kloopBin, "daemon", "stop").Run()
+	if code != 0 || os.Getenv("KLOOP_DAP_TEST_LOG") != "" {
+		// The debug sessions ran in the daemon: its log says what they did.
+		if log, err := os.ReadFile(filepath.Join(dir, "state", "daemon.log")); err == nil {
+			fmt.Fprintf(os.Stderr, "kloop daemon log:\n%s\n", log)
+		}
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -7,14 +7,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	godap "github.com/google/go-dap"
-
-	"github.com/kloop/kloop/debugadapter"
 )
 
 // TestRelaunchWhilePaused is the common case of saving while stopped at a breakpoint:
@@ -150,53 +149,71 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// TestOrphanedDebuggeeIsReaped kills the adapter and its worker at once, as an OOM kill
-// or `kill -9` of the group would: Delve's debuggee survives that, and the next daemon
-// finds and kills it with ReapOrphans.
+// TestOrphanedDebuggeeIsReaped kills the daemon and its debug worker at once, as an OOM
+// kill or `kill -9` of the group would: Delve's debuggee survives that and keeps its
+// port. The next daemon finds it in the state file (where the dead one recorded it
+// before it took traffic) and kills it. The test runs on a daemon of its own.
 func TestOrphanedDebuggeeIsReaped(t *testing.T) {
 	fx := newFixture(t)
-	e := startEditor(t, fx.dir)
+	dir := t.TempDir()
+	env := append(os.Environ(), "KLOOP_SOCKET="+filepath.Join(dir, "d.sock"), "KLOOP_STATE_DIR="+filepath.Join(dir, "state"))
+	cmd := exec.Command(kloopBin, "dap")
+	cmd.Env = env
+	e := startEditorCmd(t, cmd, fx.dir)
 	e.initializeAndLaunch(launchConfig(nil))
 	addr := e.serverAddr(0)
-	procs := descendants(e.cmd.Process.Pid)
-	if len(procs) < 2 {
-		t.Fatalf("want a worker and a debuggee, found %v", procs)
+
+	stats := exec.Command(kloopBin, "daemon", "stats", "-o", "json")
+	stats.Env = env
+	out, err := stats.Output()
+	if err != nil {
+		t.Fatalf("kloop daemon stats: %v", err)
 	}
+	var st struct {
+		PID int `json:"pid"`
+	}
+	must(t, json.Unmarshal(out, &st))
+	procs := descendants(st.PID)
 	var debuggee int
-	var others []int
-	for _, p := range append(procs, e.cmd.Process.Pid) {
+	others := []int{st.PID}
+	for _, p := range procs {
 		if isDebuggeeProcess(p) {
 			debuggee = p
 		} else {
 			others = append(others, p)
 		}
 	}
-	if debuggee == 0 {
-		t.Fatalf("no debuggee among %v", procs)
+	if debuggee == 0 || len(others) < 2 {
+		t.Fatalf("want the daemon, a worker and a debuggee, found daemon %d and %v", st.PID, procs)
 	}
 	for _, p := range others {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}
-	waitGone(t, others, "kloop dap and its worker after SIGKILL")
+	waitGone(t, others, "the daemon and its worker after SIGKILL")
 	// Its tracer is gone, yet it lives on (running, or frozen in a stop if Delve was
 	// mid-stop) and holds its port: nothing but a reaper will end it.
 	if !pidAlive(debuggee) {
 		t.Fatalf("the debuggee %d died with its worker; nothing to reap", debuggee)
 	}
-	// A kloop daemon starting meanwhile (other tests run in parallel) reaps
-	// it too; either way it must end.
-	killed := debugadapter.ReapOrphans()
-	t.Logf("ReapOrphans killed %v (the debuggee is %d)", killed, debuggee)
+	// Any command starts the next daemon, which cleans up what the state file lists.
+	status := exec.Command(kloopBin, "status")
+	status.Env, status.Dir = env, fx.dir
+	if out, err := status.CombinedOutput(); err != nil {
+		t.Fatalf("kloop status: %v\n%s", err, out)
+	}
 	waitGone(t, []int{debuggee}, "the orphaned debuggee")
 	if c, err := net.Dial("tcp", addr); err == nil {
 		c.Close()
 		t.Errorf("%s still accepts connections after the orphan was reaped", addr)
 	}
+	stop := exec.Command(kloopBin, "daemon", "stop")
+	stop.Env = env
+	_ = stop.Run()
 }
 
 func isDebuggeeProcess(pid int) bool {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	return err == nil && strings.Contains(exe, "kloop-debug-bin")
+	return err == nil && strings.Contains(filepath.Base(exe), "debug-")
 }
 
 // TestRelaunchRecoversFromFailedRestart makes Delve's restart fail (the program's working

@@ -14,8 +14,9 @@ import (
 )
 
 // denyPtraceEnv makes the test binary, when re-executed with it, install a seccomp filter
-// that fails ptrace(2) with EPERM and then exec `kloop dap` (the variable holds its path): the situation of a container
-// without SYS_PTRACE, reproduced without touching the machine's sysctl.
+// that fails ptrace(2) with EPERM and then exec `kloop dap` (the variable holds its path),
+// whose daemon inherits the filter: the situation of a container without SYS_PTRACE,
+// reproduced without touching the machine's sysctl.
 const denyPtraceEnv = "KLOOP_TEST_DENY_PTRACE_EXEC"
 
 func execWithoutPtrace() {
@@ -47,8 +48,17 @@ func TestPtraceDeniedSaysHowToFix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The daemon this `kloop dap` starts inherits the filter; it is its own, so
+	// the package's shared daemon keeps ptrace.
+	dir := t.TempDir()
+	env := append(os.Environ(), "KLOOP_SOCKET="+dir+"/d.sock", "KLOOP_STATE_DIR="+dir+"/state")
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), denyPtraceEnv+"="+kloopBin)
+	cmd.Env = append(env, denyPtraceEnv+"="+kloopBin)
+	t.Cleanup(func() {
+		stop := exec.Command(kloopBin, "daemon", "stop")
+		stop.Env = env
+		_ = stop.Run()
+	})
 	e := startEditorCmd(t, cmd, fx.dir)
 	e.request("initialize", godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true})
 	resp := e.await(e.send("launch", launchConfig(nil)), "launch")
@@ -61,7 +71,7 @@ func TestPtraceDeniedSaysHowToFix(t *testing.T) {
 			t.Errorf("launch error %q does not mention %q", resp.Message, want)
 		}
 	}
-	if procs := descendants(e.cmd.Process.Pid); len(procs) != 0 {
+	if procs := sessionProcs(t, env); len(procs) != 0 {
 		t.Errorf("a failed launch left processes behind: %v", procs)
 	}
 }
