@@ -21,17 +21,10 @@ func startDAP(t testing.TB, f *fixture) *dapclient.Client {
 	return dapclient.Start(t, cmd)
 }
 
-// TestDebugSessionOnClusterTraffic is the debugger joined to the intercept:
-// a launch naming the workload intercepts it through the daemon, a request
-// from the cluster stops at a breakpoint, and after a save the next request
-// stops in the new code; ending the session leaves the workload.
-func TestDebugSessionOnClusterTraffic(t *testing.T) {
-	f := newFixture(t)
-	origTemplate, _ := f.Specs(t)
-	c := startDAP(t, f)
-	const marker = `"servedBy": cfg.Pod`
-	c.SetBreakpoint(f.Main, dapclient.LineOf(t, f.Main, marker))
-
+// launchOrders initializes the debug session and launches the orders
+// program on the intercepted workload, as an editor's launch.json would.
+func launchOrders(t testing.TB, c *dapclient.Client, f *fixture) {
+	t.Helper()
 	seq := c.Send(&godap.InitializeRequest{Request: c.Req("initialize"), Arguments: godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true}})
 	c.Response(seq)
 	launch := map[string]any{
@@ -43,6 +36,20 @@ func TestDebugSessionOnClusterTraffic(t *testing.T) {
 	if r := c.Response(seq).GetResponse(); !r.Success {
 		t.Fatalf("launch failed: %s", r.Message)
 	}
+}
+
+// TestDebugSessionOnClusterTraffic is the debugger joined to the intercept:
+// a launch naming the workload intercepts it through the daemon, a request
+// from the cluster stops at a breakpoint, and after a save the next request
+// stops in the new code; ending the session leaves the workload.
+func TestDebugSessionOnClusterTraffic(t *testing.T) {
+	f := newFixture(t)
+	origTemplate, _ := f.Specs(t)
+	c := startDAP(t, f)
+	const marker = `"servedBy": cfg.Pod`
+	c.SetBreakpoint(f.Main, dapclient.LineOf(t, f.Main, marker))
+
+	launchOrders(t, c, f)
 
 	type answer struct {
 		a    ordersAnswer
@@ -87,7 +94,7 @@ func TestDebugSessionOnClusterTraffic(t *testing.T) {
 	}
 
 	// Ending the debug session ends the intercept it made.
-	seq = c.Send(&godap.DisconnectRequest{Request: c.Req("disconnect"), Arguments: &godap.DisconnectArguments{TerminateDebuggee: true}})
+	seq := c.Send(&godap.DisconnectRequest{Request: c.Req("disconnect"), Arguments: &godap.DisconnectArguments{TerminateDebuggee: true}})
 	c.Response(seq)
 	eventually(t, "the workload restored after the debug session", func() bool {
 		template, _ := f.Specs(t)

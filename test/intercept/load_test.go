@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/kloop/kloop/test/dapclient"
 )
 
 // TestRelaunchUnderLoadDropsNothing keeps cluster traffic flowing through
@@ -28,11 +32,45 @@ import (
 // they can. So every way a relaunch can meet a request is covered. The log
 // says the rate reached.
 func TestRelaunchUnderLoadDropsNothing(t *testing.T) {
-	const relaunches = 20
 	f := newFixture(t)
 	f.MustKloop(t, "intercept", "orders", "--detach")
+	loadAcrossRelaunches(t, f, 20)
+}
+
+// TestDebugRelaunchUnderLoadDropsNothing is the same load with the program
+// under the debugger (a breakpoint set on a path the load does not take):
+// the relaunch gate holds and resends for a debugged program as it does for
+// a run one, and every relaunch is Delve's restart, never the fallback of a
+// new debugger.
+func TestDebugRelaunchUnderLoadDropsNothing(t *testing.T) {
+	f := newFixture(t)
+	c := startDAP(t, f)
+	// The admin /config handler: neither the load nor the cluster's probes call it.
+	c.SetBreakpoint(f.Main, dapclient.LineOf(t, f.Main, `json.NewEncoder(w).Encode(cfg)`))
+	launchOrders(t, c, f)
+	loadAcrossRelaunches(t, f, 20)
+	if st := f.Status(t); st.Process == nil || !st.Process.Debug {
+		t.Errorf("after the relaunches the program is not under the debugger: %+v", st.Process)
+	}
+	if c.Closed() {
+		t.Error("the debug session ended during the relaunches")
+	}
+	log, err := os.ReadFile(filepath.Join(f.Daemon.State, "daemon.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(log), "Delve restart failed"); n != 0 {
+		t.Errorf("%d of 20 relaunches fell back to a new debugger; the daemon log says why:\n%s", n, log)
+	}
+}
+
+// loadAcrossRelaunches runs the load while the intercepted program is
+// relaunched n times.
+func loadAcrossRelaunches(t *testing.T, f *fixture, relaunches int) {
+	t.Helper()
 	if _, a, body := f.GetOrder(t); a.Build != "laptop-v1" {
-		t.Fatalf("through the intercept: %s", body)
+		log, _ := os.ReadFile(filepath.Join(f.Daemon.State, "daemon.log"))
+		t.Fatalf("through the intercept: %s\nstatus %+v\n%s", body, f.Status(t), log)
 	}
 
 	// Requests go where the Service sends them: the agent's port in a pod.
