@@ -25,12 +25,6 @@ type InterceptArgs struct {
 	Debug    bool              `json:"debug,omitempty"`
 	Program  string            `json:"program,omitempty"`
 	Args     []string          `json:"args,omitempty"`
-	// Reuse answers with the intercept this workspace already holds of
-	// Workload (Reused set) instead of refusing: a debug session joins an
-	// intercept the CLI made. Decided under the lock a leave holds, so an
-	// intercept that is being left is waited for and made again, never
-	// joined.
-	Reuse bool `json:"reuse,omitempty"`
 }
 
 // LeaveArgs are the arguments of kloop.leave / `kloop leave`.

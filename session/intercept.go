@@ -225,12 +225,7 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 	}
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
-	if held, ok := s.intercepts[plan.workload]; ok {
-		if args.Reuse {
-			st := held.status()
-			st.Reused = true
-			return &st, nil
-		}
+	if _, ok := s.intercepts[plan.workload]; ok {
 		return nil, fmt.Errorf("%s is already intercepted by this workspace; `kloop leave %s` first", plan.workload, plan.workload)
 	}
 	var start func(*activeIntercept, []string) (*program, error)

@@ -32,9 +32,6 @@ type InterceptStatus struct {
 	Header   map[string]string `json:"header,omitempty"`
 	Requests int64             `json:"requests"`
 	State    string            `json:"state"`
-	// Reused: the answer to an intercept with Reuse names one that was
-	// already there; whoever made it leaves it.
-	Reused bool `json:"reused,omitempty"`
 }
 
 // ProcessStatus describes the local process behind the intercepts.

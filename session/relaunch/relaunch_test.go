@@ -412,3 +412,20 @@ func TestSaveWithoutChangesKeepsProcess(t *testing.T) {
 		t.Errorf("a changed program was not relaunched: %+v", s)
 	}
 }
+
+// TestRestartRelaunchesAnUnchangedBuild: an explicit restart (the editor's
+// restart button, `kloop.relaunch`) relaunches even when the build did not
+// change, where a save that changed nothing does not.
+func TestRestartRelaunchesAnUnchangedBuild(t *testing.T) {
+	f := newGoFixture(t, nil)
+	c := client(f.loop)
+	waitBody(t, c, "v1")
+	pid := f.loop.Status().Pid
+
+	f.loop.Restart()
+	s := waitStatus(t, f.loop, "the restart", func(s Status) bool { return s.Builds == 2 && s.State == StateRunning && s.Pid != pid })
+	if s.Unchanged != 0 || s.Relaunches != 1 {
+		t.Errorf("restart of an unchanged program: %+v (pid was %d)", s, pid)
+	}
+	waitBody(t, c, "v1")
+}

@@ -1,0 +1,268 @@
+package session
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kloop/kloop/session/relaunch"
+	"github.com/kloop/kloop/session/run"
+)
+
+// fakeDebugProcess stands in for the debug adapter's Delve-backed program
+// (tested with real Delve in debugadapter's end-to-end suites, test/dap and
+// test/intercept); here the session's part is under test: the build, the
+// relaunch loop, the intercept it makes or joins, and the env it layers.
+type fakeDebugProcess struct {
+	spec    DebugProcessSpec
+	onEvent func(run.Event)
+
+	mu      sync.Mutex
+	starts  int
+	running bool
+	ln      net.Listener
+}
+
+func (p *fakeDebugProcess) Start(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starts++
+	p.running = true
+	p.onEvent(run.Event{State: run.StateRunning, Process: run.Started{Pid: os.Getpid()}})
+	return nil
+}
+
+func (p *fakeDebugProcess) Stop(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.running = false
+	if p.ln != nil {
+		p.ln.Close()
+	}
+	return nil
+}
+
+func (p *fakeDebugProcess) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running
+}
+
+type fakeDebugger struct {
+	mu    sync.Mutex
+	procs []*fakeDebugProcess
+}
+
+func (d *fakeDebugger) hooks() DebugHooks {
+	return DebugHooks{NewProcess: func(spec DebugProcessSpec, onEvent func(run.Event)) relaunch.Program {
+		p := &fakeDebugProcess{spec: spec, onEvent: onEvent}
+		d.mu.Lock()
+		d.procs = append(d.procs, p)
+		d.mu.Unlock()
+		return p
+	}}
+}
+
+func (d *fakeDebugger) last(t *testing.T) *fakeDebugProcess {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.procs) == 0 {
+		t.Fatal("no debug process was made")
+	}
+	return d.procs[len(d.procs)-1]
+}
+
+// helloProgram copies the small main package of session/build's tests.
+func helloProgram(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"go.mod", "main.go"} {
+		data, err := os.ReadFile(filepath.Join("build", "testdata", "hello", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func newDebugSession(t *testing.T) (*Session, *fakeInterceptEngine, string) {
+	t.Helper()
+	f := &fakeInterceptEngine{}
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "kubeconfig"))
+	store := NewStore(filepath.Join(t.TempDir(), "state.json"))
+	m := NewManager(Options{Store: store, Capabilities: Capabilities{Intercepts: f}})
+	t.Cleanup(func() { m.Close(context.Background()) })
+	dir := helloProgram(t)
+	return m.Open(dir), f, dir
+}
+
+func debugArgs(dir, workload string) DebugArgs {
+	return DebugArgs{
+		Workload: workload, Port: "8080:18080", Dir: dir, Package: ".", Display: ".", Cwd: dir,
+		Env: map[string]string{"FROM_LAUNCH": "launch", "SHARED": "launch"}, BaseEnv: []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SHARED=editor"},
+	}
+}
+
+func TestDebugLocally(t *testing.T) {
+	s, f, dir := newDebugSession(t)
+	var dbg fakeDebugger
+	d, err := s.Debug(t.Context(), debugArgs(dir, ""), dbg.hooks(), NoProgress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := dbg.last(t)
+	if f.count() != 0 || d.Workload() != "" {
+		t.Errorf("a local debug session made %d intercepts (workload %q)", f.count(), d.Workload())
+	}
+	if p.starts != 1 || !strings.HasPrefix(filepath.Base(p.spec.Binary), "debug-") || p.spec.Dir != dir {
+		t.Errorf("debug process %+v after %d starts", p.spec, p.starts)
+	}
+	if !slices.Contains(p.spec.Env, "FROM_LAUNCH=launch") {
+		t.Errorf("the launch configuration's env is missing: %v", p.spec.Env)
+	}
+	if st := s.Status(); st.Process == nil || !st.Process.Debug || st.Process.State != "running" || st.LastBuild == nil || !st.LastBuild.OK {
+		t.Errorf("status while debugging: process %+v, build %+v", st.Process, st.LastBuild)
+	}
+	// An explicit relaunch restarts the process even though nothing changed.
+	st, err := d.Relaunch(t.Context())
+	if err != nil || st.Relaunches != 1 || p.starts != 2 {
+		t.Errorf("relaunch: %+v, %v after %d starts", st, err, p.starts)
+	}
+	// A broken build: the process is kept, the status says why.
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() { undefinedCall() }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err = d.Relaunch(t.Context())
+	if err != nil || st.State != relaunch.StateBuildFailed || !p.Running() || p.starts != 2 {
+		t.Errorf("relaunch of a broken build: %+v, %v; running %v after %d starts", st, err, p.Running(), p.starts)
+	}
+	if b := s.Status().LastBuild; b == nil || b.OK || !strings.Contains(b.Error, "undefinedCall") {
+		t.Errorf("status after the broken build: %+v", b)
+	}
+	if err := d.End(t.Context(), NoProgress{}); err != nil {
+		t.Fatal(err)
+	}
+	if p.Running() || s.Status().Holds() {
+		t.Errorf("after End: running %v, status %+v", p.Running(), s.Status())
+	}
+}
+
+func TestDebugMakesAndLeavesTheIntercept(t *testing.T) {
+	s, f, dir := newDebugSession(t)
+	var dbg fakeDebugger
+	d, err := s.Debug(t.Context(), debugArgs(dir, "orders"), dbg.hooks(), NoProgress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.count() != 1 || d.Workload() != "deployment/orders" || dbg.last(t).spec.Port != 18080 {
+		t.Fatalf("debug of orders: %d intercepts, workload %q, port %d", f.count(), d.Workload(), dbg.last(t).spec.Port)
+	}
+	if err := d.End(t.Context(), NoProgress{}); err != nil {
+		t.Fatal(err)
+	}
+	if in := s.Status().Intercepts; len(in) != 0 {
+		t.Errorf("the intercept the debug session made outlived it: %+v", in)
+	}
+}
+
+// TestDebugJoinsTheWorkspacesIntercept: a debug session on a workload the
+// workspace intercepts already (`kloop intercept orders --debug`) runs its
+// program behind that intercept: tunneled connections reach it through the
+// loop's gate; when it ends the intercept stays.
+func TestDebugJoinsTheWorkspacesIntercept(t *testing.T) {
+	s, f, dir := newDebugSession(t)
+	if _, err := s.Intercept(t.Context(), InterceptArgs{Workload: "orders", Port: "8080:18080", Debug: true}, NoProgress{}); err != nil {
+		t.Fatal(err)
+	}
+	var dbg fakeDebugger
+	d, err := s.Debug(t.Context(), debugArgs(dir, "orders"), dbg.hooks(), NoProgress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.count() != 1 {
+		t.Fatalf("the debug session made a second intercept (%d)", f.count())
+	}
+	if _, err := s.Debug(t.Context(), debugArgs(dir, "orders"), dbg.hooks(), NoProgress{}); err == nil || !strings.Contains(err.Error(), "already being debugged") {
+		t.Errorf("a second debug session of orders: %v", err)
+	}
+	// A tunneled connection goes to the debugged program's port.
+	ln, err := net.Listen("tcp", "127.0.0.1:18080")
+	if err != nil {
+		t.Skipf("port 18080 is taken here: %v", err)
+	}
+	dbg.last(t).ln = ln
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			io.WriteString(c, "debugged\n")
+			c.Close()
+		}
+	}()
+	s.imu.Lock()
+	ai := s.intercepts["deployment/orders"]
+	s.imu.Unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, err := s.dialLocal(ctx, ai, 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(c)
+	c.Close()
+	if string(got) != "debugged\n" {
+		t.Errorf("tunneled connection got %q", got)
+	}
+	if err := d.End(t.Context(), NoProgress{}); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Status()
+	if len(st.Intercepts) != 1 || ai.prog.Load() != nil {
+		t.Errorf("after the joined debug session ended: intercepts %+v, program %v", st.Intercepts, ai.prog.Load())
+	}
+}
+
+// TestDebugWaitsForALeaveInFlight: a debug session that starts while the
+// previous one's leave is still restoring the workload must not join the
+// intercept that is going away: it waits for the leave and intercepts anew.
+func TestDebugWaitsForALeaveInFlight(t *testing.T) {
+	s, f, dir := newDebugSession(t)
+	var dbg fakeDebugger
+	first, err := s.Debug(t.Context(), debugArgs(dir, "orders"), dbg.hooks(), NoProgress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.leaveGate, f.leaving = make(chan struct{}), make(chan struct{})
+	left := make(chan error, 1)
+	go func() { left <- first.End(context.Background(), NoProgress{}) }()
+	<-f.leaving
+	got := make(chan *DebugSession, 1)
+	go func() {
+		d, err := s.Debug(context.Background(), debugArgs(dir, "orders"), dbg.hooks(), NoProgress{})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- d
+	}()
+	select {
+	case d := <-got:
+		t.Fatalf("debug answered %+v while the leave was in flight", d)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(f.leaveGate)
+	if err := <-left; err != nil {
+		t.Fatal(err)
+	}
+	if d := <-got; d == nil || f.count() != 2 {
+		t.Fatalf("debug after the leave: %+v after %d engine intercepts; want a new one", d, f.count())
+	}
+}
