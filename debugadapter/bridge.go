@@ -317,6 +317,7 @@ func (b *Bridge) onLaunch(ctx context.Context, env envelope) {
 		b.mu.Unlock()
 	}()
 
+	began := time.Now()
 	dbg, err := b.launch(ctx, env.Arguments)
 	if err != nil {
 		b.respondError(env.Seq, env.Command, err.Error())
@@ -326,7 +327,19 @@ func (b *Bridge) onLaunch(ctx context.Context, env envelope) {
 	b.launched = true
 	b.dbg = dbg
 	b.mu.Unlock()
-	b.respond(env.Seq, env.Command, nil)
+	// Where a slow first launch went (a cold build cache, a slow rollout), in the
+	// console and, for tools and benchmarks, in the response body.
+	tm := dbg.Timings()
+	total := time.Since(began)
+	msg := fmt.Sprintf("kloop: launched in %s (", total.Round(time.Millisecond))
+	if dbg.Workload() != "" {
+		msg += fmt.Sprintf("intercept %s, ", tm.Intercept.Round(time.Millisecond))
+	}
+	b.output("console", msg+fmt.Sprintf("build %s, debugger %s)\n", tm.Build.Round(time.Millisecond), tm.Start.Round(time.Millisecond)))
+	b.respond(env.Seq, env.Command, map[string]any{"kloop": map[string]int64{
+		"totalMillis": total.Milliseconds(), "interceptMillis": tm.Intercept.Milliseconds(),
+		"buildMillis": tm.Build.Milliseconds(), "debuggerMillis": tm.Start.Milliseconds(),
+	}})
 }
 
 // launch hands the program to the session of the editor's workspace, which builds it

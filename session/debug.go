@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/kloop/kloop/config"
 	"github.com/kloop/kloop/session/build"
@@ -84,6 +85,24 @@ type DebugSession struct {
 	ai       *activeIntercept // nil when debugging locally
 	made     bool             // the intercept was made for this session
 	runPlan  *interceptPlan   // the run-mode program it replaced, to restart
+	// intercept is how long making the intercept took (0 when joined or local).
+	intercept time.Duration
+}
+
+// LaunchTimings break the launch down for the user: the intercept, the
+// first build, and the time from a good build to the program running under
+// the debugger.
+type LaunchTimings struct {
+	Intercept time.Duration
+	Build     time.Duration
+	Start     time.Duration
+}
+
+// Timings says what the launch cost, step by step.
+func (d *DebugSession) Timings() LaunchTimings {
+	d.prog.mu.Lock()
+	defer d.prog.mu.Unlock()
+	return LaunchTimings{Intercept: d.intercept, Build: d.prog.last.LastBuild, Start: d.prog.firstStart}
 }
 
 // Workload is the intercepted workload, or "" when debugging locally.
@@ -144,11 +163,16 @@ func (s *Session) debugInterceptLocked(ctx context.Context, engine InterceptEngi
 		}
 		return s.startProgram(ctx, spec)
 	}
-	ai, err := s.interceptLocked(ctx, engine, cfg, plan, start, p)
+	began := time.Now()
+	var built time.Duration
+	ai, err := s.interceptLocked(ctx, engine, cfg, plan, func(ai *activeIntercept, podEnv []string) (*program, error) {
+		built = time.Since(began)
+		return start(ai, podEnv)
+	}, p)
 	if err != nil {
 		return nil, err
 	}
-	d.ai, d.prog = ai, ai.program
+	d.ai, d.prog, d.intercept = ai, ai.program, built
 	return d, nil
 }
 

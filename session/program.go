@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kloop/kloop/session/build"
 	"github.com/kloop/kloop/session/relaunch"
@@ -30,6 +31,9 @@ type program struct {
 	mu      sync.Mutex
 	last    relaunch.Status
 	changed chan struct{} // closed and replaced on every status change
+	// firstStart is the first launch's time from a good build to the
+	// program running (for a debug session's breakdown).
+	firstStart time.Duration
 }
 
 // Output of the programs a session runs, line by line, for the editors'
@@ -138,7 +142,14 @@ func (s *Session) startProgram(ctx context.Context, spec programSpec) (*program,
 			}
 			switch st.State {
 			case relaunch.StateRunning, relaunch.StateBuildFailed, relaunch.StateFailed, relaunch.StateCrashed:
-				once.Do(func() { first <- st })
+				once.Do(func() {
+					if st.State == relaunch.StateRunning {
+						prog.mu.Lock()
+						prog.firstStart = st.LastRelaunch - st.LastBuild
+						prog.mu.Unlock()
+					}
+					first <- st
+				})
 			}
 		},
 		Logger: s.mgr.log.With("program", prog.name),

@@ -21,9 +21,17 @@ func startDAP(t testing.TB, f *fixture) *dapclient.Client {
 	return dapclient.Start(t, cmd)
 }
 
+// launchTimings is the breakdown kloop puts in the launch response.
+type launchTimings struct {
+	TotalMillis     int64 `json:"totalMillis"`
+	InterceptMillis int64 `json:"interceptMillis"`
+	BuildMillis     int64 `json:"buildMillis"`
+	DebuggerMillis  int64 `json:"debuggerMillis"`
+}
+
 // launchOrders initializes the debug session and launches the orders
 // program on the intercepted workload, as an editor's launch.json would.
-func launchOrders(t testing.TB, c *dapclient.Client, f *fixture) {
+func launchOrders(t testing.TB, c *dapclient.Client, f *fixture) launchTimings {
 	t.Helper()
 	seq := c.Send(&godap.InitializeRequest{Request: c.Req("initialize"), Arguments: godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true}})
 	c.Response(seq)
@@ -33,9 +41,17 @@ func launchOrders(t testing.TB, c *dapclient.Client, f *fixture) {
 	}
 	args, _ := json.Marshal(launch)
 	seq = c.Send(&godap.LaunchRequest{Request: c.Req("launch"), Arguments: args})
-	if r := c.Response(seq).GetResponse(); !r.Success {
+	r := c.Await(seq, "launch")
+	if !r.Success {
 		t.Fatalf("launch failed: %s", r.Message)
 	}
+	var body struct {
+		Kloop launchTimings `json:"kloop"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil || body.Kloop.TotalMillis == 0 {
+		t.Errorf("the launch response has no timings: %s (%v)", r.Body, err)
+	}
+	return body.Kloop
 }
 
 // TestDebugSessionOnClusterTraffic is the debugger joined to the intercept:

@@ -59,7 +59,7 @@ func Source(t testing.TB, marker string) string {
 	return strings.Replace(string(src), anchor, anchor+`, "build": "`+marker+`"`, 1)
 }
 
-func New(t *testing.T, kloopBin string) *Fixture {
+func New(t testing.TB, kloopBin string) *Fixture {
 	t.Helper()
 	env := sandbox.New(t)
 	si := env.StartStandIns(t, sandbox.DefaultImages())
@@ -312,7 +312,7 @@ var warmed sync.Once
 // the agent image, once per test binary, by running `kloop version` in a
 // pod. Otherwise the first intercept of the run waits for that build (a
 // minute or more on a loaded 2-core machine) inside its own deadline.
-func warmAgent(t *testing.T, env *sandbox.Env, si *sandbox.StandIns) {
+func warmAgent(t testing.TB, env *sandbox.Env, si *sandbox.StandIns) {
 	t.Helper()
 	warmed.Do(func() {
 		const name = "kloop-warm-agent"
