@@ -90,7 +90,7 @@ describe('kloop dap', () => {
     await dc.stop();
   });
 
-  test('launching against a workload that is not intercepted fails with a message naming it', async () => {
+  test('launching against a workload with no reachable cluster fails with a message naming it', async () => {
     await start();
     await dc.initializeRequest();
     let failure = '';
@@ -98,9 +98,8 @@ describe('kloop dap', () => {
       dc.launchRequest({ type: 'kloop', request: 'launch', name: 'x', workload: 'orders', program: './cmd/orders' } as never),
       (e: Error) => { failure = e.message; return true; },
     );
-    // Today kloop says intercepts are not in this build, or that the daemon
-    // is unreachable; with intercepts wired, that no cluster is claimed.
-    // Whatever the reason, the user reads one sentence naming the workload.
+    // The private daemon has no kubeconfig: the launch's intercept fails,
+    // and the user reads one sentence naming the workload.
     assert.match(failure, /orders/);
     assert.ok(failure.length < 400 && !/\n\s+at /.test(failure), `one readable sentence: ${failure}`);
     await dc.stop();
