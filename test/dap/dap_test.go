@@ -10,6 +10,8 @@ import (
 	"time"
 
 	godap "github.com/google/go-dap"
+
+	"github.com/kloop/kloop/test/dapclient"
 )
 
 func launchConfig(extra map[string]any) map[string]any {
@@ -23,52 +25,14 @@ func launchConfig(extra map[string]any) map[string]any {
 }
 
 // waitStopped waits for a stopped event and checks the top frame is file:line.
-func (e *editor) waitStopped(since int, file string, line int) (threadID, frameID int) {
-	e.t.Helper()
-	ev := e.waitEvent(since, fmt.Sprintf("stop at line %d", line), eventNamed("stopped"))
-	var stopped godap.StoppedEventBody
-	if err := json.Unmarshal(ev.Body, &stopped); err != nil {
-		e.t.Fatal(err)
-	}
-	st := e.request("stackTrace", godap.StackTraceArguments{ThreadId: stopped.ThreadId, Levels: 20})
-	frames := st.decode(e.t).(*godap.StackTraceResponse).Body.StackFrames
-	if len(frames) == 0 {
-		e.t.Fatalf("stopped (%s) with an empty stack", stopped.Reason)
-	}
-	top := frames[0]
+func waitStopped(t testing.TB, e *dapclient.Client, since int, file string, line int) (threadID, frameID int) {
+	t.Helper()
+	st := e.WaitStopped(since, 20)
+	top := st.Frames[0]
 	if top.Source == nil || top.Source.Path != file || top.Line != line || !strings.HasSuffix(top.Name, ".handler") && !strings.HasSuffix(top.Name, ".big") {
-		var where []string
-		for _, f := range frames {
-			path := ""
-			if f.Source != nil {
-				path = f.Source.Path
-			}
-			where = append(where, fmt.Sprintf("%s %s:%d", f.Name, path, f.Line))
-		}
-		e.t.Fatalf("stopped (%s) at\n  %s\nwant %s:%d", stopped.Reason, strings.Join(where, "\n  "), file, line)
+		t.Fatalf("stopped (%s) at\n  %s\nwant %s:%d", st.Reason, strings.Join(st.Stack(), "\n  "), file, line)
 	}
-	return stopped.ThreadId, top.Id
-}
-
-// local reads a local variable of a frame as the editor's Variables view does.
-func (e *editor) local(frameID int, name string) string {
-	e.t.Helper()
-	scopes := e.request("scopes", godap.ScopesArguments{FrameId: frameID}).decode(e.t).(*godap.ScopesResponse).Body.Scopes
-	for _, sc := range scopes {
-		vars := e.request("variables", godap.VariablesArguments{VariablesReference: sc.VariablesReference}).decode(e.t).(*godap.VariablesResponse).Body.Variables
-		for _, v := range vars {
-			if v.Name == name {
-				return v.Value
-			}
-		}
-	}
-	e.t.Fatalf("no variable %q in frame %d", name, frameID)
-	return ""
-}
-
-func (e *editor) relaunch() {
-	e.t.Helper()
-	e.request("kloop/relaunch", nil)
+	return st.Thread, top.Id
 }
 
 // TestSaveRelaunchesUnderTheDebugger edits the handler on disk, as an
@@ -77,28 +41,28 @@ func (e *editor) relaunch() {
 func TestSaveRelaunchesUnderTheDebugger(t *testing.T) {
 	fx := newFixture(t)
 	e := startEditor(t, fx.dir)
-	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "reply")}})
-	e.initializeAndLaunch(launchConfig(map[string]any{"relaunchOnSave": true}))
-	e.serverAddr(0)
+	e.SetBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "reply")}})
+	initializeAndLaunch(t, e, launchConfig(map[string]any{"relaunchOnSave": true}))
+	serverAddr(t, e, 0)
 
 	// The editor moves the breakpoint with the text as the user types,
 	// before the save: three lines are inserted above it.
 	newLine := fx.line(t, "reply") + 3
-	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: newLine}})
-	since := e.mark()
+	e.SetBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: newLine}})
+	since := e.Mark()
 	fx.write(t, "saved", 3)
 	if got := fx.line(t, "reply"); got != newLine {
 		t.Fatalf("the edit moved the handler to line %d, want %d", got, newLine)
 	}
-	e.waitEvent(since, "the relaunch after the save", outputContaining("kloop: relaunched"))
-	addr := e.serverAddr(since)
-	since = e.mark()
+	e.WaitEvent(since, "the relaunch after the save", dapclient.OutputContaining("kloop: relaunched"))
+	addr := serverAddr(t, e, since)
+	since = e.Mark()
 	answer := get(addr, "/?name=dan")
-	thread, frame := e.waitStopped(since, fx.main, newLine)
-	if got := e.local(frame, "greeting"); got != `"saved dan"` {
+	thread, frame := waitStopped(t, e, since, fx.main, newLine)
+	if got := e.Local(frame, "greeting"); got != `"saved dan"` {
 		t.Errorf("after the save greeting = %s, want \"saved dan\"", got)
 	}
-	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	e.Request("continue", godap.ContinueArguments{ThreadId: thread})
 	if got := recv(t, answer, "the request after the save"); got != "saved dan" {
 		t.Errorf("answer %q, want saved dan", got)
 	}
@@ -107,18 +71,18 @@ func TestSaveRelaunchesUnderTheDebugger(t *testing.T) {
 func TestBreakpointKeepsHittingAcrossRelaunch(t *testing.T) {
 	fx := newFixture(t)
 	e := startEditor(t, fx.dir)
-	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "reply")}})
-	e.initializeAndLaunch(launchConfig(map[string]any{"env": map[string]string{"FIXTURE_ENV": "from-launch"}}))
-	e.waitEvent(0, "the launch env in the program's output", outputContaining("env=from-launch"))
-	addr := e.serverAddr(0)
+	e.SetBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "reply")}})
+	initializeAndLaunch(t, e, launchConfig(map[string]any{"env": map[string]string{"FIXTURE_ENV": "from-launch"}}))
+	e.WaitEvent(0, "the launch env in the program's output", dapclient.OutputContaining("env=from-launch"))
+	addr := serverAddr(t, e, 0)
 
-	since := e.mark()
+	since := e.Mark()
 	answer := get(addr, "/?name=bob")
-	thread, frame := e.waitStopped(since, fx.main, fx.line(t, "reply"))
-	if got := e.local(frame, "greeting"); got != `"hello bob"` {
+	thread, frame := waitStopped(t, e, since, fx.main, fx.line(t, "reply"))
+	if got := e.Local(frame, "greeting"); got != `"hello bob"` {
 		t.Errorf("greeting = %s, want \"hello bob\"", got)
 	}
-	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	e.Request("continue", godap.ContinueArguments{ThreadId: thread})
 	if got := recv(t, answer, "the first request"); got != "hello bob" {
 		t.Errorf("answer %q, want hello bob", got)
 	}
@@ -126,17 +90,17 @@ func TestBreakpointKeepsHittingAcrossRelaunch(t *testing.T) {
 	// Edit the handler; the editor moves its breakpoint with the text.
 	fx.write(t, "goodbye", 3)
 	newLine := fx.line(t, "reply")
-	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: newLine}})
-	since = e.mark()
-	e.relaunch()
-	addr = e.serverAddr(since)
-	since = e.mark()
+	e.SetBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: newLine}})
+	since = e.Mark()
+	e.Request("kloop/relaunch", nil)
+	addr = serverAddr(t, e, since)
+	since = e.Mark()
 	answer = get(addr, "/?name=bob")
-	thread, frame = e.waitStopped(since, fx.main, newLine)
-	if got := e.local(frame, "greeting"); got != `"goodbye bob"` {
+	thread, frame = waitStopped(t, e, since, fx.main, newLine)
+	if got := e.Local(frame, "greeting"); got != `"goodbye bob"` {
 		t.Errorf("after relaunch greeting = %s, want \"goodbye bob\"", got)
 	}
-	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	e.Request("continue", godap.ContinueArguments{ThreadId: thread})
 	if got := recv(t, answer, "the request after relaunch"); got != "goodbye bob" {
 		t.Errorf("answer %q, want goodbye bob", got)
 	}
@@ -150,69 +114,69 @@ func TestBreakpointKeepsHittingAcrossRelaunch(t *testing.T) {
 	if err := os.WriteFile(fx.main, []byte(broken), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	since = e.mark()
-	resp := e.await(e.send("kloop/relaunch", nil), "relaunch with a build error")
+	since = e.Mark()
+	resp := e.Await(e.SendRequest("kloop/relaunch", nil), "relaunch with a build error")
 	if resp.Success {
 		t.Fatal("relaunch of a broken program succeeded")
 	}
-	e.waitEvent(since, "compiler error with file:line", outputContaining(fmt.Sprintf("main.go:%d", fx.line(t, "greet"))))
-	since = e.mark()
+	e.WaitEvent(since, "compiler error with file:line", dapclient.OutputContaining(fmt.Sprintf("main.go:%d", fx.line(t, "greet"))))
+	since = e.Mark()
 	answer = get(addr, "/?name=carol")
-	thread, _ = e.waitStopped(since, fx.main, newLine)
-	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	thread, _ = waitStopped(t, e, since, fx.main, newLine)
+	e.Request("continue", godap.ContinueArguments{ThreadId: thread})
 	if got := recv(t, answer, "the request after the failed build"); got != "goodbye carol" {
 		t.Errorf("answer %q, want the old program's goodbye carol", got)
 	}
 
 	for _, ev := range []string{"terminated", "exited"} {
-		if e.sawEvent(0, ev) {
+		if e.SawEvent(0, ev) {
 			t.Errorf("the session got an %s event; a relaunch replaces the program silently", ev)
 		}
 	}
-	e.checkSeqs()
+	e.CheckSeqs()
 
 	procs := sessionProcs(t, nil)
 	if len(procs) < 2 {
 		t.Fatalf("want a worker and a debuggee under the daemon, found pids %v", procs)
 	}
-	e.request("disconnect", godap.DisconnectArguments{TerminateDebuggee: true})
+	e.Request("disconnect", godap.DisconnectArguments{TerminateDebuggee: true})
 	waitGone(t, procs, "worker and debuggee after disconnect")
 }
 
 func TestConditionsAndLogpointsAfterRelaunch(t *testing.T) {
 	fx := newFixture(t)
 	e := startEditor(t, fx.dir)
-	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{
+	e.SetBreakpoints(fx.main, []godap.SourceBreakpoint{
 		{Line: fx.line(t, "greet"), LogMessage: "saw {name}"},
 		{Line: fx.line(t, "reply"), Condition: `name == "alice"`},
 	})
-	e.initializeAndLaunch(launchConfig(nil))
+	initializeAndLaunch(t, e, launchConfig(nil))
 
 	check := func(round string, since int) {
 		t.Helper()
-		addr := e.serverAddr(since)
-		since = e.mark()
+		addr := serverAddr(t, e, since)
+		since = e.Mark()
 		if got := recv(t, get(addr, "/?name=bob"), round+" bob"); got != "hello bob" {
 			t.Fatalf("%s: bob's answer %q; the condition should have let it through", round, got)
 		}
-		e.waitEvent(since, round+" logpoint output", outputContaining(`saw "bob"`))
-		if e.sawEvent(since, "stopped") {
+		e.WaitEvent(since, round+" logpoint output", dapclient.OutputContaining(`saw "bob"`))
+		if e.SawEvent(since, "stopped") {
 			t.Fatalf("%s: stopped for bob; the condition is name == alice", round)
 		}
-		since = e.mark()
+		since = e.Mark()
 		answer := get(addr, "/?name=alice")
-		thread, frame := e.waitStopped(since, fx.main, fx.line(t, "reply"))
-		if got := e.local(frame, "name"); got != `"alice"` {
+		thread, frame := waitStopped(t, e, since, fx.main, fx.line(t, "reply"))
+		if got := e.Local(frame, "name"); got != `"alice"` {
 			t.Errorf("%s: name = %s at the conditional breakpoint", round, got)
 		}
-		e.request("continue", godap.ContinueArguments{ThreadId: thread})
+		e.Request("continue", godap.ContinueArguments{ThreadId: thread})
 		if got := recv(t, answer, round+" alice"); got != "hello alice" {
 			t.Errorf("%s: alice's answer %q", round, got)
 		}
 	}
 	check("before relaunch", 0)
-	since := e.mark()
-	e.relaunch()
+	since := e.Mark()
+	e.Request("kloop/relaunch", nil)
 	check("after relaunch", since)
 
 	// A hit condition: the first request to /big passes, the second stops.
@@ -221,40 +185,40 @@ func TestConditionsAndLogpointsAfterRelaunch(t *testing.T) {
 		{Line: fx.line(t, "reply"), Condition: `name == "alice"`},
 		{Line: fx.line(t, "big"), HitCondition: "2"},
 	}
-	e.setBreakpoints(fx.main, bps)
-	set := e.request("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: fx.main}, Breakpoints: bps})
-	for i, bp := range set.decode(t).(*godap.SetBreakpointsResponse).Body.Breakpoints {
+	e.SetBreakpoints(fx.main, bps)
+	set := e.Request("setBreakpoints", godap.SetBreakpointsArguments{Source: godap.Source{Path: fx.main}, Breakpoints: bps})
+	for i, bp := range set.Decode(t).(*godap.SetBreakpointsResponse).Body.Breakpoints {
 		if !bp.Verified {
 			t.Fatalf("breakpoint %d not verified: %s", i, bp.Message)
 		}
 	}
-	addr := e.serverAddr(since)
-	since = e.mark()
+	addr := serverAddr(t, e, since)
+	since = e.Mark()
 	if got := recv(t, get(addr, "/big"), "first /big"); got != fmt.Sprint(10<<20) {
 		t.Fatalf("first /big answered %q; the hit condition should have let it through", got)
 	}
-	if e.sawEvent(since, "stopped") {
+	if e.SawEvent(since, "stopped") {
 		t.Fatal("stopped on the first hit of a hitCondition 2 breakpoint")
 	}
 	answer := get(addr, "/big")
-	thread, _ := e.waitStopped(since, fx.main, fx.line(t, "big"))
-	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	thread, _ := waitStopped(t, e, since, fx.main, fx.line(t, "big"))
+	e.Request("continue", godap.ContinueArguments{ThreadId: thread})
 	recv(t, answer, "second /big")
-	e.checkSeqs()
+	e.CheckSeqs()
 }
 
 func TestLargeVariableAndCrash(t *testing.T) {
 	fx := newFixture(t)
 	e := startEditor(t, fx.dir)
-	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "big")}})
+	e.SetBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "big")}})
 	// maxStringLen is Delve's own attribute: it must pass through the bridge.
-	e.initializeAndLaunch(launchConfig(map[string]any{"maxStringLen": 11 << 20}))
-	addr := e.serverAddr(0)
+	initializeAndLaunch(t, e, launchConfig(map[string]any{"maxStringLen": 11 << 20}))
+	addr := serverAddr(t, e, 0)
 
-	since := e.mark()
+	since := e.Mark()
 	answer := get(addr, "/big")
-	thread, frame := e.waitStopped(since, fx.main, fx.line(t, "big"))
-	ev := e.request("evaluate", godap.EvaluateArguments{Expression: "value", FrameId: frame, Context: "clipboard"})
+	thread, frame := waitStopped(t, e, since, fx.main, fx.line(t, "big"))
+	ev := e.Request("evaluate", godap.EvaluateArguments{Expression: "value", FrameId: frame, Context: "clipboard"})
 	var body godap.EvaluateResponseBody
 	if err := json.Unmarshal(ev.Body, &body); err != nil {
 		t.Fatal(err)
@@ -262,32 +226,32 @@ func TestLargeVariableAndCrash(t *testing.T) {
 	if n := strings.Count(body.Result, "x"); n != 10<<20 {
 		t.Errorf("evaluate value: %d x's came through, want %d", n, 10<<20)
 	}
-	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	e.Request("continue", godap.ContinueArguments{ThreadId: thread})
 	if got := recv(t, answer, "/big"); got != fmt.Sprint(10<<20) {
 		t.Errorf("/big answered %q", got)
 	}
 
 	// The program crashes: the editor sees it exit, the session stays, a relaunch revives it.
-	since = e.mark()
+	since = e.Mark()
 	get(addr, "/crash")
 	for done := false; !done; {
-		m := e.waitEvent(since, "the crash", func(m message) bool { return m.Event == "stopped" || m.Event == "exited" })
-		since = e.mark()
+		m := e.WaitEvent(since, "the crash", func(m dapclient.Message) bool { return m.Event == "stopped" || m.Event == "exited" })
+		since = e.Mark()
 		if m.Event == "stopped" { // Delve stops on the unrecovered panic first
 			var st godap.StoppedEventBody
 			_ = json.Unmarshal(m.Body, &st)
-			e.request("continue", godap.ContinueArguments{ThreadId: st.ThreadId})
+			e.Request("continue", godap.ContinueArguments{ThreadId: st.ThreadId})
 			continue
 		}
 		done = true
 	}
-	since = e.mark()
-	e.relaunch()
-	addr = e.serverAddr(since)
+	since = e.Mark()
+	e.Request("kloop/relaunch", nil)
+	addr = serverAddr(t, e, since)
 	if got := recv(t, get(addr, "/?name=again"), "a request after the crash"); got != "hello again" {
 		t.Errorf("answer after relaunch %q", got)
 	}
-	if e.sawEvent(0, "terminated") {
+	if e.SawEvent(0, "terminated") {
 		t.Error("a crash of the program ended the session (terminated event)")
 	}
 
@@ -296,15 +260,15 @@ func TestLargeVariableAndCrash(t *testing.T) {
 	if len(procs) < 2 {
 		t.Fatalf("want a worker and a debuggee, found pids %v", procs)
 	}
-	_ = e.in.Close()
-	waitGone(t, append(procs, e.cmd.Process.Pid), "kloop dap, worker and debuggee after the editor went away")
+	_ = e.CloseInput()
+	waitGone(t, append(procs, e.Process().Process.Pid), "kloop dap, worker and debuggee after the editor went away")
 }
 
 func TestWorkersDieWithTheAdapter(t *testing.T) {
 	fx := newFixture(t)
 	e := startEditor(t, fx.dir)
-	e.initializeAndLaunch(launchConfig(nil))
-	addr := e.serverAddr(0)
+	initializeAndLaunch(t, e, launchConfig(nil))
+	addr := serverAddr(t, e, 0)
 	if got := recv(t, get(addr, "/?name=x"), "first request"); got != "hello x" {
 		t.Fatalf("answer %q", got)
 	}
@@ -313,7 +277,7 @@ func TestWorkersDieWithTheAdapter(t *testing.T) {
 		t.Fatalf("want a worker and a debuggee, found pids %v", procs)
 	}
 	// The daemon owns the session; the forwarder's death ends it like a disconnect.
-	if err := e.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := e.Process().Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitGone(t, procs, "worker and debuggee after kloop dap was killed")
@@ -349,8 +313,8 @@ func TestLaunchErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := startEditor(t, tt.dir)
-			e.request("initialize", godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true})
-			resp := e.await(e.send("launch", tt.launch), "launch")
+			e.Request("initialize", godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true})
+			resp := e.Await(e.SendRequest("launch", tt.launch), "launch")
 			if resp.Success {
 				t.Fatalf("launch succeeded, want an error containing %q", tt.wantError)
 			}
@@ -358,7 +322,7 @@ func TestLaunchErrors(t *testing.T) {
 				t.Errorf("launch error %q, want it to contain %q", resp.Message, tt.wantError)
 			}
 			if tt.wantOutput != "" {
-				e.waitEvent(0, "compiler output", outputContaining(tt.wantOutput))
+				e.WaitEvent(0, "compiler output", dapclient.OutputContaining(tt.wantOutput))
 			}
 			if procs := sessionProcs(t, nil); len(procs) != 0 {
 				t.Errorf("a failed launch left processes behind: %v", procs)
@@ -372,39 +336,33 @@ func TestMalformedFrames(t *testing.T) {
 	t.Run("bad body gets an error and the session goes on", func(t *testing.T) {
 		e := startEditor(t, dir)
 		for _, body := range []string{`not json`, `{"seq":7,"type":"request"}`, `{"seq":8}`, `[1,2]`} {
-			e.writeRaw(fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body))
+			e.WriteRaw(fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body))
 		}
-		e.mu.Lock()
-		for len(e.responses) < 3 && !e.closed {
-			e.waitLocked()
-		}
-		e.mu.Unlock()
+		e.Await(0, "the malformed messages without a seq")
 		for _, seq := range []int{7, 8} {
-			r := e.await(seq, fmt.Sprintf("malformed message %d", seq))
+			r := e.Await(seq, fmt.Sprintf("malformed message %d", seq))
 			if r.Success || !strings.Contains(r.Message, "malformed DAP message") {
 				t.Errorf("answer to malformed message %d: success=%v %q", seq, r.Success, r.Message)
 			}
 		}
-		init := e.request("initialize", godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true})
+		init := e.Request("initialize", godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true})
 		var caps godap.Capabilities
 		if err := json.Unmarshal(init.Body, &caps); err != nil || !caps.SupportsConditionalBreakpoints || !caps.SupportsRestartRequest {
 			t.Errorf("initialize after malformed messages: caps %s err %v", init.Body, err)
 		}
-		if r := e.await(e.send("kloop/relaunch", nil), "relaunch before launch"); r.Success || !strings.Contains(r.Message, "no program is being debugged yet") {
+		if r := e.Await(e.SendRequest("kloop/relaunch", nil), "relaunch before launch"); r.Success || !strings.Contains(r.Message, "no program is being debugged yet") {
 			t.Errorf("relaunch before launch: success=%v %q", r.Success, r.Message)
 		}
-		if r := e.await(e.send("threads", nil), "threads before launch"); r.Success || !strings.Contains(r.Message, "needs a running program") {
+		if r := e.Await(e.SendRequest("threads", nil), "threads before launch"); r.Success || !strings.Contains(r.Message, "needs a running program") {
 			t.Errorf("threads before launch: success=%v %q", r.Success, r.Message)
 		}
 	})
 	t.Run("broken framing ends the session with a message", func(t *testing.T) {
 		e := startEditor(t, dir)
-		e.writeRaw("Content-Length: twelve\r\n\r\n{}")
-		e.waitEvent(0, "an explanation", outputContaining("Content-Length"))
-		done := make(chan error, 1)
-		go func() { done <- e.cmd.Wait() }()
+		e.WriteRaw("Content-Length: twelve\r\n\r\n{}")
+		e.WaitEvent(0, "an explanation", dapclient.OutputContaining("Content-Length"))
 		select {
-		case <-done:
+		case <-e.Exited():
 		case <-time.After(waitLong):
 			t.Fatal("kloop dap hung after broken framing")
 		}

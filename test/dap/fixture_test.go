@@ -13,12 +13,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kloop/kloop/test/dapclient"
 )
 
 var (
 	kloopBin        string
 	kloopBuildFlags []string
-	waitLong        = 40 * time.Second // a cold debug build of net/http takes ~45 s on 2 shared cores
+	waitLong        = 4 * time.Minute // a cold debug build of net/http takes ~45 s on 2 shared cores
 )
 
 func TestMain(m *testing.M) {
@@ -161,9 +163,9 @@ var listeningRE = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 
 // serverAddr waits for the program's "listening on" line after mark and returns the
 // address. The line reaches the test only as a DAP output event.
-func (e *editor) serverAddr(since int) string {
-	e.t.Helper()
-	m := e.waitEvent(since, "the program's listening line", outputContaining("listening on "))
+func serverAddr(t testing.TB, e *dapclient.Client, since int) string {
+	t.Helper()
+	m := e.WaitEvent(since, "the program's listening line", dapclient.OutputContaining("listening on "))
 	return listeningRE.FindStringSubmatch(string(m.Body))[1]
 }
 

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	godap "github.com/google/go-dap"
+
+	"github.com/kloop/kloop/test/dapclient"
 )
 
 // TestRelaunchWhilePaused is the common case of saving while stopped at a breakpoint:
@@ -21,71 +23,69 @@ import (
 func TestRelaunchWhilePaused(t *testing.T) {
 	fx := newFixture(t)
 	e := startEditor(t, fx.dir)
-	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "reply")}})
-	e.initializeAndLaunch(launchConfig(nil))
-	addr := e.serverAddr(0)
-	since := e.mark()
+	e.SetBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "reply")}})
+	initializeAndLaunch(t, e, launchConfig(nil))
+	addr := serverAddr(t, e, 0)
+	since := e.Mark()
 	inFlight := get(addr, "/?name=paused")
-	e.waitStopped(since, fx.main, fx.line(t, "reply"))
+	waitStopped(t, e, since, fx.main, fx.line(t, "reply"))
 
 	fx.write(t, "welcome", 5)
 	newLine := fx.line(t, "reply")
-	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: newLine}})
-	since = e.mark()
-	e.relaunch()
-	e.waitEvent(since, "continued event for the old, paused threads", eventNamed("continued"))
+	e.SetBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: newLine}})
+	since = e.Mark()
+	e.Request("kloop/relaunch", nil)
+	e.WaitEvent(since, "continued event for the old, paused threads", dapclient.EventNamed("continued"))
 	if got := recv(t, inFlight, "the request that was paused"); !strings.HasPrefix(got, "error:") {
 		t.Errorf("the paused request got %q; its process was replaced, so it should have failed", got)
 	}
-	addr = e.serverAddr(since)
-	since = e.mark()
+	addr = serverAddr(t, e, since)
+	since = e.Mark()
 	answer := get(addr, "/?name=dan")
-	thread, frame := e.waitStopped(since, fx.main, newLine)
-	if got := e.local(frame, "greeting"); got != `"welcome dan"` {
+	thread, frame := waitStopped(t, e, since, fx.main, newLine)
+	if got := e.Local(frame, "greeting"); got != `"welcome dan"` {
 		t.Errorf("greeting = %s", got)
 	}
-	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	e.Request("continue", godap.ContinueArguments{ThreadId: thread})
 	if got := recv(t, answer, "request after relaunch"); got != "welcome dan" {
 		t.Errorf("answer %q", got)
 	}
 	for _, ev := range []string{"terminated", "exited"} {
-		if e.sawEvent(0, ev) {
+		if e.SawEvent(0, ev) {
 			t.Errorf("%s event during relaunch", ev)
 		}
 	}
-	e.checkSeqs()
+	e.CheckSeqs()
 }
 
 // TestSteppingAndFunctionBreakpoints checks requests the bridge only relays.
 func TestSteppingAndFunctionBreakpoints(t *testing.T) {
 	fx := newFixture(t)
 	e := startEditor(t, fx.dir)
-	e.mu.Lock()
-	e.funcBPs = []godap.FunctionBreakpoint{{Name: "main.handler"}}
-	e.mu.Unlock()
-	e.initializeAndLaunch(launchConfig(nil))
-	addr := e.serverAddr(0)
-	since := e.mark()
+	e.SetFunctionBreakpoints([]godap.FunctionBreakpoint{{Name: "main.handler"}})
+	initializeAndLaunch(t, e, launchConfig(nil))
+	addr := serverAddr(t, e, 0)
+	since := e.Mark()
 	answer := get(addr, "/?name=eve")
-	ev := e.waitEvent(since, "function breakpoint", eventNamed("stopped"))
+	ev := e.WaitEvent(since, "function breakpoint", dapclient.EventNamed("stopped"))
 	var stopped godap.StoppedEventBody
 	must(t, json.Unmarshal(ev.Body, &stopped))
 	if stopped.Reason != "function breakpoint" {
 		t.Errorf("stop reason %q, want function breakpoint", stopped.Reason)
 	}
-	threads := e.request("threads", nil).decode(t).(*godap.ThreadsResponse).Body.Threads
+	threads := e.Request("threads", nil).Decode(t).(*godap.ThreadsResponse).Body.Threads
 	if len(threads) < 2 {
 		t.Errorf("threads (goroutines): %d, want several", len(threads))
 	}
 	// Step until the greeting line has run, then read it.
 	greetLine := fx.line(t, "reply")
 	for i := 0; i < 10; i++ {
-		since = e.mark()
-		e.request("next", godap.NextArguments{ThreadId: stopped.ThreadId})
-		e.waitEvent(since, "step", eventNamed("stopped"))
-		st := e.request("stackTrace", godap.StackTraceArguments{ThreadId: stopped.ThreadId, Levels: 1}).decode(t).(*godap.StackTraceResponse)
+		since = e.Mark()
+		e.Request("next", godap.NextArguments{ThreadId: stopped.ThreadId})
+		e.WaitEvent(since, "step", dapclient.EventNamed("stopped"))
+		st := e.Request("stackTrace", godap.StackTraceArguments{ThreadId: stopped.ThreadId, Levels: 1}).Decode(t).(*godap.StackTraceResponse)
 		if st.Body.StackFrames[0].Line == greetLine {
-			if got := e.local(st.Body.StackFrames[0].Id, "greeting"); got != `"hello eve"` {
+			if got := e.Local(st.Body.StackFrames[0].Id, "greeting"); got != `"hello eve"` {
 				t.Errorf("greeting after stepping = %s", got)
 			}
 			break
@@ -94,7 +94,7 @@ func TestSteppingAndFunctionBreakpoints(t *testing.T) {
 			t.Fatalf("stepping never reached line %d", greetLine)
 		}
 	}
-	e.request("continue", godap.ContinueArguments{ThreadId: stopped.ThreadId})
+	e.Request("continue", godap.ContinueArguments{ThreadId: stopped.ThreadId})
 	if got := recv(t, answer, "request"); got != "hello eve" {
 		t.Errorf("answer %q", got)
 	}
@@ -160,8 +160,8 @@ func TestOrphanedDebuggeeIsReaped(t *testing.T) {
 	cmd := exec.Command(kloopBin, "dap")
 	cmd.Env = env
 	e := startEditorCmd(t, cmd, fx.dir)
-	e.initializeAndLaunch(launchConfig(nil))
-	addr := e.serverAddr(0)
+	initializeAndLaunch(t, e, launchConfig(nil))
+	addr := serverAddr(t, e, 0)
 
 	stats := exec.Command(kloopBin, "daemon", "stats", "-o", "json")
 	stats.Env = env
@@ -224,17 +224,17 @@ func TestRelaunchRecoversFromFailedRestart(t *testing.T) {
 	wd := t.TempDir() + "/wd"
 	must(t, os.Mkdir(wd, 0o755))
 	e := startEditor(t, fx.dir)
-	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "reply")}})
-	e.initializeAndLaunch(launchConfig(map[string]any{"cwd": wd}))
-	e.serverAddr(0)
+	e.SetBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: fx.line(t, "reply")}})
+	initializeAndLaunch(t, e, launchConfig(map[string]any{"cwd": wd}))
+	serverAddr(t, e, 0)
 
 	must(t, os.Remove(wd))
-	since := e.mark()
-	r := e.await(e.send("kloop/relaunch", nil), "relaunch without a working directory")
+	since := e.Mark()
+	r := e.Await(e.SendRequest("kloop/relaunch", nil), "relaunch without a working directory")
 	if r.Success {
 		t.Fatal("relaunch succeeded although the working directory is gone")
 	}
-	e.waitEvent(since, "an explanation of the failed relaunch", outputContaining("relaunch failed"))
+	e.WaitEvent(since, "an explanation of the failed relaunch", dapclient.OutputContaining("relaunch failed"))
 	if !strings.Contains(r.Message, "working directory "+wd+" no longer exists") {
 		t.Errorf("relaunch error %q does not name the missing working directory", r.Message)
 	}
@@ -242,19 +242,62 @@ func TestRelaunchRecoversFromFailedRestart(t *testing.T) {
 	must(t, os.Mkdir(wd, 0o755))
 	fx.write(t, "back", 2)
 	line := fx.line(t, "reply")
-	e.setBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: line}})
-	since = e.mark()
-	e.relaunch()
-	addr := e.serverAddr(since)
-	since = e.mark()
+	e.SetBreakpoints(fx.main, []godap.SourceBreakpoint{{Line: line}})
+	since = e.Mark()
+	e.Request("kloop/relaunch", nil)
+	addr := serverAddr(t, e, since)
+	since = e.Mark()
 	answer := get(addr, "/?name=again")
-	thread, _ := e.waitStopped(since, fx.main, line)
-	e.request("continue", godap.ContinueArguments{ThreadId: thread})
+	thread, _ := waitStopped(t, e, since, fx.main, line)
+	e.Request("continue", godap.ContinueArguments{ThreadId: thread})
 	if got := recv(t, answer, "request after recovery"); got != "back again" {
 		t.Errorf("answer %q", got)
 	}
-	if e.sawEvent(0, "terminated") {
+	if e.SawEvent(0, "terminated") {
 		t.Error("terminated event during a failed relaunch")
 	}
-	e.checkSeqs()
+	e.CheckSeqs()
+}
+
+// TestClientThatIgnoresInitializedStillStops: some clients set breakpoints and send
+// configurationDone once, on the first `initialized`, and ignore the one a relaunch
+// sends. The adapter keeps their breakpoints and sets them on every new process itself,
+// so a relaunched program still stops, and resumes it without the client's help.
+func TestClientThatIgnoresInitializedStillStops(t *testing.T) {
+	fx := newFixture(t)
+	cmd := exec.Command(kloopBin, "dap")
+	cmd.Dir = fx.dir
+	e := dapclient.Start(t, cmd, dapclient.Options{Wait: waitLong, ConfigureOnce: true})
+	line := fx.line(t, "reply")
+	e.SetBreakpoint(fx.main, line)
+	initializeAndLaunch(t, e, launchConfig(nil))
+	addr := serverAddr(t, e, 0)
+	since := e.Mark()
+	answer := get(addr, "/?name=one")
+	thread, _ := waitStopped(t, e, since, fx.main, line)
+	e.Request("continue", godap.ContinueArguments{ThreadId: thread})
+	recv(t, answer, "the first request")
+
+	for round, greeting := range []string{"second", "third"} {
+		// The edit keeps the breakpoint's line: only the greeting changes.
+		fx.write(t, greeting, 0)
+		if got := fx.line(t, "reply"); got != line {
+			t.Fatalf("the edit moved the handler to line %d", got)
+		}
+		since = e.Mark()
+		if r := e.Request("kloop/relaunch", nil); !r.Success {
+			t.Fatalf("relaunch %d: %s", round+1, r.Message)
+		}
+		addr = serverAddr(t, e, since)
+		since = e.Mark()
+		answer = get(addr, "/?name=x")
+		thread, frame := waitStopped(t, e, since, fx.main, line)
+		if got := e.Local(frame, "greeting"); got != fmt.Sprintf("%q", greeting+" x") {
+			t.Errorf("relaunch %d: greeting = %s, want the new code's", round+1, got)
+		}
+		e.Request("continue", godap.ContinueArguments{ThreadId: thread})
+		if got := recv(t, answer, "the request after the relaunch"); got != greeting+" x" {
+			t.Errorf("relaunch %d: answer %q", round+1, got)
+		}
+	}
 }

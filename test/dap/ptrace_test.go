@@ -60,8 +60,8 @@ func TestPtraceDeniedSaysHowToFix(t *testing.T) {
 		_ = stop.Run()
 	})
 	e := startEditorCmd(t, cmd, fx.dir)
-	e.request("initialize", godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true})
-	resp := e.await(e.send("launch", launchConfig(nil)), "launch")
+	e.Request("initialize", godap.InitializeRequestArguments{AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true})
+	resp := e.Await(e.SendRequest("launch", launchConfig(nil)), "launch")
 	if resp.Success {
 		t.Fatal("launch succeeded with ptrace denied")
 	}

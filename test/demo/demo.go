@@ -45,6 +45,7 @@ import (
 	"github.com/kloop/kloop/kube/portforward"
 	kcluster "github.com/kloop/kloop/sandbox"
 	"github.com/kloop/kloop/session"
+	"github.com/kloop/kloop/test/dapclient"
 )
 
 // raceEnv builds kloop with the race detector (see test/editor.RaceEnv).
@@ -245,7 +246,7 @@ type run struct {
 	daemonMaybe bool
 	standIns    *exec.Cmd
 	standInsErr chan error
-	dap         *dapClient
+	dap         *dapclient.Client
 
 	outMu sync.Mutex
 	// quiet drops the lines of the steps' details (the soak's iterations).
@@ -423,7 +424,7 @@ func (r *run) steps(ctx context.Context) error {
 
 	var pending <-chan answerOrErr
 	if err := r.step(ctx, "request stops at the breakpoint", func(ctx context.Context) (string, error) {
-		since := r.dap.mark()
+		since := r.dap.Mark()
 		pending = r.request(ctx, nil)
 		s, err := r.stopAt(ctx, since, r.rep.Breakpoint)
 		r.rep.FirstStop = s
@@ -447,7 +448,7 @@ func (r *run) steps(ctx context.Context) error {
 		return err
 	}
 	if err := r.step(ctx, "request stops in the new code", func(ctx context.Context) (string, error) {
-		since := r.dap.mark()
+		since := r.dap.Mark()
 		pending = r.request(ctx, nil)
 		s, err := r.stopAt(ctx, since, r.rep.EditedBreakpoint)
 		r.rep.SecondStop = s
@@ -722,14 +723,14 @@ func (r *run) specs(ctx context.Context) (any, any, error) {
 
 func (r *run) launch(ctx context.Context) (string, error) {
 	cmd := r.command(context.Background(), r.ws, "dap")
-	c, err := startDAP(cmd, r.opts.Wait)
+	c, err := dapclient.New(cmd, dapclient.Options{Wait: r.opts.Wait})
 	if err != nil {
 		return "", err
 	}
 	r.dap = c
-	c.setBreakpoint(r.main, r.rep.Breakpoint)
-	if _, err := c.call(ctx, &godap.InitializeRequest{Request: c.req("initialize"), Arguments: godap.InitializeRequestArguments{
-		ClientID: "kloop-demo", AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true}}); err != nil {
+	c.SetBreakpoint(r.main, r.rep.Breakpoint)
+	if _, err := c.CallContext(ctx, "initialize", godap.InitializeRequestArguments{
+		ClientID: "kloop-demo", AdapterID: "kloop", PathFormat: "path", LinesStartAt1: true, ColumnsStartAt1: true}); err != nil {
 		return "", err
 	}
 	launch := map[string]any{
@@ -740,7 +741,7 @@ func (r *run) launch(ctx context.Context) (string, error) {
 	args, _ := json.Marshal(launch)
 	r.printf("    launch %s", args)
 	r.printf("    breakpoint at main.go:%d: %s", r.rep.Breakpoint, strings.TrimSpace(lineText(r.main, r.rep.Breakpoint)))
-	if _, err := c.call(ctx, &godap.LaunchRequest{Request: c.req("launch"), Arguments: args}); err != nil {
+	if _, err := c.CallContext(ctx, "launch", json.RawMessage(args)); err != nil {
 		return "", err
 	}
 	out, err := r.kloopRun(ctx, r.ws, "status", "-o", "json")
@@ -786,10 +787,38 @@ func (r *run) request(ctx context.Context, accept func(Answer) bool) <-chan answ
 	return ch
 }
 
+// Stop is where the debuggee stopped at a breakpoint.
+type Stop struct {
+	// Function, File and Line are the top stack frame.
+	Function string
+	File     string
+	Line     int
+	// Stack is the top frames, "function file:line" each.
+	Stack []string
+	// Variable was evaluated in the top frame; Value is what Delve says.
+	Variable string
+	Value    string
+	thread   int
+}
+
+// stopAt waits for a stop after since, reads the stack, evaluates o in the
+// top frame and checks the stop is at main.go:line.
 func (r *run) stopAt(ctx context.Context, since, line int) (*Stop, error) {
-	s, err := r.dap.stopped(ctx, since, "o")
+	st, err := r.dap.StoppedContext(ctx, since, 3)
+	if err != nil {
+		return nil, err
+	}
+	top := st.Frames[0]
+	s := &Stop{Function: top.Name, Line: top.Line, Stack: st.Stack(), Variable: "o", thread: st.Thread}
+	if top.Source != nil {
+		s.File = top.Source.Path
+	}
+	res, err := r.dap.CallContext(ctx, "evaluate", godap.EvaluateArguments{Expression: s.Variable, FrameId: top.Id, Context: "watch"})
 	if err != nil {
 		return s, err
+	}
+	if ev, ok := res.DAP.(*godap.EvaluateResponse); ok {
+		s.Value = ev.Body.Result
 	}
 	for _, f := range s.Stack {
 		r.printf("    frame  %s", f)
@@ -821,7 +850,7 @@ func answerDetail(a Answer) string {
 }
 
 func (r *run) continueAndAnswer(ctx context.Context, s *Stop, pending <-chan answerOrErr) (Answer, error) {
-	if err := r.dap.cont(ctx, s.thread); err != nil {
+	if _, err := r.dap.CallContext(ctx, "continue", godap.ContinueArguments{ThreadId: s.thread}); err != nil {
 		return Answer{}, err
 	}
 	select {
@@ -836,35 +865,32 @@ func (r *run) continueAndAnswer(ctx context.Context, s *Stop, pending <-chan ans
 func (r *run) edit(ctx context.Context, v2 string) (string, error) {
 	// The editor moves the breakpoint with its statement (one line down)
 	// before saving.
-	r.dap.setBreakpoint(r.main, r.rep.EditedBreakpoint)
-	since := r.dap.mark()
+	r.dap.SetBreakpoint(r.main, r.rep.EditedBreakpoint)
+	since := r.dap.Mark()
 	if err := os.WriteFile(r.main, []byte(v2), 0o644); err != nil {
 		return "", err
 	}
 	inserted := LineOf(v2, editedStatement)
 	r.printf("    saved main.go with line %d inserted: %s", inserted, strings.TrimSpace(lineText(r.main, inserted)))
-	m, err := r.dap.waitFor(ctx, since, `"kloop: relaunched" output event`, func(m godap.Message) bool {
-		o, ok := m.(*godap.OutputEvent)
-		return ok && strings.Contains(o.Body.Output, "kloop: relaunched")
-	})
+	m, err := r.dap.NextContext(ctx, since, `"kloop: relaunched" output event`, dapclient.OutputContaining("kloop: relaunched"))
 	if err != nil {
 		return "", err
 	}
-	r.rep.Relaunched = strings.TrimSpace(m.(*godap.OutputEvent).Body.Output)
+	r.rep.Relaunched = strings.TrimSpace(m.DAP.(*godap.OutputEvent).Body.Output)
 	return r.rep.Relaunched + "; the debug session stayed connected", nil
 }
 
 func (r *run) leave(ctx context.Context, origTemplate, origPorts any) (string, error) {
 	c := r.dap
 	t0 := time.Now()
-	err := c.disconnect(ctx)
+	err := c.Disconnect(ctx)
 	r.dap = nil
 	if err != nil {
 		return "", err
 	}
 	disconnected := time.Since(t0)
-	if i := strings.Index(c.stderr.String(), raceReport); i >= 0 {
-		return "", fmt.Errorf("kloop dap reported a data race:\n%s", c.stderr.String()[i:])
+	if i := strings.Index(c.Stderr(), raceReport); i >= 0 {
+		return "", fmt.Errorf("kloop dap reported a data race:\n%s", c.Stderr()[i:])
 	}
 	err = poll(ctx, r.opts.Wait, "the workload restored after the debug session", func(ctx context.Context) (bool, error) {
 		tmpl, ports, err := r.specs(ctx)
@@ -922,7 +948,7 @@ func (r *run) cleanup() error {
 	}
 	if r.dap != nil {
 		do("end the debug session (leaves orders)", func(context.Context) (string, error) {
-			r.dap.kill()
+			_ = r.dap.Close()
 			r.dap = nil
 			return "", nil
 		})
@@ -973,4 +999,12 @@ func (r *run) cleanup() error {
 		})
 	}
 	return errors.Join(errs...)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -149,7 +149,7 @@ func (r *run) loopAgain(ctx context.Context, v1, v2 string) error {
 				return fmt.Errorf("edit: %w", err)
 			}
 		}
-		since := r.dap.mark()
+		since := r.dap.Mark()
 		pending := r.request(ctx, nil)
 		s, err := r.stopAt(ctx, since, want.line)
 		if err != nil {
