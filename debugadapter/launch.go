@@ -175,17 +175,6 @@ func restartArgs(launch json.RawMessage) (json.RawMessage, error) {
 	return out, nil
 }
 
-// processDir is where the program runs: the configured cwd, else the package directory
-// (what vscode-go does).
-func processDir(cfg LaunchConfig, baseDir string, t target) string {
-	if cfg.Cwd == "" {
-		return t.dir
-	}
-	if filepath.IsAbs(cfg.Cwd) {
-		return cfg.Cwd
-	}
-	return filepath.Join(baseDir, cfg.Cwd)
-}
 
 // target says what to build and from where.
 type target struct {

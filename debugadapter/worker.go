@@ -162,17 +162,6 @@ func killProcessGroups(pids []int) {
 	}
 }
 
-// killAndAwait kills the process groups of pids and waits, at most timeout, until each
-// leader is dead (a zombie counts: its parent reaps it).
-func killAndAwait(pids []int, timeout time.Duration) {
-	killProcessGroups(pids)
-	deadline := time.Now().Add(timeout)
-	for _, pid := range pids {
-		for processState(pid) != 0 && processState(pid) != 'Z' && time.Now().Before(deadline) {
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
-}
 
 // processState is the state letter of /proc/PID/stat (R, S, T, t, Z, ...), 0 if gone.
 func processState(pid int) byte {

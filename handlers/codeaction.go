@@ -9,6 +9,7 @@ import (
 
 	"go.lsp.dev/protocol"
 
+	"github.com/kloop/kloop/command"
 	"github.com/kloop/kloop/session"
 )
 
@@ -38,28 +39,27 @@ func (s *Server) CodeAction(ctx context.Context, params *protocol.CodeActionPara
 	}
 	st := sess.Status()
 	var actions []*protocol.CodeAction
-	add := func(title string, kind protocol.CodeActionKind, cmd string, arg any) {
+	add := func(kind protocol.CodeActionKind, c protocol.Command) {
 		k := kind
-		c := command(title, cmd, arg)
-		actions = append(actions, &protocol.CodeAction{Title: title, Kind: &k, Command: c})
+		actions = append(actions, &protocol.CodeAction{Title: c.Title, Kind: &k, Command: c})
 	}
 	if st.Claim == nil {
-		add("kloop: Claim a dev namespace", KindClaim, CmdClaim, nil)
+		add(KindClaim, lspCommand("kloop: Claim a dev namespace", command.Claim, session.ClaimArgs{}))
 	} else {
-		add("kloop: Release "+st.Claim.Slot, KindRelease, CmdRelease, nil)
+		add(KindRelease, lspCommand("kloop: Release "+st.Claim.Slot, command.Release, session.ReleaseArgs{}))
 	}
 	target := s.targetFor(params)
 	if target.Workload != "" {
 		intercepted := slices.ContainsFunc(st.Intercepts, func(in session.InterceptStatus) bool { return in.Workload == target.Workload })
 		if intercepted {
-			add("kloop: Leave "+target.Workload, KindLeave, CmdLeave, session.LeaveArgs{Workload: target.Workload})
+			add(KindLeave, lspCommand("kloop: Leave "+target.Workload, command.Leave, session.LeaveArgs{Workload: target.Workload}))
 		} else {
-			add("kloop: Intercept "+target.Workload, KindIntercept, CmdIntercept, target)
+			add(KindIntercept, lspCommand("kloop: Intercept "+target.Workload, command.Intercept, target))
 		}
-		add("kloop: Copy env of "+target.Workload, KindEnv, CmdEnv, session.EnvArgs{Workload: target.Workload, Format: "dotenv"})
+		add(KindEnv, lspCommand("kloop: Copy env of "+target.Workload, command.Env, session.EnvArgs{Workload: target.Workload, Format: "dotenv"}))
 	}
 	if len(st.Intercepts) > 0 {
-		add("kloop: Leave all intercepts", KindLeave, CmdLeave, session.LeaveArgs{All: true})
+		add(KindLeave, lspCommand("kloop: Leave all intercepts", command.Leave, session.LeaveArgs{All: true}))
 	}
 	out := make([]protocol.CommandOrCodeAction, 0, len(actions))
 	for _, a := range actions {

@@ -16,6 +16,7 @@ import (
 	"go.lsp.dev/uri"
 	"gopkg.in/yaml.v3"
 
+	"github.com/kloop/kloop/command"
 	"github.com/kloop/kloop/config"
 	"github.com/kloop/kloop/session"
 )
@@ -87,8 +88,8 @@ func (s *Server) mainLenses(path string, text []byte) []protocol.CodeLens {
 		rng := lineRange(pos.Line - 1)
 		args := s.interceptArgsFor(filepath.Dir(path))
 		return []protocol.CodeLens{
-			{Range: rng, Command: command("Intercept "+args.Workload+" & debug", CmdIntercept, withDebug(args, true))},
-			{Range: rng, Command: command("Intercept & run", CmdIntercept, withDebug(args, false))},
+			{Range: rng, Command: lspCommand("Intercept "+args.Workload+" & debug", command.Intercept, withDebug(args, true))},
+			{Range: rng, Command: lspCommand("Intercept & run", command.Intercept, withDebug(args, false))},
 		}
 	}
 	return nil
@@ -159,7 +160,7 @@ func manifestLenses(text []byte) []protocol.CodeLens {
 		workload := strings.ToLower(kind) + "/" + name
 		lenses = append(lenses, protocol.CodeLens{
 			Range:   lineRange(m.Line - 1),
-			Command: command("Intercept this workload", CmdIntercept, session.InterceptArgs{Workload: workload}),
+			Command: lspCommand("Intercept this workload", command.Intercept, session.InterceptArgs{Workload: workload}),
 		})
 	}
 	return lenses
@@ -171,7 +172,7 @@ func statusLens(rng protocol.Range, st session.Status) protocol.CodeLens {
 	if st.LastRelaunchMillis > 0 {
 		title += fmt.Sprintf(" · last relaunch %s", (time.Duration(st.LastRelaunchMillis) * time.Millisecond).String())
 	}
-	return protocol.CodeLens{Range: rng, Command: command(title, CmdStatus, nil)}
+	return protocol.CodeLens{Range: rng, Command: lspCommand(title, command.Status, command.NoArgs{})}
 }
 
 func lineRange(line int) protocol.Range {
@@ -179,12 +180,12 @@ func lineRange(line int) protocol.Range {
 	return protocol.Range{Start: protocol.Position{Line: l}, End: protocol.Position{Line: l}}
 }
 
-func command(title, name string, arg any) protocol.Command {
-	c := protocol.Command{Title: title, Command: name}
-	if arg != nil {
-		if data, err := json.Marshal(arg); err == nil {
-			c.Arguments = []protocol.LSPAny{protocol.LSPAny(data)}
-		}
+// lspCommand is a lens's or action's command: the declaration's name with
+// an argument object of the type it takes.
+func lspCommand[A command.Args, R any](title string, c *command.Command[A, R], arg A) protocol.Command {
+	lc := protocol.Command{Title: title, Command: c.Name()}
+	if data, err := json.Marshal(arg); err == nil {
+		lc.Arguments = []protocol.LSPAny{protocol.LSPAny(data)}
 	}
-	return c
+	return lc
 }

@@ -9,17 +9,13 @@ import (
 	"go.lsp.dev/protocol"
 	"go.lsp.dev/uri"
 
+	"github.com/kloop/kloop/command"
 	"github.com/kloop/kloop/config"
 	"github.com/kloop/kloop/session"
 )
 
 // codeServerNotInitialized is LSP's error for requests before initialize.
 const codeServerNotInitialized = -32002
-
-// Commands are the workspace/executeCommand identifiers kloop serves.
-var Commands = []string{
-	CmdClaim, CmdRelease, CmdIntercept, CmdLeave, CmdStatus, CmdRelaunch, CmdEnv,
-}
 
 // Initialize records the workspace and the client's capabilities and
 // advertises kloop's.
@@ -55,7 +51,7 @@ func (s *Server) Initialize(ctx context.Context, params *protocol.InitializePara
 			CodeActionProvider: &protocol.CodeActionOptions{
 				CodeActionKinds: codeActionKinds(),
 			},
-			ExecuteCommandProvider: protocol.ExecuteCommandOptions{Commands: append([]string(nil), Commands...)},
+			ExecuteCommandProvider: protocol.ExecuteCommandOptions{Commands: command.Names()},
 			Workspace: &protocol.WorkspaceOptions{
 				WorkspaceFolders: &protocol.WorkspaceFoldersServerCapabilities{
 					Supported:           &yes,

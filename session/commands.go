@@ -3,8 +3,124 @@ package session
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"time"
+
+	"github.com/kloop/kloop/config"
 )
+
+// The argument types of the commands (declared in package command). Each
+// Validate is the one place its rules live: the daemon checks them before a
+// command runs, the CLI before it sends one.
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// Validate checks the pool name and the duration.
+func (a ClaimArgs) Validate() error {
+	if a.Pool != "" && (len(a.Pool) > 63 || !dnsLabel.MatchString(a.Pool)) {
+		return fmt.Errorf("pool %q is not a valid name: use lower-case letters, digits and '-'", a.Pool)
+	}
+	_, err := a.duration()
+	return err
+}
+
+// duration is For parsed; 0 when not given.
+func (a ClaimArgs) duration() (time.Duration, error) {
+	if a.For == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(a.For)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("for %q: want a positive duration such as 8h or 90m", a.For)
+	}
+	if d > config.MaxClaimFor {
+		return 0, fmt.Errorf("for %q: a claim lasts at most %s", a.For, config.MaxClaimFor)
+	}
+	return d, nil
+}
+
+// Validate implements command.Args.
+func (ReleaseArgs) Validate() error { return nil }
+
+// ProgressTitle names the intercept in its progress report.
+func (a InterceptArgs) ProgressTitle() string { return "Intercepting " + a.Workload }
+
+// Validate checks the workload, the port and the header rule.
+func (a InterceptArgs) Validate() error {
+	if a.Workload == "" {
+		return fmt.Errorf("workload is required, e.g. deployment/orders")
+	}
+	if _, err := config.ParseWorkload(a.Workload); err != nil {
+		return err
+	}
+	if a.Port != "" {
+		if _, _, err := config.ParsePort(a.Port); err != nil {
+			return err
+		}
+	}
+	if len(a.Header) > 1 {
+		return fmt.Errorf("a personal intercept matches one header, got %d: keep one NAME=VALUE", len(a.Header))
+	}
+	for name := range a.Header {
+		if !isHeaderToken(name) {
+			return fmt.Errorf("header name %q is not a valid HTTP header name", name)
+		}
+	}
+	return nil
+}
+
+// Validate checks that the workload, when given, parses, and that it and
+// All are not both given.
+func (a LeaveArgs) Validate() error {
+	if a.All && a.Workload != "" {
+		return fmt.Errorf("give either workload or all, not both")
+	}
+	if a.Workload != "" {
+		if _, err := config.ParseWorkload(a.Workload); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks that the workload, when given, parses.
+func (a RelaunchArgs) Validate() error {
+	if a.Workload != "" {
+		if _, err := config.ParseWorkload(a.Workload); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks the workload and the format.
+func (a EnvArgs) Validate() error {
+	if a.Workload == "" {
+		return fmt.Errorf("workload is required, e.g. deployment/orders")
+	}
+	if _, err := config.ParseWorkload(a.Workload); err != nil {
+		return err
+	}
+	switch a.Format {
+	case "", "dotenv", "json", "shell":
+	default:
+		return fmt.Errorf("format %q: want dotenv, json or shell", a.Format)
+	}
+	return nil
+}
+
+// isHeaderToken reports whether s is an HTTP header name (RFC 9110 token).
+func isHeaderToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c > 127 || !(c == '-' || c == '!' || c == '#' || c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' || c == '+' || c == '.' || c == '^' || c == '_' || c == '`' || c == '|' || c == '~' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+			return false
+		}
+	}
+	return true
+}
 
 // ClaimArgs are the arguments of kloop.claim / `kloop claim`.
 type ClaimArgs struct {
@@ -59,14 +175,11 @@ func (s *Session) Claim(ctx context.Context, args ClaimArgs, p Progress) (*Claim
 	if engine == nil {
 		return nil, &NotAvailableError{Command: "kloop.claim", Why: "claim pools are not wired into this daemon"}
 	}
-	// Zero: the workspace's claim.for (.kloop.yaml), else DefaultClaimDuration.
-	var d time.Duration
-	if args.For != "" {
-		var err error
-		if d, err = time.ParseDuration(args.For); err != nil || d <= 0 {
-			return nil, fmt.Errorf("claim duration %q: want a positive duration like 8h or 90m", args.For)
-		}
+	if err := args.Validate(); err != nil {
+		return nil, err
 	}
+	// Zero: the workspace's claim.for (.kloop.yaml), else DefaultClaimDuration.
+	d, _ := args.duration()
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
 	if s.claim != nil {

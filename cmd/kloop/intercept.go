@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kloop/kloop/handlers"
+	"github.com/kloop/kloop/command"
 	"github.com/kloop/kloop/server"
 	"github.com/kloop/kloop/session"
 )
@@ -81,12 +81,12 @@ until "kloop leave".`,
 				}
 			}
 			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
-				var in session.InterceptStatus
-				if err := c.Execute(ctx, handlers.CmdIntercept, args, &in); err != nil {
+				in, err := command.Intercept.Call(ctx, c, args)
+				if err != nil {
 					return err
 				}
-				var st session.Status
-				if err := c.Execute(ctx, handlers.CmdStatus, nil, &st); err != nil {
+				st, err := command.Status.Call(ctx, c, command.NoArgs{})
+				if err != nil {
 					return err
 				}
 				lastRelaunch.Store(st.LastRelaunchMillis)
@@ -99,7 +99,7 @@ until "kloop leave".`,
 				}
 				leave := func() error {
 					lctx := context.WithoutCancel(ctx)
-					if err := c.Execute(lctx, handlers.CmdLeave, session.LeaveArgs{Workload: in.Workload}, nil); err != nil {
+					if _, err := command.Leave.Call(lctx, c, session.LeaveArgs{Workload: in.Workload}); err != nil {
 						return fmt.Errorf("leave %s (run `kloop leave %s` to retry): %w", in.Workload, in.Workload, err)
 					}
 					fmt.Fprintf(errOut, "kloop: left %s; its original spec is restored\n", in.Workload)
@@ -130,8 +130,8 @@ until "kloop leave".`,
 // runWithInterceptEnv runs argv here with the intercepted pod's environment
 // (KLOOP_ROOT and the outbound proxy included) and returns when it exits.
 func runWithInterceptEnv(ctx context.Context, c *server.Client, workload string, argv []string) error {
-	var res session.EnvResult
-	if err := c.Execute(ctx, handlers.CmdEnv, session.EnvArgs{Workload: workload, Format: "json"}, &res); err != nil {
+	res, err := command.Env.Call(ctx, c, session.EnvArgs{Workload: workload, Format: "json"})
+	if err != nil {
 		return fmt.Errorf("get the environment of %s: %w", workload, err)
 	}
 	var vars map[string]string

@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kloop/kloop/handlers"
+	"github.com/kloop/kloop/command"
 	"github.com/kloop/kloop/server"
 	"github.com/kloop/kloop/session"
 )
@@ -85,8 +85,8 @@ func newStatusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
-				var st session.Status
-				if err := c.Execute(ctx, handlers.CmdStatus, nil, &st); err != nil {
+				st, err := command.Status.Call(ctx, c, command.NoArgs{})
+				if err != nil {
 					return err
 				}
 				return printStatus(cmd.OutOrStdout(), f.output, st)
@@ -131,8 +131,8 @@ func newClaimCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
-				var cl session.ClaimStatus
-				if err := c.Execute(ctx, handlers.CmdClaim, args, &cl); err != nil {
+				cl, err := command.Claim.Call(ctx, c, args)
+				if err != nil {
 					return err
 				}
 				if f.output == "json" {
@@ -157,11 +157,11 @@ func newReleaseCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
-				var before session.Status
-				if err := c.Execute(ctx, handlers.CmdStatus, nil, &before); err != nil {
+				before, err := command.Status.Call(ctx, c, command.NoArgs{})
+				if err != nil {
 					return err
 				}
-				if err := c.Execute(ctx, handlers.CmdRelease, session.ReleaseArgs{}, nil); err != nil {
+				if _, err := command.Release.Call(ctx, c, session.ReleaseArgs{}); err != nil {
 					return err
 				}
 				if cl := before.Claim; cl != nil && cl.Slot != "" {
@@ -192,7 +192,7 @@ func newLeaveCmd() *cobra.Command {
 				return fmt.Errorf("name a WORKLOAD to leave, or --all")
 			}
 			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
-				if err := c.Execute(ctx, handlers.CmdLeave, args, nil); err != nil {
+				if _, err := command.Leave.Call(ctx, c, args); err != nil {
 					return err
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), "left")
@@ -215,11 +215,11 @@ func newEnvCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, pos []string) error {
 			args.Workload = pos[0]
 			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
-				var res session.EnvResult
-				if err := c.Execute(ctx, handlers.CmdEnv, args, &res); err != nil {
+				res, err := command.Env.Call(ctx, c, args)
+				if err != nil {
 					return err
 				}
-				_, err := io.WriteString(cmd.OutOrStdout(), res.Content)
+				_, err = io.WriteString(cmd.OutOrStdout(), res.Content)
 				return err
 			})
 		},
@@ -241,7 +241,8 @@ func newRelaunchCmd() *cobra.Command {
 				args.Workload = pos[0]
 			}
 			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
-				return c.Execute(ctx, handlers.CmdRelaunch, args, nil)
+				_, err := command.Relaunch.Call(ctx, c, args)
+				return err
 			})
 		},
 	}
