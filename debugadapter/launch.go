@@ -175,7 +175,6 @@ func restartArgs(launch json.RawMessage) (json.RawMessage, error) {
 	return out, nil
 }
 
-
 // target says what to build and from where.
 type target struct {
 	dir     string // the package's directory

@@ -162,7 +162,6 @@ func killProcessGroups(pids []int) {
 	}
 }
 
-
 // processState is the state letter of /proc/PID/stat (R, S, T, t, Z, ...), 0 if gone.
 func processState(pid int) byte {
 	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
