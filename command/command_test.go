@@ -158,3 +158,32 @@ func TestEditorManifestsListEveryCommand(t *testing.T) {
 		t.Errorf("the Neovim plugin handles %v; the declared commands are %v", nvim, Names())
 	}
 }
+
+// TestEditorsCheckWorkloadsAsTheDaemonDoes: the VS Code launch schema and the
+// palette's input check use the pattern config/kloop.schema.json derives
+// from kube/workload, so an editor never warns about a workload the daemon
+// takes, or lets through one it refuses.
+func TestEditorsCheckWorkloadsAsTheDaemonDoes(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "config", "kloop.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`"workload":\s*\{[^{}]*"pattern":\s*("(?:[^"\\]|\\.)*")`).FindSubmatch(data)
+	if m == nil {
+		t.Fatal("config/kloop.schema.json has no workload pattern")
+	}
+	var want string
+	if err := json.Unmarshal(m[1], &want); err != nil {
+		t.Fatal(err)
+	}
+	quoted, _ := json.Marshal(want)
+	for _, f := range []string{filepath.Join("vscode", "package.json"), filepath.Join("vscode", "src", "logic.ts")} {
+		src, err := os.ReadFile(filepath.Join("..", "extensions", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(src, quoted) {
+			t.Errorf("extensions/%s does not check workloads with the daemon's pattern %s", f, quoted)
+		}
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // File names Load looks for, in this order of preference.
@@ -54,7 +56,7 @@ type Claim struct {
 // routes traffic and the user starts the process themselves.
 type Intercept struct {
 	Name       string            `yaml:"name,omitempty" json:"name,omitempty" pattern:"^[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$" description:"Short name for this intercept, unique in the file; used by 'kloop intercept NAME' and the editor commands. Defaults to the workload's name."`
-	Workload   Workload          `yaml:"workload" json:"workload" required:"true" description:"Workload whose traffic is intercepted: deployment/NAME, statefulset/NAME, or a bare NAME meaning deployment/NAME."`
+	Workload   workload.Workload `yaml:"workload" json:"workload" required:"true" description:"Workload whose traffic is intercepted: deployment/NAME, statefulset/NAME, or a bare NAME meaning deployment/NAME. kubectl's spellings work too: deploy/NAME, sts/NAME, deployments.apps/NAME, StatefulSet/NAME and the like."`
 	Program    string            `yaml:"program,omitempty" json:"program,omitempty" description:"Go main package to build and run (and debug) locally, such as ./cmd/orders; relative to the directory of .kloop.yaml. Use run.command instead for programs that are not Go."`
 	Port       Port              `yaml:"port,omitempty" json:"port,omitzero" description:"Container port to intercept and the local port it goes to: \"REMOTE\" or \"REMOTE:LOCAL\" (LOCAL defaults to REMOTE), each 1..65535. May be a plain number. Defaults to the workload's only port."`
 	Header     map[string]string `yaml:"header,omitempty" json:"header,omitempty" keyPattern:"^[-!#$%&'*+.^_\\x60|~0-9A-Za-z]+$" valuePattern:"^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$" description:"Personal intercept: only HTTP requests carrying all of these headers (name: value) come to this machine; other requests stay in the cluster. Without it every connection is intercepted."`
@@ -93,7 +95,7 @@ func (c *Config) Intercept(name string) (ic *Intercept, ok bool) {
 			return &c.Intercepts[i], true
 		}
 	}
-	w, err := ParseWorkload(name)
+	w, err := workload.Parse(name)
 	if err != nil {
 		return nil, false
 	}

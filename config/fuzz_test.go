@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // FuzzParse checks that no input crashes Parse and that every error points
@@ -23,7 +25,7 @@ func FuzzParse(f *testing.F) {
 				if ic.Name == "" {
 					t.Errorf("accepted an intercept without a name: %+v", ic)
 				}
-				if w, err := ParseWorkload(ic.Workload.String()); err != nil || w != ic.Workload {
+				if w, err := workload.Parse(ic.Workload.String()); err != nil || w != ic.Workload {
 					t.Errorf("accepted workload %#v: %v", ic.Workload, err)
 				}
 			}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // fullExample is the .kloop.yaml of the design, every field used.
@@ -48,7 +50,7 @@ func TestParseFullExample(t *testing.T) {
 		Intercepts: []Intercept{
 			{
 				Name:       "orders",
-				Workload:   Workload{Kind: KindDeployment, Name: "orders"},
+				Workload:   workload.Workload{Kind: workload.Deployment, Name: "orders"},
 				Program:    "./cmd/orders",
 				Port:       Port{Remote: 8080, Local: 8080},
 				Header:     map[string]string{"x-dev": "me"},
@@ -59,7 +61,7 @@ func TestParseFullExample(t *testing.T) {
 			},
 			{
 				Name:     "billing",
-				Workload: Workload{Kind: KindStatefulSet, Name: "billing"},
+				Workload: workload.Workload{Kind: workload.StatefulSet, Name: "billing"},
 				Port:     Port{Remote: 9090, Local: 3000},
 				Build:    &Command{Command: []string{"./gradlew", "installDist"}},
 				Run:      &Command{Command: []string{"build/install/app/bin/app"}},
@@ -67,7 +69,7 @@ func TestParseFullExample(t *testing.T) {
 			},
 			{
 				Name:     "payments", // from the workload
-				Workload: Workload{Kind: KindDeployment, Name: "payments"},
+				Workload: workload.Workload{Kind: workload.Deployment, Name: "payments"},
 				Port:     Port{Remote: 7000, Local: 7000},
 			},
 		},
@@ -89,10 +91,13 @@ func TestParseDefaultsAndShortcuts(t *testing.T) {
 		{"empty sections keep defaults", "claim:\nintercepts:\ncontext:\n", Default()},
 		{"claim pool only keeps default duration", "claim: {pool: team-a}\n",
 			&Config{Claim: Claim{Pool: "team-a", For: DefaultClaimFor}}},
-		{"kubectl kind spellings", "intercepts:\n  - {name: a, workload: deploy/a}\n  - {name: b, workload: sts/b}\n",
+		{"kubectl kind spellings", "intercepts:\n  - {name: a, workload: deploy/a}\n  - {name: b, workload: sts/b}\n" +
+			"  - {name: c, workload: deployments.apps/c}\n  - {name: d, workload: StatefulSet.v1.apps/d}\n",
 			&Config{Claim: Default().Claim, Intercepts: []Intercept{
-				{Name: "a", Workload: Workload{KindDeployment, "a"}},
-				{Name: "b", Workload: Workload{KindStatefulSet, "b"}},
+				{Name: "a", Workload: workload.Workload{Kind: workload.Deployment, Name: "a"}},
+				{Name: "b", Workload: workload.Workload{Kind: workload.StatefulSet, Name: "b"}},
+				{Name: "c", Workload: workload.Workload{Kind: workload.Deployment, Name: "c"}},
+				{Name: "d", Workload: workload.Workload{Kind: workload.StatefulSet, Name: "d"}},
 			}}},
 		{"merge keys share settings", `intercepts:
   - &orders
@@ -101,12 +106,12 @@ func TestParseDefaultsAndShortcuts(t *testing.T) {
   - <<: *orders
     name: orders-2
 `, &Config{Claim: Default().Claim, Intercepts: []Intercept{
-			{Name: "orders", Workload: Workload{KindDeployment, "orders"}, Env: map[string]string{"A": "1"}},
-			{Name: "orders-2", Workload: Workload{KindDeployment, "orders"}, Env: map[string]string{"A": "1"}},
+			{Name: "orders", Workload: workload.Workload{Kind: workload.Deployment, Name: "orders"}, Env: map[string]string{"A": "1"}},
+			{Name: "orders-2", Workload: workload.Workload{Kind: workload.Deployment, Name: "orders"}, Env: map[string]string{"A": "1"}},
 		}}},
 		{"scalars in lists and maps read as text", "intercepts:\n  - workload: a\n    args: [-n, 3, true, 1.50]\n    env: {DEBUG: true}\n",
 			&Config{Claim: Default().Claim, Intercepts: []Intercept{{
-				Name: "a", Workload: Workload{KindDeployment, "a"},
+				Name: "a", Workload: workload.Workload{Kind: workload.Deployment, Name: "a"},
 				Args: []string{"-n", "3", "true", "1.50"}, Env: map[string]string{"DEBUG": "true"},
 			}}}},
 	}
@@ -202,8 +207,10 @@ func TestParseErrors(t *testing.T) {
 		// workloads
 		{"workload kind", "intercepts:\n  - workload: foo/bar\n",
 			[]string{`2:15: intercepts[0].workload: workload "foo/bar": kind must be deployment or statefulset`}},
-		{"workload kind capitalized", "intercepts:\n  - workload: StatefulSet/db\n",
-			[]string{`2:15: intercepts[0].workload: workload "StatefulSet/db": kind must be lowercase: statefulset/db`}},
+		{"workload short kind capitalized", "intercepts:\n  - workload: STS/db\n",
+			[]string{`2:15: intercepts[0].workload: workload "STS/db": kind must be lowercase: statefulset/db`}},
+		{"workload group", "intercepts:\n  - workload: deployments.extensions/db\n",
+			[]string{`2:15: intercepts[0].workload: workload "deployments.extensions/db": ".extensions" is not the API group of deployments: write deployment/db, deployment.apps/db or deployment.v1.apps/db`}},
 		{"workload name", "intercepts:\n  - workload: deployment/Orders\n",
 			[]string{`2:15: intercepts[0].workload: workload "deployment/Orders": name "Orders" is not a Kubernetes object name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit`}},
 		{"workload name empty", "intercepts:\n  - workload: deployment/\n",

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // SchemaFile is the name of the committed schema next to this package,
@@ -62,6 +65,13 @@ func typeSchema(t reflect.Type, elem bool) map[string]any {
 	if t == durationType {
 		return map[string]any{"type": "string", "pattern": durationPattern}
 	}
+	if t == workloadType {
+		return map[string]any{
+			"type":                "string",
+			"pattern":             workloadPattern(),
+			"patternErrorMessage": "write deployment/NAME, statefulset/NAME or NAME (kubectl's deploy/NAME, sts/NAME, deployments.apps/NAME and the like work too), with a lowercase Kubernetes name",
+		}
+	}
 	switch t.Kind() {
 	case reflect.String:
 		if elem {
@@ -95,6 +105,78 @@ func typeSchema(t reflect.Type, elem bool) map[string]any {
 	// Parse reports the same type as unreadable; TestSchemaMatchesParser
 	// notices either.
 	return map[string]any{"description": "unsupported Go type " + t.String()}
+}
+
+var workloadType = reflect.TypeFor[workload.Workload]()
+
+// workloadPattern is the JSON Schema pattern of a workload, built from
+// workload.Spellings and workload.NamePattern so that it accepts the kinds
+// workload.Parse accepts. Schema patterns have no flags, so a spelling that
+// kubectl reads in any case gets a character class per letter ([dD][eE]...).
+// Only the name length limit is left to the parser.
+func workloadPattern() string {
+	// Resource names in the order of Spellings, each with its suffixes.
+	var order []string
+	sufs := map[string][]string{}
+	for _, sp := range workload.Spellings() {
+		r := sp.Resource
+		if sp.AnyCase {
+			r = anyCase(r)
+		} else {
+			r = regexp.QuoteMeta(r)
+		}
+		if _, ok := sufs[r]; !ok {
+			order = append(order, r)
+		}
+		sufs[r] = append(sufs[r], sp.Suffix)
+	}
+	// Names with the same suffixes share one alternative:
+	// (deployment|deployments|deploy|...)(\.apps|\.v1\.apps)?
+	var keys []string
+	names := map[string][]string{}
+	for _, r := range order {
+		k := strings.Join(sufs[r], "\x00")
+		if _, ok := names[k]; !ok {
+			keys = append(keys, k)
+		}
+		names[k] = append(names[k], r)
+	}
+	var alts []string
+	for _, k := range keys {
+		alt := "(" + strings.Join(names[k], "|") + ")"
+		var opt []string
+		bare := false
+		for _, s := range strings.Split(k, "\x00") {
+			if s == "" {
+				bare = true
+				continue
+			}
+			opt = append(opt, regexp.QuoteMeta(s))
+		}
+		switch {
+		case len(opt) > 0 && bare:
+			alt += "(" + strings.Join(opt, "|") + ")?"
+		case len(opt) > 0:
+			alt += "(" + strings.Join(opt, "|") + ")"
+		}
+		alts = append(alts, alt)
+	}
+	return "^((" + strings.Join(alts, "|") + ")/)?" + workload.NamePattern + "$"
+}
+
+// anyCase writes s as a pattern that matches it in any case of its ASCII
+// letters: "sts" becomes "[sS][tT][sS]".
+func anyCase(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		lo, up := strings.ToLower(string(c)), strings.ToUpper(string(c))
+		if lo == up || c > 0x7f {
+			b.WriteString(regexp.QuoteMeta(string(c)))
+			continue
+		}
+		b.WriteString("[" + lo + up + "]")
+	}
+	return b.String()
 }
 
 func fieldSchema(sf reflect.StructField, required bool) map[string]any {

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // Patterns shared with the JSON Schema through the struct tags, so that the
@@ -44,7 +46,7 @@ func (c *Config) validate(r reporter) {
 }
 
 func (c *Claim) validate(r reporter) {
-	if !poolNameRE.MatchString(c.Pool) || len(c.Pool) > maxNameLen {
+	if !poolNameRE.MatchString(c.Pool) || len(c.Pool) > workload.MaxNameLen {
 		r.atValue("pool", fmt.Sprintf("pool %q is not a pool name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", c.Pool))
 	}
 	switch {

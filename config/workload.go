@@ -2,116 +2,11 @@ package config
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 )
-
-// Workload kinds kloop can intercept.
-const (
-	KindDeployment  = "deployment"
-	KindStatefulSet = "statefulset"
-)
-
-// kindAliases maps what users type (kubectl's spellings included) to a kind.
-// Only lowercase is accepted, matching the JSON Schema pattern.
-var kindAliases = map[string]string{
-	"deployment":   KindDeployment,
-	"deployments":  KindDeployment,
-	"deploy":       KindDeployment,
-	"statefulset":  KindStatefulSet,
-	"statefulsets": KindStatefulSet,
-	"sts":          KindStatefulSet,
-}
-
-const (
-	dns1123Subdomain = `[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*`
-	maxNameLen       = 253
-	workloadPattern  = `^((deployments?|deploy|statefulsets?|sts)/)?` + dns1123Subdomain + `$`
-)
-
-var dns1123SubdomainRE = regexp.MustCompile(`^` + dns1123Subdomain + `$`)
-
-// Workload names a Deployment or StatefulSet in the claimed namespace.
-// The zero Workload means "not set".
-type Workload struct {
-	Kind string // KindDeployment or KindStatefulSet
-	Name string
-}
-
-// ParseWorkload reads deployment/NAME, statefulset/NAME (kubectl's deploy,
-// deployments, sts and statefulsets too) or a bare NAME, which means a
-// deployment. The error text is fit to show a user as is.
-func ParseWorkload(s string) (Workload, error) {
-	if s == "" {
-		return Workload{}, fmt.Errorf("workload is empty: write deployment/NAME, statefulset/NAME or NAME")
-	}
-	kind, name, hasKind := strings.Cut(s, "/")
-	if !hasKind {
-		kind, name = KindDeployment, s
-	} else {
-		k, ok := kindAliases[kind]
-		switch {
-		case ok:
-			kind = k
-		case kindAliases[strings.ToLower(kind)] != "":
-			return Workload{}, fmt.Errorf("workload %q: kind must be lowercase: %s/%s", s, kindAliases[strings.ToLower(kind)], name)
-		default:
-			return Workload{}, fmt.Errorf("workload %q: kind must be deployment or statefulset", s)
-		}
-	}
-	switch {
-	case name == "":
-		return Workload{}, fmt.Errorf("workload %q: name is empty", s)
-	case len(name) > maxNameLen:
-		return Workload{}, fmt.Errorf("workload %q: name is longer than %d characters", s, maxNameLen)
-	case !dns1123SubdomainRE.MatchString(name):
-		return Workload{}, fmt.Errorf("workload %q: name %q is not a Kubernetes object name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", s, name)
-	}
-	return Workload{Kind: kind, Name: name}, nil
-}
-
-// String returns the canonical KIND/NAME form, "" for the zero Workload.
-func (w Workload) String() string {
-	if w == (Workload{}) {
-		return ""
-	}
-	return w.Kind + "/" + w.Name
-}
-
-// IsZero reports whether w is unset.
-func (w Workload) IsZero() bool { return w == (Workload{}) }
-
-// MarshalText writes the KIND/NAME form, so JSON carries a plain string.
-func (w Workload) MarshalText() ([]byte, error) { return []byte(w.String()), nil }
-
-// UnmarshalText parses the forms ParseWorkload accepts.
-func (w *Workload) UnmarshalText(b []byte) error {
-	v, err := ParseWorkload(string(b))
-	if err != nil {
-		return err
-	}
-	*w = v
-	return nil
-}
-
-// UnmarshalYAML accepts a string in a form ParseWorkload accepts.
-func (w *Workload) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
-		return fmt.Errorf("must be a string such as deployment/orders, not %s", describeNode(n))
-	}
-	return w.UnmarshalText([]byte(n.Value))
-}
-
-func (Workload) jsonSchema() map[string]any {
-	return map[string]any{
-		"type":                "string",
-		"pattern":             workloadPattern,
-		"patternErrorMessage": "write deployment/NAME, statefulset/NAME or NAME, with a lowercase Kubernetes name",
-	}
-}
 
 // Port is the intercepted container port (Remote) and the local port its
 // traffic goes to (Local). The zero Port means "not set".

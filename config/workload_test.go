@@ -3,59 +3,9 @@ package config
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/kloop/kloop/kube/workload"
 )
-
-func TestParseWorkload(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    Workload
-		wantErr string
-	}{
-		{in: "orders", want: Workload{KindDeployment, "orders"}},
-		{in: "deployment/orders", want: Workload{KindDeployment, "orders"}},
-		{in: "deployments/orders", want: Workload{KindDeployment, "orders"}},
-		{in: "deploy/orders", want: Workload{KindDeployment, "orders"}},
-		{in: "statefulset/db-0.x", want: Workload{KindStatefulSet, "db-0.x"}},
-		{in: "statefulsets/db", want: Workload{KindStatefulSet, "db"}},
-		{in: "sts/db", want: Workload{KindStatefulSet, "db"}},
-		{in: "", wantErr: "workload is empty: write deployment/NAME, statefulset/NAME or NAME"},
-		{in: "foo/bar", wantErr: `workload "foo/bar": kind must be deployment or statefulset`},
-		{in: "Deployment/orders", wantErr: `workload "Deployment/orders": kind must be lowercase: deployment/orders`},
-		{in: "/orders", wantErr: `workload "/orders": kind must be deployment or statefulset`},
-		{in: "deployment/", wantErr: `workload "deployment/": name is empty`},
-		{in: "deployment/a/b", wantErr: `workload "deployment/a/b": name "a/b" is not a Kubernetes object name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit`},
-		{in: "Orders", wantErr: `workload "Orders": name "Orders" is not a Kubernetes object name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit`},
-		{in: "orders-", wantErr: `workload "orders-": name "orders-" is not a Kubernetes object name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit`},
-		{in: longName(254), wantErr: `workload "` + longName(254) + `": name is longer than 253 characters`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseWorkload(tt.in)
-			if tt.wantErr != "" {
-				if err == nil || err.Error() != tt.wantErr {
-					t.Fatalf("ParseWorkload(%q) error = %v, want %q", tt.in, err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Fatalf("ParseWorkload(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
-			}
-			// The canonical form reads back as the same workload.
-			again, err := ParseWorkload(got.String())
-			if err != nil || again != got {
-				t.Errorf("ParseWorkload(%q) = %v, %v; want %v", got.String(), again, err, got)
-			}
-		})
-	}
-}
-
-func longName(n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = 'a'
-	}
-	return string(b)
-}
 
 func TestParsePort(t *testing.T) {
 	tests := []struct {
@@ -109,7 +59,7 @@ func TestPortString(t *testing.T) {
 // The daemon and `-o json` carry intercepts as JSON; workloads and ports
 // must stay in the form users write.
 func TestInterceptJSONRoundTrip(t *testing.T) {
-	in := Intercept{Name: "orders", Workload: Workload{KindStatefulSet, "orders"}, Port: Port{8080, 3000}}
+	in := Intercept{Name: "orders", Workload: workload.Workload{Kind: workload.StatefulSet, Name: "orders"}, Port: Port{8080, 3000}}
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +75,7 @@ func TestInterceptJSONRoundTrip(t *testing.T) {
 	if out.Name != in.Name || out.Workload != in.Workload || out.Port != in.Port {
 		t.Errorf("round trip = %+v, want %+v", out, in)
 	}
-	if b, _ := json.Marshal(Intercept{Name: "a", Workload: Workload{KindDeployment, "a"}}); string(b) != `{"name":"a","workload":"deployment/a"}` {
+	if b, _ := json.Marshal(Intercept{Name: "a", Workload: workload.Workload{Kind: workload.Deployment, Name: "a"}}); string(b) != `{"name":"a","workload":"deployment/a"}` {
 		t.Errorf("json without port = %s, want no port key", b)
 	}
 	if err := json.Unmarshal([]byte(`{"workload":"foo/x"}`), &out); err == nil {

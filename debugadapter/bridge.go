@@ -16,7 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/kloop/kloop/config"
+	"github.com/kloop/kloop/kube/workload"
 	"github.com/kloop/kloop/session"
 	"github.com/kloop/kloop/session/relaunch"
 	"github.com/kloop/kloop/session/run"
@@ -383,7 +383,7 @@ func (b *Bridge) launch(ctx context.Context, arguments json.RawMessage) (*sessio
 		return nil, fmt.Errorf("cwd %q is not a directory (looked at %s): fix \"cwd\" in the launch configuration or remove it to run in the package directory", cfg.Cwd, wd)
 	}
 	if cfg.Workload != "" {
-		if _, err := config.ParseWorkload(cfg.Workload); err != nil {
+		if _, err := workload.Parse(cfg.Workload); err != nil {
 			return nil, fmt.Errorf("launch configuration \"workload\": %w", err)
 		}
 	}

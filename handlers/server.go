@@ -6,13 +6,10 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -28,9 +25,6 @@ type Options struct {
 	Logger  *slog.Logger
 	// Version is reported in serverInfo.
 	Version string
-	// StopDaemon, when set, lets a client stop the shared daemon
-	// (`kloop daemon stop`).
-	StopDaemon func()
 }
 
 // Server serves the LSP for one connection.
@@ -66,19 +60,13 @@ type clientCaps struct {
 	outputNotifications bool
 }
 
-// Serve answers LSP requests on stream until the connection ends. Text
-// synchronisation notifications are handled in wire order on the read
-// goroutine; every other request is released to run concurrently, so a long
-// claim does not stall the editor's next keystroke.
-//
-// The returned channel closes when the client sends exit. A stdio server
-// must then return without waiting for the connection to drain: a read
-// blocked on the process's stdin is not interrupted by closing it.
-func Serve(ctx context.Context, stream jsonrpc2.Stream, opts Options) (jsonrpc2.Conn, <-chan struct{}) {
+// New makes the LSP server of one connection. The transport (package
+// server) owns the connection: its codec, the order handlers run in, and
+// the daemon's own methods; Handler is what it calls for everything else.
+func New(ctx context.Context, conn jsonrpc2.Conn, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	conn := jsonrpc2.NewConn(stream, jsonrpc2.WithCodec(Codec{}))
 	s := &Server{
 		opts:            opts,
 		log:             opts.Logger,
@@ -88,68 +76,26 @@ func Serve(ctx context.Context, stream jsonrpc2.Stream, opts Options) (jsonrpc2.
 		configDiagnosed: map[string]bool{},
 		exited:          make(chan struct{}),
 	}
-	ctx = protocol.WithClient(ctx, s.client)
-	conn.Go(ctx, orderedHandler(ctx, s.answerErrors(protocol.ServerHandler(s, jsonrpc2.MethodNotFoundHandler))))
 	go func() {
 		<-conn.Done()
 		s.close()
 	}()
-	return conn, s.exited
+	return s
 }
 
-// orderedHandler keeps the handlers that mutate documents or connection
-// state in wire order and releases the rest.
-//
-// It also gives each handler an ordinary context derived from the
-// connection's own and serves $/cancelRequest itself: jsonrpc2 v1 recycles
-// its per-request contexts once a request is answered, so any context
-// derived from one (as jsonrpc2.CancelHandler does) can later read a
-// recycled parent and crash the daemon.
-func orderedHandler(base context.Context, next jsonrpc2.Handler) jsonrpc2.Handler {
-	var mu sync.Mutex
-	inflight := map[string]context.CancelFunc{}
-	return func(reqCtx context.Context, req *jsonrpc2.Request) (any, error) {
-		switch req.Method() {
-		case protocol.MethodInitialize, protocol.MethodInitialized, protocol.MethodShutdown, protocol.MethodExit,
-			protocol.MethodTextDocumentDidOpen, protocol.MethodTextDocumentDidChange,
-			protocol.MethodTextDocumentDidSave, protocol.MethodTextDocumentDidClose,
-			protocol.MethodWorkspaceDidChangeWorkspaceFolders:
-		case "$/cancelRequest":
-			var params struct {
-				ID json.RawMessage `json:"id"`
-			}
-			if err := json.Unmarshal(req.Params(), &params); err != nil || len(params.ID) == 0 {
-				// A notification's error would end the connection (see
-				// answerErrors); a cancel naming no request is ignored.
-				return nil, nil
-			}
-			mu.Lock()
-			cancel := inflight[string(bytes.TrimSpace(params.ID))]
-			mu.Unlock()
-			if cancel != nil {
-				cancel()
-			}
-			return nil, nil
-		default:
-			jsonrpc2.Async(reqCtx)
-		}
-		ctx, cancel := context.WithCancel(base)
-		defer cancel()
-		if req.IsCall() {
-			if key := idKey(req.ID()); key != "" {
-				mu.Lock()
-				inflight[key] = cancel
-				mu.Unlock()
-				defer func() {
-					mu.Lock()
-					delete(inflight, key)
-					mu.Unlock()
-				}()
-			}
-		}
-		return next(ctx, req)
-	}
+// Handler serves the LSP: protocol requests and notifications, with
+// kloop's error shaping.
+func (s *Server) Handler() jsonrpc2.Handler {
+	return s.answerErrors(protocol.ServerHandler(s, jsonrpc2.MethodNotFoundHandler))
 }
+
+// Client is the connection's client side, for a context (protocol.WithClient).
+func (s *Server) Client() protocol.Client { return s.client }
+
+// Exited closes when the client sends exit. A stdio server must then
+// return without waiting for the connection to drain: a read blocked on
+// the process's stdin is not interrupted by closing it.
+func (s *Server) Exited() <-chan struct{} { return s.exited }
 
 // answerErrors shapes handler errors for the client.
 //
@@ -194,29 +140,6 @@ func (s *Server) answerErrors(next jsonrpc2.Handler) jsonrpc2.Handler {
 	}
 }
 
-// idKey spells a request id the way it appears in $/cancelRequest.
-func idKey(id jsonrpc2.ID) string {
-	if n, ok := id.Number(); ok {
-		return strconv.FormatInt(n, 10)
-	}
-	if str, ok := id.StringValue(); ok {
-		q, _ := json.Marshal(str)
-		return string(q)
-	}
-	return ""
-}
-
-// Detached adapts a handler for the client side of a connection the same
-// way: requests run concurrently on contexts derived from base.
-func Detached(base context.Context, next jsonrpc2.Handler) jsonrpc2.Handler {
-	return func(reqCtx context.Context, req *jsonrpc2.Request) (any, error) {
-		jsonrpc2.Async(reqCtx)
-		ctx, cancel := context.WithCancel(base)
-		defer cancel()
-		return next(ctx, req)
-	}
-}
-
 func (s *Server) close() {
 	s.mu.Lock()
 	unsub := s.unsubscribe
@@ -227,52 +150,8 @@ func (s *Server) close() {
 	}
 }
 
-// Codec is the LSP payload codec: the protocol package's union-aware
-// encoder for typed payloads, raw bytes passed through verbatim. The
-// protocol package does not export its own, and kloop builds its
-// connections itself to control handler ordering.
-type Codec struct{}
-
-// Marshal implements jsonrpc2.Codec.
-func (Codec) Marshal(v any) ([]byte, error) {
-	switch m := v.(type) {
-	case jsonrpc2.RawMessage:
-		if m == nil {
-			return []byte("null"), nil
-		}
-		return m, nil
-	case *jsonrpc2.RawMessage:
-		if m == nil || *m == nil {
-			return []byte("null"), nil
-		}
-		return *m, nil
-	}
-	return protocol.Marshal(v)
-}
-
-// Unmarshal implements jsonrpc2.Codec.
-func (Codec) Unmarshal(data []byte, v any) error {
-	if p, ok := v.(*jsonrpc2.RawMessage); ok {
-		*p = append(jsonrpc2.RawMessage(nil), data...)
-		return nil
-	}
-	return protocol.Unmarshal(data, v)
-}
-
-// MethodStopDaemon asks the shared daemon to exit (`kloop daemon stop`).
-const MethodStopDaemon = "kloop/stopDaemon"
-
-// Request serves kloop's own methods beyond the LSP.
+// Request serves kloop's own methods beyond the LSP; the daemon's (stop,
+// stats) are the transport's (package server).
 func (s *Server) Request(ctx context.Context, method string, params any) (any, error) {
-	switch method {
-	case MethodStopDaemon:
-		if s.opts.StopDaemon == nil {
-			return nil, jsonrpc2.NewError(jsonrpc2.ErrInvalidRequest.Code, "kloop: this server is not a shared daemon (standalone mode); nothing to stop")
-		}
-		go s.opts.StopDaemon()
-		return map[string]bool{"stopping": true}, nil
-	case MethodDaemonStats:
-		return s.daemonStats(params)
-	}
 	return nil, jsonrpc2.NewError(jsonrpc2.ErrMethodNotFound.Code, "kloop: unknown method "+method)
 }

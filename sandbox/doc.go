@@ -6,7 +6,7 @@
 // started on loopback with kwokctl's binary runtime.
 //
 // It is shared by `kloop sandbox up|down|status|build|run` and by the test
-// harness in test/sandbox (package sandbox/standin runs pods' containers as
+// harness in test/cluster (package sandbox/standin runs pods' containers as
 // local processes):
 //
 //	binDir, err := sandbox.EnsureBinaries(ctx, sandbox.ProgressTo(os.Stderr))

@@ -12,7 +12,7 @@ trap 'rm -f "$tmp"' EXIT
 runs=(
 	"./test|.|50x|LSP: cold start with daemon auto-start, warm initialize, codeLens p50/p99 on 5,000 lines, idle RSS"
 	"./sandbox|.|3x|sandbox: cached start to ready; cache verification"
-	"./test/sandbox|.|3x|sandbox: Deployment to pod Running and stand-in serving"
+	"./test/cluster|.|3x|sandbox: Deployment to pod Running and stand-in serving"
 	"./kube/claim|ClaimRelease|50x|claim/release through the apiserver (library)"
 	"./test/claim|.|20x|claim/release through the CLI and the daemon"
 	"./agent|Requests|20000x|agent: requests through agent+tunnel vs direct loopback"

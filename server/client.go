@@ -70,9 +70,9 @@ func connectOnce(ctx context.Context, opts ClientOptions) (*Client, error) {
 		return nil, err
 	}
 	stream := &noticeStream{Stream: jsonrpc2.NewStream(nc)}
-	conn := jsonrpc2.NewConn(stream, jsonrpc2.WithCodec(handlers.Codec{}))
+	conn := jsonrpc2.NewConn(stream, jsonrpc2.WithCodec(Codec{}))
 	cc := &cliClient{opts: opts, titles: map[string]string{}}
-	conn.Go(ctx, handlers.Detached(ctx, protocol.ClientHandler(cc, func(ctx context.Context, req *jsonrpc2.Request) (any, error) {
+	conn.Go(ctx, Detached(ctx, protocol.ClientHandler(cc, func(ctx context.Context, req *jsonrpc2.Request) (any, error) {
 		switch req.Method() {
 		case handlers.MethodStatus:
 			if opts.OnStatus != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kloop/kloop/config"
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // The argument types of the commands (declared in package command). Each
@@ -50,7 +51,7 @@ func (a InterceptArgs) Validate() error {
 	if a.Workload == "" {
 		return fmt.Errorf("workload is required, e.g. deployment/orders")
 	}
-	if _, err := config.ParseWorkload(a.Workload); err != nil {
+	if _, err := workload.Parse(a.Workload); err != nil {
 		return err
 	}
 	if a.Port != "" {
@@ -76,7 +77,7 @@ func (a LeaveArgs) Validate() error {
 		return fmt.Errorf("give either workload or all, not both")
 	}
 	if a.Workload != "" {
-		if _, err := config.ParseWorkload(a.Workload); err != nil {
+		if _, err := workload.Parse(a.Workload); err != nil {
 			return err
 		}
 	}
@@ -86,7 +87,7 @@ func (a LeaveArgs) Validate() error {
 // Validate checks that the workload, when given, parses.
 func (a RelaunchArgs) Validate() error {
 	if a.Workload != "" {
-		if _, err := config.ParseWorkload(a.Workload); err != nil {
+		if _, err := workload.Parse(a.Workload); err != nil {
 			return err
 		}
 	}
@@ -98,7 +99,7 @@ func (a EnvArgs) Validate() error {
 	if a.Workload == "" {
 		return fmt.Errorf("workload is required, e.g. deployment/orders")
 	}
-	if _, err := config.ParseWorkload(a.Workload); err != nil {
+	if _, err := workload.Parse(a.Workload); err != nil {
 		return err
 	}
 	switch a.Format {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kloop/kloop/config"
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // Target is where a session acts in the cluster: the claimed slot when
@@ -170,7 +171,7 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 		}
 		p.watch = ic.Watch
 	} else {
-		w, err := config.ParseWorkload(args.Workload)
+		w, err := workload.Parse(args.Workload)
 		if err != nil {
 			return nil, err
 		}
@@ -325,7 +326,7 @@ func (s *Session) Leave(ctx context.Context, args LeaveArgs, p Progress) error {
 			names = append(names, w)
 		}
 	case args.Workload != "":
-		w, err := config.ParseWorkload(args.Workload)
+		w, err := workload.Parse(args.Workload)
 		if err != nil {
 			return err
 		}
@@ -422,7 +423,7 @@ func (s *Session) Relaunch(ctx context.Context, args RelaunchArgs, p Progress) e
 			continue
 		}
 		if args.Workload != "" {
-			if want, err := config.ParseWorkload(args.Workload); err != nil || want.String() != w {
+			if want, err := workload.Parse(args.Workload); err != nil || want.String() != w {
 				continue
 			}
 		}
@@ -448,7 +449,7 @@ func (s *Session) Env(ctx context.Context, args EnvArgs) (*EnvResult, error) {
 	if format == "" {
 		format = "dotenv"
 	}
-	w, err := config.ParseWorkload(args.Workload)
+	w, err := workload.Parse(args.Workload)
 	if err != nil {
 		return nil, err
 	}

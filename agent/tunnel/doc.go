@@ -16,7 +16,7 @@
 //     request and one response per stream.
 //   - dial (daemon to agent): connect to HOST:PORT from inside the pod; the
 //     agent replies with an error or success, then the stream is a byte pipe.
-//     This backs the daemon's HTTP proxy and SOCKS5 listener (agent/proxy).
+//     This backs the daemon's HTTP proxy and SOCKS5 listener (kube/intercept/proxy).
 //   - inbound (agent to daemon): a connection for the laptop, naming the app
 //     port and what flows on it: "tcp" for a whole client connection spliced
 //     as is (any protocol), "http" or "h2c" for a connection of the agent's

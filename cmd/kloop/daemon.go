@@ -16,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kloop/kloop/handlers"
 	"github.com/kloop/kloop/server"
 	"github.com/kloop/kloop/session"
 	"github.com/kloop/kloop/session/kubeclaim"
@@ -190,8 +189,8 @@ func newDaemonStatsCmd() *cobra.Command {
 					return err
 				}
 			}
-			var st handlers.DaemonStats
-			if err := c.Call(ctx, handlers.MethodDaemonStats, handlers.DaemonStatsParams{GC: gc, HeapProfile: heapProfile}, &st); err != nil {
+			var st server.DaemonStats
+			if err := c.Call(ctx, server.MethodDaemonStats, server.DaemonStatsParams{GC: gc, HeapProfile: heapProfile}, &st); err != nil {
 				return fmt.Errorf("ask the daemon for its stats: %w", err)
 			}
 			if output == "json" {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kloop/kloop/kube/claim"
+	"github.com/kloop/kloop/kube/kubeconfig"
 )
 
 // poolFlags are the cluster connection of the pool admin commands. They talk
@@ -23,7 +24,7 @@ type poolFlags struct {
 }
 
 func (f *poolFlags) admin() (*claim.PoolAdmin, error) {
-	cfg, _, err := claim.LoadRESTConfig(f.kubeconfig, f.context)
+	cfg, _, err := kubeconfig.LoadRESTConfig(f.kubeconfig, f.context)
 	if err != nil {
 		return nil, err
 	}

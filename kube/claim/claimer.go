@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"os/user"
 	"sort"
 	"time"
 
@@ -95,30 +93,14 @@ type Claimer struct {
 	opts   options
 }
 
-// DefaultHolder returns user@host for the current process.
-func DefaultHolder() string {
-	name := os.Getenv("USER")
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		name = u.Username
-	}
-	if name == "" {
-		name = "unknown"
-	}
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "unknown-host"
-	}
-	return name + "@" + host
-}
-
 // NewClaimer returns a Claimer that talks to the cluster of cfg as holder
-// (user@host; see DefaultHolder). It makes no request yet.
+// (user@host; see kubeconfig.DefaultHolder). It makes no request yet.
 func NewClaimer(cfg *rest.Config, holder string, opts ...Option) (*Claimer, error) {
 	if cfg == nil {
 		return nil, errors.New("new claimer: no cluster configuration")
 	}
 	if holder == "" {
-		return nil, errors.New("new claimer: holder is empty; use user@host (claim.DefaultHolder())")
+		return nil, errors.New("new claimer: holder is empty; use user@host (kubeconfig.DefaultHolder())")
 	}
 	o := buildOptions(opts)
 	clock := newServerClock(o.clock)

@@ -14,7 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kloop/kloop/test/sandbox"
+	"github.com/kloop/kloop/test/cluster"
 )
 
 // kloopCLI builds the real kloop binary and returns a runner for it whose
@@ -28,7 +28,7 @@ func kloopCLI(t *testing.T) func(args ...string) (stdout, stderr string, code in
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build kloop: %v\n%s", err, out)
 	}
-	kubeconfig := sandbox.Shared(t).Kubeconfig
+	kubeconfig := cluster.Shared(t).Kubeconfig
 	return func(args ...string) (string, string, int) {
 		t.Helper()
 		// Not t.Context(): cleanups run the CLI after it is cancelled.

@@ -22,19 +22,19 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/kloop/kloop/test/sandbox"
+	"github.com/kloop/kloop/test/cluster"
 )
 
 // The tests of this package run against one real sandbox cluster: a real
 // apiserver, controller manager (so garbage collection and namespace
 // deletion happen) and kwok nodes.
-func TestMain(m *testing.M) { sandbox.Main(m) }
+func TestMain(m *testing.M) { cluster.Main(m) }
 
 // testCluster returns the sandbox cluster shared by this test binary, as a
 // cluster admin.
 func testCluster(t testing.TB) (*rest.Config, kubernetes.Interface) {
 	t.Helper()
-	c := sandbox.Shared(t)
+	c := cluster.Shared(t)
 	cfg := rest.CopyConfig(c.Config)
 	// The concurrent-claimers test is a burst by design.
 	cfg.QPS, cfg.Burst = 200, 400

@@ -51,7 +51,7 @@
 //
 // # Use from the daemon
 //
-//	c, _ := claim.NewClaimer(cfg, claim.DefaultHolder())
+//	c, _ := claim.NewClaimer(cfg, kubeconfig.DefaultHolder())
 //	cl, err := c.Claim(ctx, pool, 8*time.Hour, progress)   // typed errors below
 //	kc, _ := c.Kubeconfig(ctx, cl); claim.WriteKubeconfig(path, kc)
 //	every c.RenewInterval(): c.Renew(ctx, cl)  // ErrClaimEnded: Release; ErrClaimLost: drop it

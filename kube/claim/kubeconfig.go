@@ -10,30 +10,6 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-// LoadRESTConfig loads a kubeconfig the way kubectl does: path, else
-// $KUBECONFIG, else ~/.kube/config; contextName "" means the current context.
-// It also returns the namespace of the chosen context ("" if unset).
-func LoadRESTConfig(path, contextName string) (*rest.Config, string, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if path != "" {
-		rules.ExplicitPath = path
-	}
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: contextName})
-	cfg, err := cc.ClientConfig()
-	if err != nil {
-		where := path
-		if where == "" {
-			where = "$KUBECONFIG or ~/.kube/config"
-		}
-		return nil, "", fmt.Errorf("load kubeconfig (%s): %w", where, err)
-	}
-	ns, _, err := cc.Namespace()
-	if err != nil {
-		return nil, "", fmt.Errorf("namespace of kubeconfig context: %w", err)
-	}
-	return cfg, ns, nil
-}
-
 // KubeconfigFromREST writes cfg as a kubeconfig with one context, named
 // contextName, whose namespace is namespace. Credentials are carried over as
 // cfg holds them (inline data, file paths, exec plugins).

@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/kloop/kloop/test/sandbox"
+	"github.com/kloop/kloop/test/cluster"
 )
 
 // serviceAccountConfig creates ServiceAccount name in ns and returns a
@@ -75,7 +75,7 @@ func addClaimer(t *testing.T, cs kubernetes.Interface, ns, sa string) {
 // testNamespace is a fresh namespace, deleted when the test ends.
 func testNamespace(t *testing.T, _ kubernetes.Interface) string {
 	t.Helper()
-	return sandbox.New(t).Namespace
+	return cluster.New(t).Namespace
 }
 
 func TestRestrictedServiceAccountCanClaimAndNothingElse(t *testing.T) {

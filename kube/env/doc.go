@@ -52,9 +52,9 @@
 // # Output
 //
 // Result.Write renders the variables as dotenv (KEY="..." with \\, \", \n,
-// \r and \$ escapes; ParseDotenv reads it back), JSON (one flat object in
-// resolution order) or shell (export KEY='...', for `. file` or eval).
-// Every format carries multi-line values and quotes unchanged.
+// \r and \$ escapes, as godotenv and docker compose read them), JSON (one
+// flat object in resolution order) or shell (export KEY='...', for `. file`
+// or eval). Every format carries multi-line values and quotes unchanged.
 //
 // # Secrets
 //

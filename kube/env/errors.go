@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // Sentinel errors. Each typed error below matches its sentinel with
@@ -16,9 +18,17 @@ var (
 	ErrMissingRef        = errors.New("missing referenced object or key")
 )
 
+// badWorkloadError: the workload reference does not parse. Its text is
+// workload.Parse's, which says what to write; it matches ErrBadWorkload.
+type badWorkloadError struct{ err error }
+
+func (e *badWorkloadError) Error() string        { return e.err.Error() }
+func (e *badWorkloadError) Unwrap() error        { return e.err }
+func (e *badWorkloadError) Is(target error) bool { return target == ErrBadWorkload }
+
 // WorkloadNotFoundError: no Deployment or StatefulSet of that name.
 type WorkloadNotFoundError struct {
-	Workload  Workload
+	Workload  workload.Workload
 	Namespace string
 }
 
@@ -31,7 +41,7 @@ func (e *WorkloadNotFoundError) Is(target error) bool { return target == ErrWork
 // ContainerNotFoundError: the workload has no such container (or only the
 // kloop-agent sidecar when none was named).
 type ContainerNotFoundError struct {
-	Workload  Workload
+	Workload  workload.Workload
 	Container string
 	// Available lists the workload's containers.
 	Available []string

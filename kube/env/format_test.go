@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // nasty are values every format must carry unchanged.
@@ -32,7 +34,7 @@ var nasty = []Var{
 }
 
 func nastyResult() *Result {
-	return &Result{Workload: Workload{Deployment, "orders"}, Namespace: "dev", Container: "orders", Vars: slices.Clone(nasty)}
+	return &Result{Workload: workload.Workload{Kind: workload.Deployment, Name: "orders"}, Namespace: "dev", Container: "orders", Vars: slices.Clone(nasty)}
 }
 
 func write(t *testing.T, r *Result, f Format) string {

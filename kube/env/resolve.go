@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // RootVar is the variable that names the directory volumes are
@@ -78,9 +80,9 @@ type File struct {
 
 // Result is a resolved container environment.
 type Result struct {
-	Workload  Workload `json:"workload"`
-	Namespace string   `json:"namespace"`
-	Container string   `json:"container"`
+	Workload  workload.Workload `json:"workload"`
+	Namespace string            `json:"namespace"`
+	Container string            `json:"container"`
 	// Pod is the running pod whose fields fieldRef values came from; empty
 	// when none was running (the pod template was used).
 	Pod string `json:"pod,omitempty"`
@@ -124,13 +126,14 @@ func (r *Result) Environ() []string {
 	return out
 }
 
-// Resolve resolves the environment of a container of workload (deployment/NAME,
-// statefulset/NAME, or NAME for a Deployment) in namespace, and
-// materializes its volumes under opts.Root when set.
-func Resolve(ctx context.Context, client kubernetes.Interface, namespace, workload string, opts Options) (*Result, error) {
-	w, err := ParseWorkload(workload)
+// Resolve resolves the environment of a container of the workload ref
+// (deployment/NAME, statefulset/NAME, NAME for a Deployment, or any other form
+// workload.Parse reads) in namespace, and materializes its volumes under
+// opts.Root when set. A ref that does not parse is an ErrBadWorkload.
+func Resolve(ctx context.Context, client kubernetes.Interface, namespace, ref string, opts Options) (*Result, error) {
+	w, err := workload.Parse(ref)
 	if err != nil {
-		return nil, err
+		return nil, &badWorkloadError{err}
 	}
 	if namespace == "" {
 		return nil, fmt.Errorf("resolve env of %s: no namespace given", w)
@@ -283,7 +286,7 @@ type resolver struct {
 	container *corev1.Container
 	// fromPod: pod identity and status come from a running pod.
 	fromPod  bool
-	workload Workload
+	workload workload.Workload
 	// services are the service link variables (nil without ServiceLinks).
 	services map[string]string
 	// node is read lazily, for resource limits defaulted to allocatable.

@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // These tables test resolution against in-memory objects (no clientset,
@@ -95,7 +97,7 @@ func runningPod(c ...corev1.Container) *corev1.Pod {
 }
 
 func newTestResolver(pod *corev1.Pod, fromPod bool) *resolver {
-	return &resolver{src: testObjects, pod: pod, container: &pod.Spec.Containers[0], fromPod: fromPod, workload: Workload{Deployment, "orders"}}
+	return &resolver{src: testObjects, pod: pod, container: &pod.Spec.Containers[0], fromPod: fromPod, workload: workload.Workload{Kind: workload.Deployment, Name: "orders"}}
 }
 
 func valueEnv(name, value string) corev1.EnvVar { return corev1.EnvVar{Name: name, Value: value} }
@@ -331,7 +333,7 @@ func TestFieldRefsFromRunningPod(t *testing.T) {
 }
 
 func TestFieldRefsWithoutRunningPodWarn(t *testing.T) {
-	tmpl := &target{workload: Workload{Deployment, "orders"}, namespace: "dev", template: corev1.PodTemplateSpec{
+	tmpl := &target{workload: workload.Workload{Kind: workload.Deployment, Name: "orders"}, namespace: "dev", template: corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "orders"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Env: []corev1.EnvVar{
 			fieldEnv("NAME", "metadata.name"), fieldEnv("NS", "metadata.namespace"), fieldEnv("APP", "metadata.labels['app']"),
@@ -417,25 +419,21 @@ func TestResourceFieldRefs(t *testing.T) {
 	}
 }
 
-func TestParseWorkload(t *testing.T) {
-	for in, want := range map[string]Workload{
-		"orders": {Deployment, "orders"}, "deployment/orders": {Deployment, "orders"}, "deploy/orders": {Deployment, "orders"},
-		"Deployments.apps/orders": {Deployment, "orders"}, "statefulset/db": {StatefulSet, "db"}, "sts/db": {StatefulSet, "db"},
-	} {
-		got, err := ParseWorkload(in)
-		if err != nil || got != want {
-			t.Errorf("ParseWorkload(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"daemonset/x", "", "deployment/", "deployment/Bad_Name", "pod/x"} {
-		if _, err := ParseWorkload(in); !errors.Is(err, ErrBadWorkload) {
-			t.Errorf("ParseWorkload(%q): err = %v, want ErrBadWorkload", in, err)
+// Resolve reads its reference with workload.Parse and reports what does not
+// parse as ErrBadWorkload, in workload.Parse's words, before it asks the
+// cluster anything (the client here is nil).
+func TestResolveBadWorkload(t *testing.T) {
+	for _, in := range []string{"daemonset/x", "", "deployment/", "deployment/Bad_Name", "pod/x", "DEPLOY/x", "deployments.extensions/x"} {
+		_, err := Resolve(context.Background(), nil, "dev", in, Options{})
+		_, perr := workload.Parse(in)
+		if !errors.Is(err, ErrBadWorkload) || perr == nil || err.Error() != perr.Error() {
+			t.Errorf("Resolve(%q): err = %v, want ErrBadWorkload saying %v", in, err, perr)
 		}
 	}
 }
 
 func TestChooseContainer(t *testing.T) {
-	tg := &target{workload: Workload{Deployment, "orders"}, template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+	tg := &target{workload: workload.Workload{Kind: workload.Deployment, Name: "orders"}, template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 		Containers: []corev1.Container{{Name: AgentContainer}, {Name: "orders"}, {Name: "side"}}}}}
 	if i, err := chooseContainer(tg, ""); err != nil || i != 1 {
 		t.Errorf("default container: %d, %v; want 1 (the first that is not the agent)", i, err)
@@ -482,7 +480,7 @@ func TestPickPod(t *testing.T) {
 		}
 		return p
 	}
-	w := Workload{Deployment, "orders"}
+	w := workload.Workload{Kind: workload.Deployment, Name: "orders"}
 	for _, tc := range []struct {
 		name string
 		pods []corev1.Pod

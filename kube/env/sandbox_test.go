@@ -19,13 +19,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/kloop/kloop/test/sandbox"
+	"github.com/kloop/kloop/kube/workload"
+	"github.com/kloop/kloop/test/cluster"
 )
 
 // The tests below run against the real apiserver of the sandbox cluster
 // (kwok runs the pods: they are Running, with IPs and a node).
 
-func TestMain(m *testing.M) { sandbox.Main(m) }
+func TestMain(m *testing.M) { cluster.Main(m) }
 
 const (
 	ordersManifest = "../../test/testdata/orders.yaml"
@@ -50,7 +51,7 @@ func mustGet(t *testing.T, r *Result, name string) string {
 }
 
 func TestSandboxOrdersSample(t *testing.T) {
-	e := sandbox.New(t)
+	e := cluster.New(t)
 	e.Apply(t, ordersManifest, usersManifest)
 	pods := e.WaitPodsRunning(t, "app=orders", 2)
 	root := filepath.Join(t.TempDir(), "root")
@@ -59,7 +60,7 @@ func TestSandboxOrdersSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Container != "orders" || res.Workload != (Workload{Deployment, "orders"}) || res.Namespace != e.Namespace {
+	if res.Container != "orders" || res.Workload != (workload.Workload{Kind: workload.Deployment, Name: "orders"}) || res.Namespace != e.Namespace {
 		t.Errorf("result identity: %+v", res)
 	}
 	wantOrder := []string{"GREETING", "USERS_URL", "POD_NAME", "POD_NAMESPACE", "API_TOKEN", "CONFIG_DIR", "CATALOG_FILE", "HTTP_ADDR", "ADMIN_ADDR", RootVar}
@@ -356,7 +357,7 @@ spec:
 `
 
 func TestSandboxEveryValueFromKindAndMultilineSecret(t *testing.T) {
-	e := sandbox.New(t)
+	e := cluster.New(t)
 	ctx := t.Context()
 	if _, err := e.Client.CoreV1().Secrets(e.Namespace).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "multiline"},
@@ -486,7 +487,7 @@ spec:
 `
 
 func TestSandboxStatefulSetAndNamedContainer(t *testing.T) {
-	e := sandbox.New(t)
+	e := cluster.New(t)
 	if err := e.ApplyYAML(t.Context(), []byte(statefulSetManifest)); err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +509,7 @@ func TestSandboxStatefulSetAndNamedContainer(t *testing.T) {
 }
 
 func TestSandboxNoRunningPodUsesTemplate(t *testing.T) {
-	e := sandbox.New(t)
+	e := cluster.New(t)
 	manifest := strings.Replace(statefulSetManifest, "replicas: 1", "replicas: 0", 1)
 	manifest = strings.Replace(manifest, "kind: StatefulSet", "kind: Deployment", 1)
 	manifest = strings.Replace(manifest, "  serviceName: db\n", "", 1)
@@ -528,7 +529,7 @@ func TestSandboxNoRunningPodUsesTemplate(t *testing.T) {
 }
 
 func TestSandboxErrors(t *testing.T) {
-	e := sandbox.New(t)
+	e := cluster.New(t)
 	e.Apply(t, ordersManifest)
 	ctx := t.Context()
 	for _, tc := range []struct {
@@ -539,7 +540,7 @@ func TestSandboxErrors(t *testing.T) {
 		{"no deployment", "nope", "", ErrWorkloadNotFound, `deployment/nope not found in namespace "` + e.Namespace + `"`},
 		{"no statefulset", "statefulset/orders", "", ErrWorkloadNotFound, `statefulset/orders not found in namespace "` + e.Namespace + `"`},
 		{"no container", "deployment/orders", "sidecar", ErrContainerNotFound, `deployment/orders has no container "sidecar" (containers: orders)`},
-		{"bad reference", "daemonset/orders", "", ErrBadWorkload, `kind "daemonset" is not supported`},
+		{"bad reference", "daemonset/orders", "", ErrBadWorkload, `workload "daemonset/orders": kind must be deployment or statefulset`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Resolve(ctx, e.Client, e.Namespace, tc.workload, Options{Container: tc.container})
@@ -573,7 +574,7 @@ func TestSandboxErrors(t *testing.T) {
 
 // serviceAccountClient authenticates as a new ServiceAccount bound to a
 // Role with rules, and nothing else.
-func serviceAccountClient(t *testing.T, e *sandbox.Env, name string, rules []rbacv1.PolicyRule) kubernetes.Interface {
+func serviceAccountClient(t *testing.T, e *cluster.Env, name string, rules []rbacv1.PolicyRule) kubernetes.Interface {
 	t.Helper()
 	ctx := t.Context()
 	cs := e.Client
@@ -606,7 +607,7 @@ func serviceAccountClient(t *testing.T, e *sandbox.Env, name string, rules []rba
 }
 
 func TestSandboxRBAC(t *testing.T) {
-	e := sandbox.New(t)
+	e := cluster.New(t)
 	e.Apply(t, ordersManifest)
 	e.WaitPodsRunning(t, "app=orders", 1)
 	ctx := t.Context()

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // rootMarker marks a directory as a KLOOP_ROOT that kloop may empty.
@@ -378,7 +380,7 @@ func volumeKind(v *corev1.Volume) string {
 // place: $XDG_RUNTIME_DIR/kloop/root/NAMESPACE/KIND-NAME (a private tmpfs
 // on most Linux desktops, so secrets do not reach the disk), else the
 // user cache directory's kloop/root/NAMESPACE/KIND-NAME.
-func DefaultRoot(namespace string, w Workload) (string, error) {
+func DefaultRoot(namespace string, w workload.Workload) (string, error) {
 	base := os.Getenv("XDG_RUNTIME_DIR")
 	if base == "" {
 		dir, err := os.UserCacheDir()

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 func keyItems(pairs ...string) []corev1.KeyToPath {
@@ -226,13 +228,13 @@ func TestLocalMode(t *testing.T) {
 
 func TestDefaultRoot(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
-	got, err := DefaultRoot("dev", Workload{StatefulSet, "db"})
+	got, err := DefaultRoot("dev", workload.Workload{Kind: workload.StatefulSet, Name: "db"})
 	if err != nil || got != "/run/user/1000/kloop/root/dev/statefulset-db" {
 		t.Errorf("DefaultRoot = %q, %v", got, err)
 	}
 	t.Setenv("XDG_RUNTIME_DIR", "")
 	t.Setenv("XDG_CACHE_HOME", "/home/me/.cache")
-	if got, err := DefaultRoot("../x", Workload{Deployment, "orders"}); err != nil || got != "/home/me/.cache/kloop/root/x/deployment-orders" {
+	if got, err := DefaultRoot("../x", workload.Workload{Kind: workload.Deployment, Name: "orders"}); err != nil || got != "/home/me/.cache/kloop/root/x/deployment-orders" {
 		t.Errorf("DefaultRoot = %q, %v", got, err)
 	}
 }

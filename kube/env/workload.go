@@ -4,84 +4,40 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // AgentContainer is the name of kloop's traffic-agent sidecar, never the
 // default container.
 const AgentContainer = "kloop-agent"
 
-// Kind is the kind of a workload.
-type Kind string
-
-// The workload kinds Resolve reads.
-const (
-	Deployment  Kind = "deployment"
-	StatefulSet Kind = "statefulset"
-)
-
-// Workload names a Deployment or a StatefulSet.
-type Workload struct {
-	Kind Kind   `json:"kind"`
-	Name string `json:"name"`
-}
-
-func (w Workload) String() string { return string(w.Kind) + "/" + w.Name }
-
-// ParseWorkload parses deployment/NAME, statefulset/NAME (also deploy,
-// deployments, deployment.apps, sts, statefulsets, statefulset.apps) or a
-// bare NAME, which means a Deployment.
-func ParseWorkload(ref string) (Workload, error) {
-	kind, name, ok := strings.Cut(ref, "/")
-	if !ok {
-		kind, name = "deployment", ref
-	}
-	var w Workload
-	switch strings.ToLower(kind) {
-	case "deployment", "deployments", "deploy", "deployment.apps", "deployments.apps":
-		w.Kind = Deployment
-	case "statefulset", "statefulsets", "sts", "statefulset.apps", "statefulsets.apps":
-		w.Kind = StatefulSet
-	default:
-		return w, fmt.Errorf("%w %q: kind %q is not supported (use deployment/NAME or statefulset/NAME)", ErrBadWorkload, ref, kind)
-	}
-	if errs := validation.IsDNS1123Subdomain(name); len(errs) != 0 {
-		return w, fmt.Errorf("%w %q: name %q: %s", ErrBadWorkload, ref, name, strings.Join(errs, "; "))
-	}
-	w.Name = name
-	return w, nil
-}
-
 // target is what resolution works on: the workload's pod template, and a
 // pod of it when one runs.
 type target struct {
-	workload  Workload
+	workload  workload.Workload
 	namespace string
 	template  corev1.PodTemplateSpec
 	selector  *metav1.LabelSelector
 }
 
-func getWorkload(ctx context.Context, client kubernetes.Interface, ns string, w Workload) (*target, error) {
+func getWorkload(ctx context.Context, client kubernetes.Interface, ns string, w workload.Workload) (*target, error) {
 	t := &target{workload: w, namespace: ns}
 	var err error
-	var resource string
 	switch w.Kind {
-	case Deployment:
-		resource = "deployments.apps"
+	case workload.Deployment:
 		var d *appsv1.Deployment
 		d, err = client.AppsV1().Deployments(ns).Get(ctx, w.Name, metav1.GetOptions{})
 		if err == nil {
 			t.template, t.selector = d.Spec.Template, d.Spec.Selector
 		}
-	case StatefulSet:
-		resource = "statefulsets.apps"
+	case workload.StatefulSet:
 		var s *appsv1.StatefulSet
 		s, err = client.AppsV1().StatefulSets(ns).Get(ctx, w.Name, metav1.GetOptions{})
 		if err == nil {
@@ -96,7 +52,7 @@ func getWorkload(ctx context.Context, client kubernetes.Interface, ns string, w 
 	case apierrors.IsNotFound(err):
 		return nil, &WorkloadNotFoundError{Workload: w, Namespace: ns}
 	case apierrors.IsForbidden(err):
-		return nil, &ForbiddenError{Verb: "get", Resource: resource, Name: w.Name, Namespace: ns, Err: err}
+		return nil, &ForbiddenError{Verb: "get", Resource: w.Kind.Resource(), Name: w.Name, Namespace: ns, Err: err}
 	default:
 		return nil, fmt.Errorf("get %s in namespace %q: %w", w, ns, err)
 	}
@@ -137,7 +93,7 @@ func findPod(ctx context.Context, client kubernetes.Interface, t *target, contai
 // pickPod chooses among pods: Running, not being deleted, controlled by
 // the workload, with the container; ready before not ready, then newest,
 // then by name. Nil when none qualifies.
-func pickPod(items []corev1.Pod, w Workload, container string) *corev1.Pod {
+func pickPod(items []corev1.Pod, w workload.Workload, container string) *corev1.Pod {
 	var pods []*corev1.Pod
 	for i := range items {
 		p := &items[i]
@@ -162,18 +118,18 @@ func pickPod(items []corev1.Pod, w Workload, container string) *corev1.Pod {
 	return pods[0]
 }
 
-func ownedBy(p *corev1.Pod, w Workload) bool {
+func ownedBy(p *corev1.Pod, w workload.Workload) bool {
 	ref := metav1.GetControllerOf(p)
 	if ref == nil {
 		return false
 	}
 	switch w.Kind {
-	case Deployment:
+	case workload.Deployment:
 		// The Deployment's ReplicaSets are NAME-HASH, HASH the pod's pod-template-hash.
 		hash := p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
 		return ref.Kind == "ReplicaSet" && hash != "" && ref.Name == w.Name+"-"+hash
-	case StatefulSet:
-		return ref.Kind == "StatefulSet" && ref.Name == w.Name
+	case workload.StatefulSet:
+		return ref.Kind == workload.StatefulSet.Title() && ref.Name == w.Name
 	}
 	return false
 }

@@ -56,7 +56,7 @@
 //	}, intercept.Spec{Workload: w, Ports: []string{"8080"}, Header: h, Holder: "alice@laptop"})
 //	ic.Tunnels().Pods()        // per-pod tunnel state for kloop/status
 //	ic.Tunnels().Stats(ctx)    // requests to the laptop and to the app
-//	ic.Tunnels().DialCluster   // outbound, for agent/proxy
+//	ic.Tunnels().DialCluster   // outbound, for kube/intercept/proxy
 //	ic.Close()                 // daemon exit: tunnels end, agent stays (re-adoptable)
 //	ic.Leave(ctx)              // kloop leave: exact restore
 //	intercept.LeaveAll(ctx, client, ns, "", report) // kloop leave --all

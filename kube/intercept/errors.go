@@ -7,6 +7,8 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // Sentinel errors. Each error this package returns for one of these
@@ -26,7 +28,7 @@ var (
 
 // NoWorkloadError: the workload does not exist in the namespace.
 type NoWorkloadError struct {
-	Workload  Workload
+	Workload  workload.Workload
 	Namespace string
 	// Available lists the workloads of that kind in the namespace.
 	Available []string
@@ -35,7 +37,7 @@ type NoWorkloadError struct {
 func (e *NoWorkloadError) Error() string {
 	msg := fmt.Sprintf("%s not found in namespace %s", e.Workload, e.Namespace)
 	if len(e.Available) == 0 {
-		return msg + fmt.Sprintf("; the namespace has no %ss", e.Workload.Kind.lower())
+		return msg + fmt.Sprintf("; the namespace has no %ss", e.Workload.Kind)
 	}
 	return msg + "; it has " + strings.Join(e.Available, ", ")
 }
@@ -44,7 +46,7 @@ func (e *NoWorkloadError) Is(target error) bool { return target == ErrNoWorkload
 
 // NoPortError: the port asked for is not a port of the container.
 type NoPortError struct {
-	Workload  Workload
+	Workload  workload.Workload
 	Container string
 	Port      string
 	// Available lists the container's ports as NAME PORT/PROTO.
@@ -68,7 +70,7 @@ func (e *NoPortError) Is(target error) bool { return target == ErrNoPort }
 // NoServiceError: no Service sends traffic to the intercepted ports, so the
 // intercept would receive nothing.
 type NoServiceError struct {
-	Workload  Workload
+	Workload  workload.Workload
 	Namespace string
 	Ports     []int
 }
@@ -85,7 +87,7 @@ func (e *NoServiceError) Is(target error) bool { return target == ErrNoService }
 type SelectorError struct {
 	Service   string
 	Selector  string
-	Workload  Workload
+	Workload  workload.Workload
 	PodLabels string
 	// Pods is how many pods of the namespace the selector matches.
 	Pods int
@@ -100,7 +102,7 @@ func (e *SelectorError) Is(target error) bool { return target == ErrSelectorNoPo
 
 // PodNotReadyError: the rollout with (or without) the agent did not finish.
 type PodNotReadyError struct {
-	Workload Workload
+	Workload workload.Workload
 	Waited   time.Duration
 	// Pods describes each pod that is not ready and why.
 	Pods []string
@@ -127,7 +129,7 @@ func (e *PodNotReadyError) Is(target error) bool { return target == ErrPodNotRea
 
 // InterceptedError: the workload is already intercepted by another holder.
 type InterceptedError struct {
-	Workload Workload
+	Workload workload.Workload
 	Holder   string
 	Since    time.Time
 	Header   string

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/kube/intercept"
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // A client with a forged token is refused by the agent, and the real
@@ -264,9 +265,9 @@ func TestClearErrors(t *testing.T) {
 	}
 
 	t.Run("no such workload", func(t *testing.T) {
-		err := inject(intercept.Spec{Workload: intercept.Workload{Kind: intercept.Deployment, Name: "ordrs"}})
+		err := inject(intercept.Spec{Workload: workload.Workload{Kind: workload.Deployment, Name: "ordrs"}})
 		wantErr(t, err, intercept.ErrNoWorkload, "deployment/ordrs not found", "deployment/orders")
-		err = inject(intercept.Spec{Workload: intercept.Workload{Kind: intercept.StatefulSet, Name: "orders"}})
+		err = inject(intercept.Spec{Workload: workload.Workload{Kind: workload.StatefulSet, Name: "orders"}})
 		wantErr(t, err, intercept.ErrNoWorkload, "statefulset/orders")
 	})
 	t.Run("no such port", func(t *testing.T) {
@@ -283,11 +284,11 @@ func TestClearErrors(t *testing.T) {
 		}
 	})
 	t.Run("service selector matches no pod", func(t *testing.T) {
-		err := inject(intercept.Spec{Workload: intercept.Workload{Kind: intercept.Deployment, Name: "lonely"}})
+		err := inject(intercept.Spec{Workload: workload.Workload{Kind: workload.Deployment, Name: "lonely"}})
 		wantErr(t, err, intercept.ErrSelectorNoPod, "Service lonely", "app=lonly", "app=lonely")
 	})
 	t.Run("no service", func(t *testing.T) {
-		err := inject(intercept.Spec{Workload: intercept.Workload{Kind: intercept.Deployment, Name: "unserved"}})
+		err := inject(intercept.Spec{Workload: workload.Workload{Kind: workload.Deployment, Name: "unserved"}})
 		wantErr(t, err, intercept.ErrNoService, "deployment/unserved", "8080")
 	})
 	t.Run("pod never ready", func(t *testing.T) {
@@ -295,7 +296,7 @@ func TestClearErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = inject(intercept.Spec{Workload: intercept.Workload{Kind: intercept.Deployment, Name: "stuck"}, RolloutTimeout: 3 * time.Second})
+		err = inject(intercept.Spec{Workload: workload.Workload{Kind: workload.Deployment, Name: "stuck"}, RolloutTimeout: 3 * time.Second})
 		wantErr(t, err, intercept.ErrPodNotReady, "deployment/stuck", "not scheduled", "restored")
 		d1, err := f.env.Client.AppsV1().Deployments(f.env.Namespace).Get(context.Background(), "stuck", metav1.GetOptions{})
 		if err != nil {

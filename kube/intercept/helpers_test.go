@@ -21,29 +21,30 @@ import (
 
 	"github.com/kloop/kloop/kube/intercept"
 	"github.com/kloop/kloop/kube/portforward"
-	"github.com/kloop/kloop/test/sandbox"
+	"github.com/kloop/kloop/kube/workload"
+	"github.com/kloop/kloop/test/cluster"
 )
 
-func TestMain(m *testing.M) { sandbox.Main(m) }
+func TestMain(m *testing.M) { cluster.Main(m) }
 
 const (
 	usersManifest  = "../../test/testdata/users.yaml"
 	ordersManifest = "../../test/testdata/orders.yaml"
 )
 
-var orders = intercept.Workload{Kind: intercept.Deployment, Name: "orders"}
+var orders = workload.Workload{Kind: workload.Deployment, Name: "orders"}
 
 // fixture is a namespace with users and orders running as stand-ins.
 type fixture struct {
-	env *sandbox.Env
-	si  *sandbox.StandIns
+	env *cluster.Env
+	si  *cluster.StandIns
 	pf  *portforward.Dialer
 }
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	env := sandbox.New(t)
-	si := env.StartStandIns(t, sandbox.DefaultImages())
+	env := cluster.New(t)
+	si := env.StartStandIns(t, cluster.DefaultImages())
 	env.Apply(t, usersManifest, ordersManifest)
 	for _, pod := range env.WaitPodsRunning(t, "app=orders", 2) {
 		si.Wait(t, pod.Name, "orders")
@@ -100,7 +101,7 @@ func (f *fixture) get(t testing.TB, pod string, port int, path string, header ..
 			return f.pf.Dial(ctx, f.env.Namespace, pod, port)
 		},
 	}}
-	deadline := time.Now().Add(sandbox.WaitTimeout)
+	deadline := time.Now().Add(cluster.WaitTimeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+pod+path, nil)
@@ -159,7 +160,7 @@ func (f *fixture) getService(t testing.TB, svc string, port int, path string, he
 // readyPod waits for a ready, not terminating pod matching selector.
 func (f *fixture) readyPod(t testing.TB, selector string) corev1.Pod {
 	t.Helper()
-	deadline := time.Now().Add(sandbox.WaitTimeout)
+	deadline := time.Now().Add(cluster.WaitTimeout)
 	for time.Now().Before(deadline) {
 		pods, err := f.env.Client.CoreV1().Pods(f.env.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
 		if err == nil {
@@ -207,7 +208,7 @@ func (f *fixture) snapshot(t testing.TB) snapshot {
 // waitFor polls cond until it holds or the harness's wait runs out.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(sandbox.WaitTimeout)
+	deadline := time.Now().Add(cluster.WaitTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("gave up waiting: %s", what)

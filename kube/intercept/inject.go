@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/kloop/kloop/agent/tunnel"
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // Version is the agent image tag DefaultImage uses.
@@ -42,7 +43,7 @@ const firstAgentPort = 7651
 
 // Spec says what to intercept.
 type Spec struct {
-	Workload Workload
+	Workload workload.Workload
 	// Container is the app container; empty picks the one that has Ports
 	// (or the first container with ports).
 	Container string
@@ -558,11 +559,11 @@ func injectAgent(tmpl *corev1.PodTemplateSpec, rec Record) {
 
 // secretName is unique per intercept, so a racing intercept of the same
 // workload never touches another's Secret.
-func secretName(w Workload, id string) string {
-	return "kloop-" + strings.ToLower(string(w.Kind[0])) + "-" + w.Name + "-" + id
+func secretName(w workload.Workload, id string) string {
+	return "kloop-" + string(w.Kind[0]) + "-" + w.Name + "-" + id
 }
 
-func secretLabel(w Workload) string { return w.Kind.lower() + "." + w.Name }
+func secretLabel(w workload.Workload) string { return string(w.Kind) + "." + w.Name }
 
 func (in *Injector) createSecret(ctx context.Context, obj *object, rec Record, token string) error {
 	m := obj.meta()
@@ -574,7 +575,7 @@ func (in *Injector) createSecret(ctx context.Context, obj *object, rec Record, t
 			Annotations: map[string]string{"kloop.dev/holder": rec.Holder},
 			// Garbage-collected with the workload.
 			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: "apps/v1", Kind: string(obj.w.Kind), Name: m.Name, UID: m.UID, Controller: &isController,
+				APIVersion: "apps/v1", Kind: obj.w.Kind.Title(), Name: m.Name, UID: m.UID, Controller: &isController,
 			}},
 		},
 		Type: corev1.SecretTypeOpaque,
@@ -585,7 +586,7 @@ func (in *Injector) createSecret(ctx context.Context, obj *object, rec Record, t
 }
 
 // deleteSecretsOf deletes every token Secret of w's intercepts.
-func (in *Injector) deleteSecretsOf(ctx context.Context, w Workload) error {
+func (in *Injector) deleteSecretsOf(ctx context.Context, w workload.Workload) error {
 	secs, err := in.Client.CoreV1().Secrets(in.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelIntercept + "=" + secretLabel(w)})
 	if err != nil {
 		return apiErr(err, "list", "secrets", in.Namespace)
@@ -614,7 +615,7 @@ type services struct {
 
 // servicesFor finds the Services that select the workload's pods and
 // target the ports.
-func (in *Injector) servicesFor(ctx context.Context, w Workload, tmpl *corev1.PodTemplateSpec, ctr *corev1.Container, ports []PortRecord, anyPort bool) (*services, error) {
+func (in *Injector) servicesFor(ctx context.Context, w workload.Workload, tmpl *corev1.PodTemplateSpec, ctr *corev1.Container, ports []PortRecord, anyPort bool) (*services, error) {
 	list, err := in.Client.CoreV1().Services(in.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, apiErr(err, "list", "services", in.Namespace)
@@ -733,7 +734,7 @@ func targetedPort(sp corev1.ServicePort, ctr *corev1.Container, ports []PortReco
 // pointServices sets the targetPort of every Service port that reaches an
 // intercepted port to the agent's port, keeping the original ports in an
 // annotation. Services already pointed (by an earlier run) are left as is.
-func (in *Injector) pointServices(ctx context.Context, w Workload, rec Record) error {
+func (in *Injector) pointServices(ctx context.Context, w workload.Workload, rec Record) error {
 	svcs := in.Client.CoreV1().Services(in.Namespace)
 	for _, name := range rec.Services {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -777,7 +778,7 @@ func (in *Injector) pointServices(ctx context.Context, w Workload, rec Record) e
 
 // restoreServices puts back the ports of every Service kloop changed for w
 // (every workload when w is nil).
-func (in *Injector) restoreServices(ctx context.Context, w *Workload) error {
+func (in *Injector) restoreServices(ctx context.Context, w *workload.Workload) error {
 	svcs := in.Client.CoreV1().Services(in.Namespace)
 	list, err := svcs.List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -830,7 +831,7 @@ func (in *Injector) restoreServices(ctx context.Context, w *Workload) error {
 // restored exactly, the token Secret is deleted, and it waits for the
 // rollout. Another holder's intercept is refused unless holder is "". If w
 // was deleted meanwhile, its Services and Secret are still cleaned up.
-func (in *Injector) Leave(ctx context.Context, w Workload, holder string, timeout time.Duration) error {
+func (in *Injector) Leave(ctx context.Context, w workload.Workload, holder string, timeout time.Duration) error {
 	obj, err := getObject(ctx, in.Client, in.Namespace, w)
 	if errors.Is(err, ErrNoWorkload) {
 		// Deleted meanwhile: put back its Services, drop its Secret.
@@ -860,7 +861,7 @@ func (in *Injector) Leave(ctx context.Context, w Workload, holder string, timeou
 
 // restore undoes an intercept from the annotations alone: Services first
 // (the agent still forwards to the app meanwhile), then the template.
-func (in *Injector) restore(ctx context.Context, w Workload, timeout time.Duration, wait bool) error {
+func (in *Injector) restore(ctx context.Context, w workload.Workload, timeout time.Duration, wait bool) error {
 	in.Progress.report("restore", fmt.Sprintf("restoring %s", w), 0, 0)
 	if err := in.restoreServices(ctx, &w); err != nil {
 		return err
@@ -909,7 +910,7 @@ func (in *Injector) restore(ctx context.Context, w Workload, timeout time.Durati
 // intercept (only holder's when holder is not ""), every Service pointed at
 // an agent, and deletes leftover token Secrets, from the cluster's
 // annotations alone. It returns the workloads it restored.
-func (in *Injector) LeaveAll(ctx context.Context, holder string, timeout time.Duration) ([]Workload, error) {
+func (in *Injector) LeaveAll(ctx context.Context, holder string, timeout time.Duration) ([]workload.Workload, error) {
 	recs, err := in.List(ctx)
 	if err != nil {
 		return nil, err
@@ -917,7 +918,7 @@ func (in *Injector) LeaveAll(ctx context.Context, holder string, timeout time.Du
 	if timeout == 0 {
 		timeout = DefaultRolloutTimeout
 	}
-	var done []Workload
+	var done []workload.Workload
 	var errs []error
 	for _, r := range recs {
 		if holder != "" && r.Record.Holder != holder {
@@ -955,7 +956,7 @@ func (in *Injector) LeaveAll(ctx context.Context, holder string, timeout time.Du
 
 // Listed is an intercept found in the cluster.
 type Listed struct {
-	Workload Workload
+	Workload workload.Workload
 	Record   Record
 }
 
@@ -968,9 +969,9 @@ func (in *Injector) List(ctx context.Context) ([]Listed, error) {
 	}
 	for _, d := range deps.Items {
 		if rec, err := readRecord(d.Annotations); err == nil && rec != nil {
-			out = append(out, Listed{Workload{Deployment, d.Name}, *rec})
+			out = append(out, Listed{workload.Workload{Kind: workload.Deployment, Name: d.Name}, *rec})
 		} else if _, ok := d.Annotations[AnnotationOriginalTemplate]; ok {
-			out = append(out, Listed{Workload: Workload{Deployment, d.Name}})
+			out = append(out, Listed{Workload: workload.Workload{Kind: workload.Deployment, Name: d.Name}})
 		}
 	}
 	sts, err := in.Client.AppsV1().StatefulSets(in.Namespace).List(ctx, metav1.ListOptions{})
@@ -979,9 +980,9 @@ func (in *Injector) List(ctx context.Context) ([]Listed, error) {
 	}
 	for _, s := range sts.Items {
 		if rec, err := readRecord(s.Annotations); err == nil && rec != nil {
-			out = append(out, Listed{Workload{StatefulSet, s.Name}, *rec})
+			out = append(out, Listed{workload.Workload{Kind: workload.StatefulSet, Name: s.Name}, *rec})
 		} else if _, ok := s.Annotations[AnnotationOriginalTemplate]; ok {
-			out = append(out, Listed{Workload: Workload{StatefulSet, s.Name}})
+			out = append(out, Listed{Workload: workload.Workload{Kind: workload.StatefulSet, Name: s.Name}})
 		}
 	}
 	return out, nil

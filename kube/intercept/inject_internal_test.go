@@ -9,24 +9,26 @@ import (
 
 	"github.com/kloop/kloop/agent"
 	"github.com/kloop/kloop/agent/tunnel"
+	"github.com/kloop/kloop/kube/workload"
 )
 
-func TestParseWorkload(t *testing.T) {
-	for in, want := range map[string]Workload{
-		"orders":             {Deployment, "orders"},
-		"deployment/orders":  {Deployment, "orders"},
-		"deploy/orders":      {Deployment, "orders"},
-		"statefulset/ledger": {StatefulSet, "ledger"},
-		"sts/ledger":         {StatefulSet, "ledger"},
+// What an intercept writes to the cluster names the workload as it did
+// before the kinds became workload.Kind: the Secret's label and name in
+// lowercase, the owner reference with the API kind.
+func TestWorkloadNamesInTheCluster(t *testing.T) {
+	d := workload.Workload{Kind: workload.Deployment, Name: "orders"}
+	s := workload.Workload{Kind: workload.StatefulSet, Name: "ledger"}
+	for got, want := range map[string]string{
+		secretLabel(d):      "deployment.orders",
+		secretLabel(s):      "statefulset.ledger",
+		secretName(d, "x1"): "kloop-d-orders-x1",
+		secretName(s, "x1"): "kloop-s-ledger-x1",
+		d.Kind.Title():      "Deployment",
+		s.Kind.Title():      "StatefulSet",
+		d.Kind.Plural():     "deployments",
 	} {
-		got, err := ParseWorkload(in)
-		if err != nil || got != want {
-			t.Errorf("ParseWorkload(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"daemonset/x", "deployment/", "a/b/c", ""} {
-		if _, err := ParseWorkload(bad); err == nil {
-			t.Errorf("ParseWorkload(%q) accepted", bad)
+		if got != want {
+			t.Errorf("got %q, want %q", got, want)
 		}
 	}
 }
@@ -39,7 +41,7 @@ func TestInjectedAgentMatchesTheAgentsFlags(t *testing.T) {
 		Name: "app", Image: "app",
 		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {Name: "tcp-db", ContainerPort: 7651}, {Name: "metrics", ContainerPort: 9090}},
 	}}}}
-	spec := Spec{Workload: Workload{Deployment, "app"}}
+	spec := Spec{Workload: workload.Workload{Kind: workload.Deployment, Name: "app"}}
 	ctr, ports, err := choosePorts(spec, tmpl)
 	if err != nil || ctr.Name != "app" || len(ports) != 3 {
 		t.Fatalf("choosePorts: %v %v %v", ctr, ports, err)

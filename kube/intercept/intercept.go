@@ -13,6 +13,7 @@ import (
 
 	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/kube/portforward"
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // Config is where and how to intercept.
@@ -115,7 +116,7 @@ func Start(ctx context.Context, cfg Config, spec Spec) (*Intercept, error) {
 func (i *Intercept) Record() Record { return i.res.Record }
 
 // Workload is the intercepted workload.
-func (i *Intercept) Workload() Workload { return i.spec.Workload }
+func (i *Intercept) Workload() workload.Workload { return i.spec.Workload }
 
 // Adopted reports that Start reused the holder's existing intercept.
 func (i *Intercept) Adopted() bool { return i.res.Adopted }
@@ -141,7 +142,7 @@ func (i *Intercept) Leave(ctx context.Context) error {
 // LeaveAll restores every intercepted workload of namespace from the
 // cluster's annotations alone (only holder's, unless holder is ""), for
 // `kloop leave --all` and for releasing a claim.
-func LeaveAll(ctx context.Context, cs kubernetes.Interface, namespace, holder string, progress ProgressFunc) ([]Workload, error) {
+func LeaveAll(ctx context.Context, cs kubernetes.Interface, namespace, holder string, progress ProgressFunc) ([]workload.Workload, error) {
 	inj := &Injector{Client: cs, Namespace: namespace, Progress: progress}
 	return inj.LeaveAll(ctx, holder, DefaultRolloutTimeout)
 }

@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kloop/kloop/kube/intercept"
+	"github.com/kloop/kloop/kube/workload"
 )
 
 const secure = `
@@ -52,7 +53,7 @@ func TestInterceptUnderRestrictedPodSecurity(t *testing.T) {
 	}
 	f.si.Wait(t, f.env.WaitPodsRunning(t, "app=secure", 1)[0].Name, "users")
 	ic, err := intercept.Start(ctx, f.config(newLaptop(t), t), intercept.Spec{
-		Workload: intercept.Workload{Kind: intercept.Deployment, Name: "secure"}, Holder: "alice@laptop",
+		Workload: workload.Workload{Kind: workload.Deployment, Name: "secure"}, Holder: "alice@laptop",
 	})
 	if err != nil {
 		t.Fatalf("intercept in a restricted namespace: %v", err)

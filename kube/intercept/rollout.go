@@ -10,12 +10,14 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // waitRollout waits until every replica of w runs the current template and
 // is ready, reporting progress; after timeout it fails with the pods that
 // are not ready and why.
-func (in *Injector) waitRollout(ctx context.Context, w Workload, timeout time.Duration) error {
+func (in *Injector) waitRollout(ctx context.Context, w workload.Workload, timeout time.Duration) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

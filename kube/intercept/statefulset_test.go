@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kloop/kloop/kube/intercept"
+	"github.com/kloop/kloop/kube/workload"
 )
 
 const ledger = `
@@ -58,7 +59,7 @@ func TestStatefulSetIntercept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := intercept.ParseWorkload("sts/ledger")
+	w, err := workload.Parse("sts/ledger")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -369,7 +369,7 @@ func (t *Tunnels) clients() []*tunnel.Client {
 }
 
 // DialCluster connects to addr from inside one of the pods (the first
-// connected), for the outbound proxy (agent/proxy).
+// connected), for the outbound proxy (kube/intercept/proxy).
 func (t *Tunnels) DialCluster(ctx context.Context, network, addr string) (net.Conn, error) {
 	var last error = errors.New("no tunnel to any pod is up")
 	for _, c := range t.clients() {

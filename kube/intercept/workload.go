@@ -3,7 +3,6 @@ package intercept
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -11,54 +10,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kloop/kloop/kube/workload"
 )
-
-// Kind is a workload kind kloop can intercept.
-type Kind string
-
-// Workload kinds.
-const (
-	Deployment  Kind = "Deployment"
-	StatefulSet Kind = "StatefulSet"
-)
-
-func (k Kind) lower() string { return strings.ToLower(string(k)) }
-
-// Workload names a Deployment or StatefulSet.
-type Workload struct {
-	Kind Kind
-	Name string
-}
-
-func (w Workload) String() string { return w.Kind.lower() + "/" + w.Name }
-
-// ParseWorkload parses what users type: deployment/NAME, statefulset/NAME
-// (also deploy/, sts/, and the plural forms), or a bare NAME for a
-// Deployment.
-func ParseWorkload(s string) (Workload, error) {
-	kind, name, ok := strings.Cut(strings.TrimSpace(s), "/")
-	if !ok {
-		kind, name = "deployment", kind
-	}
-	var w Workload
-	switch strings.ToLower(kind) {
-	case "deployment", "deployments", "deploy", "deployment.apps":
-		w.Kind = Deployment
-	case "statefulset", "statefulsets", "sts", "statefulset.apps":
-		w.Kind = StatefulSet
-	default:
-		return w, fmt.Errorf("workload %q: kind %q is not deployment or statefulset", s, kind)
-	}
-	if name == "" || strings.Contains(name, "/") {
-		return w, fmt.Errorf("workload %q: want deployment/NAME, statefulset/NAME or NAME", s)
-	}
-	w.Name = name
-	return w, nil
-}
 
 // object is a Deployment or a StatefulSet, with what intercepting needs.
 type object struct {
-	w      Workload
+	w      workload.Workload
 	deploy *appsv1.Deployment
 	sts    *appsv1.StatefulSet
 }
@@ -105,13 +63,13 @@ func (o *object) labelSelector() (labels.Selector, error) {
 }
 
 // getObject reads the workload.
-func getObject(ctx context.Context, cs kubernetes.Interface, ns string, w Workload) (*object, error) {
+func getObject(ctx context.Context, cs kubernetes.Interface, ns string, w workload.Workload) (*object, error) {
 	o := &object{w: w}
 	var err error
 	switch w.Kind {
-	case Deployment:
+	case workload.Deployment:
 		o.deploy, err = cs.AppsV1().Deployments(ns).Get(ctx, w.Name, metav1.GetOptions{})
-	case StatefulSet:
+	case workload.StatefulSet:
 		o.sts, err = cs.AppsV1().StatefulSets(ns).Get(ctx, w.Name, metav1.GetOptions{})
 	default:
 		return nil, fmt.Errorf("%w: kind %q", ErrUnsupported, w.Kind)
@@ -122,15 +80,15 @@ func getObject(ctx context.Context, cs kubernetes.Interface, ns string, w Worklo
 		return nil, e
 	}
 	if err != nil {
-		return nil, apiErr(err, "get", w.Kind.lower()+"s", ns)
+		return nil, apiErr(err, "get", w.Kind.Plural(), ns)
 	}
 	return o, nil
 }
 
-func listNames(ctx context.Context, cs kubernetes.Interface, ns string, kind Kind) ([]string, error) {
+func listNames(ctx context.Context, cs kubernetes.Interface, ns string, kind workload.Kind) ([]string, error) {
 	var names []string
 	switch kind {
-	case Deployment:
+	case workload.Deployment:
 		l, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, err
@@ -138,7 +96,7 @@ func listNames(ctx context.Context, cs kubernetes.Interface, ns string, kind Kin
 		for _, d := range l.Items {
 			names = append(names, "deployment/"+d.Name)
 		}
-	case StatefulSet:
+	case workload.StatefulSet:
 		l, err := cs.AppsV1().StatefulSets(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, err
@@ -165,7 +123,7 @@ func (o *object) update(ctx context.Context, cs kubernetes.Interface) error {
 		if apierrors.IsConflict(err) {
 			return err
 		}
-		return apiErr(err, "update", o.w.Kind.lower()+"s", ns)
+		return apiErr(err, "update", o.w.Kind.Plural(), ns)
 	}
 	return nil
 }

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/kloop/kloop/kube/portforward"
-	"github.com/kloop/kloop/test/sandbox"
+	"github.com/kloop/kloop/test/cluster"
 )
 
-func TestMain(m *testing.M) { sandbox.Main(m) }
+func TestMain(m *testing.M) { cluster.Main(m) }
 
 // users listens on the pod's 127.0.0.1 only, like the agent's control port.
 const pod = `
@@ -32,8 +32,8 @@ spec:
 `
 
 func TestDialReachesLoopbackPortAndHonoursDeadlines(t *testing.T) {
-	env := sandbox.New(t)
-	si := env.StartStandIns(t, sandbox.DefaultImages())
+	env := cluster.New(t)
+	si := env.StartStandIns(t, cluster.DefaultImages())
 	// A fresh namespace gets its default ServiceAccount a moment later.
 	for {
 		err := env.ApplyYAML(context.Background(), []byte(pod))
@@ -104,7 +104,7 @@ func TestDialReachesLoopbackPortAndHonoursDeadlines(t *testing.T) {
 }
 
 func TestDialErrors(t *testing.T) {
-	env := sandbox.New(t)
+	env := cluster.New(t)
 	d := portforward.NewDialer(env.Config)
 	t.Logf("forward to a missing pod: %v", func() error { _, err := d.Dial(context.Background(), env.Namespace, "nope", 8080); return err }())
 	_, err := d.Dial(context.Background(), env.Namespace, "nope", 8080)

@@ -10,15 +10,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kloop/kloop/sandbox/standin"
-	"github.com/kloop/kloop/test/sandbox"
+	"github.com/kloop/kloop/test/cluster"
 )
 
-func TestMain(m *testing.M) { sandbox.Main(m) }
+func TestMain(m *testing.M) { cluster.Main(m) }
 
 // resolveEnv runs against the real apiserver: ConfigMaps and Secrets are
 // read from the test's namespace.
 func TestResolveEnvLikeKubelet(t *testing.T) {
-	env := sandbox.New(t)
+	env := cluster.New(t)
 	ctx := context.Background()
 	if _, err := env.Client.CoreV1().ConfigMaps(env.Namespace).Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "cfg"}, Data: map[string]string{"HOST": "db", "PORT": "5432", "MULTI": "a\nb"},

@@ -5,7 +5,7 @@
 // env and volumes), a pod-like network (a network namespace as root,
 // remapped loopback ports otherwise) and a kwok PortForward, so Kubernetes
 // port-forward through the apiserver reaches the processes. The test
-// harness (test/sandbox) and `kloop sandbox run` use it.
+// harness (test/cluster) and `kloop sandbox run` use it.
 package standin
 
 import (

@@ -25,6 +25,7 @@ import (
 
 	"github.com/kloop/kloop/config"
 	"github.com/kloop/kloop/kube/claim"
+	"github.com/kloop/kloop/kube/kubeconfig"
 	"github.com/kloop/kloop/session"
 )
 
@@ -33,7 +34,7 @@ type Options struct {
 	// Dir is where claim kubeconfigs are written (created 0700).
 	Dir string
 	// Holder is the identity written into leases; "" means
-	// claim.DefaultHolder() (user@host).
+	// kubeconfig.DefaultHolder() (user@host).
 	Holder string
 	// LeaseDuration of new claims; 0 means claim.DefaultLeaseDuration.
 	LeaseDuration time.Duration
@@ -54,7 +55,7 @@ var _ session.ClaimEngine = (*Engine)(nil)
 // New returns an Engine; it makes no cluster call.
 func New(opts Options) *Engine {
 	if opts.Holder == "" {
-		opts.Holder = claim.DefaultHolder()
+		opts.Holder = kubeconfig.DefaultHolder()
 	}
 	if opts.LeaseDuration <= 0 {
 		opts.LeaseDuration = claim.DefaultLeaseDuration

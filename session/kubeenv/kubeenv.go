@@ -10,8 +10,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kloop/kloop/kube/claim"
 	"github.com/kloop/kloop/kube/env"
+	"github.com/kloop/kloop/kube/kubeconfig"
 	"github.com/kloop/kloop/session"
 )
 
@@ -26,7 +26,7 @@ func (Engine) Env(ctx context.Context, t session.Target, workload, format string
 	if err != nil {
 		return "", err
 	}
-	cfg, ns, err := claim.LoadRESTConfig(t.Kubeconfig, t.Context)
+	cfg, ns, err := kubeconfig.LoadRESTConfig(t.Kubeconfig, t.Context)
 	if err != nil {
 		return "", err
 	}

@@ -21,18 +21,19 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/kloop/kloop/agent/proxy"
 	"github.com/kloop/kloop/agent/tunnel"
-	"github.com/kloop/kloop/kube/claim"
 	"github.com/kloop/kloop/kube/env"
 	"github.com/kloop/kloop/kube/intercept"
+	"github.com/kloop/kloop/kube/intercept/proxy"
+	"github.com/kloop/kloop/kube/kubeconfig"
+	"github.com/kloop/kloop/kube/workload"
 	"github.com/kloop/kloop/session"
 )
 
 // Options configure the Engine.
 type Options struct {
 	// Holder names whose intercept it is (user@host); "" is
-	// claim.DefaultHolder().
+	// kubeconfig.DefaultHolder().
 	Holder string
 	// Image is the agent image; "" is intercept.DefaultImage().
 	Image  string
@@ -50,7 +51,7 @@ var _ session.InterceptEngine = (*Engine)(nil)
 // New returns an Engine.
 func New(opts Options) *Engine {
 	if opts.Holder == "" {
-		opts.Holder = claim.DefaultHolder()
+		opts.Holder = kubeconfig.DefaultHolder()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -61,7 +62,7 @@ func New(opts Options) *Engine {
 // connect loads the target's kubeconfig with a rate limit fit for the
 // bursts of an intercept (client-go's default 5 QPS would queue them).
 func connect(t session.Target) (*rest.Config, kubernetes.Interface, string, error) {
-	rc, ns, err := claim.LoadRESTConfig(t.Kubeconfig, t.Context)
+	rc, ns, err := kubeconfig.LoadRESTConfig(t.Kubeconfig, t.Context)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -80,7 +81,7 @@ func connect(t session.Target) (*rest.Config, kubernetes.Interface, string, erro
 
 // Intercept implements session.InterceptEngine.
 func (e *Engine) Intercept(ctx context.Context, req session.InterceptRequest, p session.Progress) (session.Interception, error) {
-	w, err := intercept.ParseWorkload(req.Workload)
+	w, err := workload.Parse(req.Workload)
 	if err != nil {
 		return nil, err
 	}
@@ -142,13 +143,13 @@ func (e *Engine) Intercept(ctx context.Context, req session.InterceptRequest, p 
 }
 
 // Restore implements session.InterceptEngine.
-func (e *Engine) Restore(ctx context.Context, t session.Target, workload string, p session.Progress) ([]string, error) {
+func (e *Engine) Restore(ctx context.Context, t session.Target, ref string, p session.Progress) ([]string, error) {
 	_, cs, ns, err := connect(t)
 	if err != nil {
 		return nil, err
 	}
 	progress := func(pr intercept.Progress) { p.Report(pr.Message, -1) }
-	if workload == "" {
+	if ref == "" {
 		ws, err := intercept.LeaveAll(ctx, cs, ns, e.opts.Holder, progress)
 		out := make([]string, 0, len(ws))
 		for _, w := range ws {
@@ -156,7 +157,7 @@ func (e *Engine) Restore(ctx context.Context, t session.Target, workload string,
 		}
 		return out, err
 	}
-	w, err := intercept.ParseWorkload(workload)
+	w, err := workload.Parse(ref)
 	if err != nil {
 		return nil, err
 	}

@@ -19,9 +19,10 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kloop/kloop/kube/claim"
+	"github.com/kloop/kloop/kube/kubeconfig"
 	"github.com/kloop/kloop/session"
+	"github.com/kloop/kloop/test/cluster"
 	"github.com/kloop/kloop/test/editor"
-	"github.com/kloop/kloop/test/sandbox"
 )
 
 func TestClaimAndReleaseFromTheCLI(t *testing.T) {
@@ -41,8 +42,8 @@ func TestClaimAndReleaseFromTheCLI(t *testing.T) {
 	if got.Pool != pool || !strings.HasPrefix(got.Slot, pool+"-") || got.Namespace != got.Slot {
 		t.Fatalf("claimed %+v, want a slot of pool %s", got, pool)
 	}
-	if got.Holder != claim.DefaultHolder() {
-		t.Errorf("holder = %q, want %q", got.Holder, claim.DefaultHolder())
+	if got.Holder != kubeconfig.DefaultHolder() {
+		t.Errorf("holder = %q, want %q", got.Holder, kubeconfig.DefaultHolder())
 	}
 	if lo, hi := before.Add(2*time.Hour-time.Minute), time.Now().Add(2*time.Hour+time.Minute); got.Until.Before(lo) || got.Until.After(hi) {
 		t.Errorf("until = %s, want about 2h (claim.for of .kloop.yaml) from now", got.Until)
@@ -131,10 +132,10 @@ func TestClaimAndReleaseFromTheCLI(t *testing.T) {
 	if _, ok := lease(t, pool, got.Slot); ok {
 		t.Errorf("lease of %s still exists after release", got.Slot)
 	}
-	if deps, _ := sandbox.Shared(t).Client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{}); len(deps.Items) != 0 {
+	if deps, _ := cluster.Shared(t).Client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{}); len(deps.Items) != 0 {
 		t.Errorf("deployments left in %s: %d", ns, len(deps.Items))
 	}
-	cms, _ := sandbox.Shared(t).Client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+	cms, _ := cluster.Shared(t).Client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
 	for _, cm := range cms.Items {
 		if cm.Name != "kube-root-ca.crt" {
 			t.Errorf("configmap %s left in %s", cm.Name, ns)
@@ -198,7 +199,7 @@ func TestClaimErrorsThroughTheDaemon(t *testing.T) {
 
 	// RBAC: a user the admin did not make a claimer (kubeconfig from
 	// .kloop.yaml, relative to it).
-	sandboxEnv := sandbox.New(t)
+	sandboxEnv := cluster.New(t)
 	saKubeconfig := serviceAccountKubeconfig(t, sandboxEnv, "stranger")
 	forbidden := workspace(t, map[string]string{".kloop.yaml": "kubeconfig: stranger.kubeconfig\nclaim:\n  pool: " + pool + "\n"})
 	if err := os.Rename(saKubeconfig, filepath.Join(forbidden, "stranger.kubeconfig")); err != nil {
@@ -215,7 +216,7 @@ func TestClaimErrorsThroughTheDaemon(t *testing.T) {
 	failKloop(t, env, missing, []string{"nowhere.yaml"}, "claim")
 }
 
-func serviceAccountKubeconfig(t *testing.T, env *sandbox.Env, name string) string {
+func serviceAccountKubeconfig(t *testing.T, env *cluster.Env, name string) string {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := env.Client.CoreV1().ServiceAccounts(env.Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {

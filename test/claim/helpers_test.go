@@ -24,13 +24,13 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kloop/kloop/kube/claim"
-	kcluster "github.com/kloop/kloop/sandbox"
+	"github.com/kloop/kloop/sandbox"
 	"github.com/kloop/kloop/session"
+	"github.com/kloop/kloop/test/cluster"
 	"github.com/kloop/kloop/test/editor"
-	"github.com/kloop/kloop/test/sandbox"
 )
 
-func TestMain(m *testing.M) { sandbox.Main(m) }
+func TestMain(m *testing.M) { cluster.Main(m) }
 
 // kloop is built once per test binary.
 var kloopBinary = editor.NewBinary("kloop-claim-test-bin")
@@ -47,7 +47,7 @@ func applyDeploy(t testing.TB) {
 	deployOnce.Do(func() {
 		var data []byte
 		if data, err = os.ReadFile("../../deploy/claimer-rbac.yaml"); err == nil {
-			err = kcluster.Apply(context.Background(), sandbox.Shared(t).Config, claim.DefaultNamespace, data)
+			err = sandbox.Apply(context.Background(), cluster.Shared(t).Config, claim.DefaultNamespace, data)
 		}
 	})
 	if err != nil {
@@ -73,7 +73,7 @@ func newPool(t testing.TB, n int) string {
 		t.Fatalf("create pool %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), sandbox.WaitTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), cluster.WaitTimeout)
 		defer cancel()
 		if err := admin.Delete(ctx, name, true, nil); err != nil {
 			t.Errorf("delete pool %s: %v", name, err)
@@ -83,7 +83,7 @@ func newPool(t testing.TB, n int) string {
 }
 
 func adminConfig(t testing.TB) *rest.Config {
-	return rest.CopyConfig(sandbox.Shared(t).Config)
+	return rest.CopyConfig(cluster.Shared(t).Config)
 }
 
 // daemonEnv is a private daemon environment whose kubeconfig is the
@@ -91,7 +91,7 @@ func adminConfig(t testing.TB) *rest.Config {
 func daemonEnv(t testing.TB, extra ...string) *editor.Env {
 	t.Helper()
 	env := editor.NewEnv(t, binary(t))
-	env.Extra = append([]string{"KUBECONFIG=" + sandbox.Shared(t).Kubeconfig}, extra...)
+	env.Extra = append([]string{"KUBECONFIG=" + cluster.Shared(t).Kubeconfig}, extra...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			if log, err := os.ReadFile(filepath.Join(env.State, "daemon.log")); err == nil {
@@ -128,7 +128,7 @@ type result struct {
 // kloop runs the CLI in dir. The timeout only guards against a hang.
 func kloop(t testing.TB, env *editor.Env, dir string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), sandbox.WaitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cluster.WaitTimeout)
 	defer cancel()
 	cmd := env.Command(ctx, args...)
 	cmd.Dir = dir
@@ -184,7 +184,7 @@ func status(t testing.TB, env *editor.Env, dir string) session.Status {
 
 func lease(t testing.TB, pool, slot string) (*coordinationv1.Lease, bool) {
 	t.Helper()
-	l, err := sandbox.Shared(t).Client.CoordinationV1().Leases(claim.DefaultNamespace).Get(context.Background(), pool+"."+slot, metav1.GetOptions{})
+	l, err := cluster.Shared(t).Client.CoordinationV1().Leases(claim.DefaultNamespace).Get(context.Background(), pool+"."+slot, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, false
 	}
@@ -198,10 +198,10 @@ func lease(t testing.TB, pool, slot string) (*coordinationv1.Lease, bool) {
 // only turns a hang into a failure that says what was awaited.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(sandbox.WaitTimeout)
+	deadline := time.Now().Add(cluster.WaitTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not the case after %s", what, sandbox.WaitTimeout)
+			t.Fatalf("%s: still not the case after %s", what, cluster.WaitTimeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

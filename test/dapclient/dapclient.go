@@ -30,7 +30,7 @@ import (
 	godap "github.com/google/go-dap"
 )
 
-// DefaultWait is Options.Wait when unset: test/sandbox's WaitTimeout.
+// DefaultWait is Options.Wait when unset: test/cluster's WaitTimeout.
 const DefaultWait = 2 * time.Minute
 
 // Options change how a Client behaves; the zero value is VS Code's behaviour.

@@ -43,7 +43,7 @@ import (
 
 	"github.com/kloop/kloop/kube/claim"
 	"github.com/kloop/kloop/kube/portforward"
-	kcluster "github.com/kloop/kloop/sandbox"
+	"github.com/kloop/kloop/sandbox"
 	"github.com/kloop/kloop/session"
 	"github.com/kloop/kloop/test/dapclient"
 )
@@ -548,11 +548,11 @@ func (r *run) sandboxUp(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var st kcluster.ClusterStatus
+	var st sandbox.ClusterStatus
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		return "", fmt.Errorf("kloop sandbox status -o json: %w\n%s", err, out)
 	}
-	if st.State != kcluster.StateRunning || st.Kubeconfig == "" {
+	if st.State != sandbox.StateRunning || st.Kubeconfig == "" {
 		return "", fmt.Errorf("sandbox cluster %s is %s (%s)", r.opts.Cluster, st.State, st.Problem)
 	}
 	r.kubeconfig = st.Kubeconfig
@@ -579,7 +579,7 @@ func (r *run) poolCreate(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if err := kcluster.Apply(ctx, r.adminCfg, claim.DefaultNamespace, data); err != nil {
+		if err := sandbox.Apply(ctx, r.adminCfg, claim.DefaultNamespace, data); err != nil {
 			return "", fmt.Errorf("apply deploy/claimer-rbac.yaml: %w", err)
 		}
 	case err != nil:

@@ -17,18 +17,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kloop/kloop/kube/claim"
+	"github.com/kloop/kloop/test/cluster"
 	"github.com/kloop/kloop/test/demo"
-	"github.com/kloop/kloop/test/sandbox"
 )
 
-func TestMain(m *testing.M) { sandbox.Main(m) }
+func TestMain(m *testing.M) { cluster.Main(m) }
 
 // TestDemo is `make demo` in `make test`: the same Run, every step, on the
 // test harness's cluster instead of a cluster of its own. It checks what
 // the user sees: the breakpoint frames and variables, the answers before
 // and after the edit, the workload restored and the slot released.
 func TestDemo(t *testing.T) {
-	c := sandbox.Shared(t)
+	c := cluster.Shared(t)
 	rep, err := demo.Run(t.Context(), demo.Options{Cluster: c.Name, Existing: true, Out: t.Output()})
 	var table strings.Builder
 	rep.WriteTable(&table)
@@ -142,7 +142,7 @@ func TestDemo(t *testing.T) {
 // traffic, and the daemon ends it with no more goroutines, open files or
 // live heap than noise allows (Run fails otherwise).
 func TestDemoSoak(t *testing.T) {
-	c := sandbox.Shared(t)
+	c := cluster.Shared(t)
 	rep, err := demo.Run(t.Context(), demo.Options{Cluster: c.Name, Existing: true, Pool: "demo-soak", Out: t.Output(), Soak: time.Nanosecond})
 	var table strings.Builder
 	rep.WriteTable(&table)
@@ -174,7 +174,7 @@ func TestDemoSoak(t *testing.T) {
 // debug session, releases the slot, stops the stand-ins and the daemon and
 // deletes the pool.
 func TestDemoCleansUpWhenInterrupted(t *testing.T) {
-	c := sandbox.Shared(t)
+	c := cluster.Shared(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	// The user presses Ctrl-C once the stop's variable is shown.
@@ -251,7 +251,7 @@ func noLeftovers(t *testing.T, dir string) {
 		t.Errorf("run directory %s still there (%v)", dir, err)
 	}
 	var left []string
-	deadline := time.Now().Add(sandbox.WaitTimeout)
+	deadline := time.Now().Add(cluster.WaitTimeout)
 	for {
 		left = left[:0]
 		entries, _ := os.ReadDir("/proc")
@@ -274,7 +274,7 @@ func noLeftovers(t *testing.T, dir string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("processes of the demo still running after %s:\n%s", sandbox.WaitTimeout, strings.Join(left, "\n"))
+			t.Fatalf("processes of the demo still running after %s:\n%s", cluster.WaitTimeout, strings.Join(left, "\n"))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kloop/kloop/handlers"
+	"github.com/kloop/kloop/server"
 )
 
 // Growth beyond these between the soak's first and last sample is a leak,
@@ -34,7 +34,7 @@ const soakTrafficRate = 20
 type SoakSample struct {
 	Iteration int
 	At        time.Duration // from the start of the soak
-	Daemon    handlers.DaemonStats
+	Daemon    server.DaemonStats
 	// Answered, Retried and Errors count the steady traffic so far (see
 	// steadyTraffic).
 	Answered, Retried, Errors int64
@@ -174,8 +174,8 @@ func (r *run) loopAgain(ctx context.Context, v1, v2 string) error {
 
 // daemonStats asks the daemon for its stats after garbage collection, with
 // a heap profile for sample i when opts.HeapProfiles names a directory.
-func (r *run) daemonStats(ctx context.Context, i int) (handlers.DaemonStats, error) {
-	var st handlers.DaemonStats
+func (r *run) daemonStats(ctx context.Context, i int) (server.DaemonStats, error) {
+	var st server.DaemonStats
 	args := []string{"daemon", "stats", "-o", "json", "--gc"}
 	if r.opts.HeapProfiles != "" {
 		if err := os.MkdirAll(r.opts.HeapProfiles, 0o700); err != nil {

@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kloop/kloop/agent/tunnel"
-	"github.com/kloop/kloop/test/sandbox"
+	"github.com/kloop/kloop/test/cluster"
 )
 
 // TestDebugWorkerKilledDuringSession: kill -9 the `kloop debug-worker` of a
@@ -350,7 +350,7 @@ func TestDaemonKilledDuringRelaunch(t *testing.T) {
 		if err := os.WriteFile(f.Main, []byte(ordersSource(t, fmt.Sprintf("laptop-v%d", i))), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(sandbox.WaitTimeout)
+		deadline := time.Now().Add(cluster.WaitTimeout)
 		saved := time.Now()
 		for build == nil && time.Now().Before(deadline) {
 			for _, p := range descendants(daemon) {

@@ -7,12 +7,12 @@ package faults_test
 import (
 	"testing"
 
+	"github.com/kloop/kloop/test/cluster"
 	"github.com/kloop/kloop/test/editor"
 	"github.com/kloop/kloop/test/orders"
-	"github.com/kloop/kloop/test/sandbox"
 )
 
-func TestMain(m *testing.M) { sandbox.Main(m) }
+func TestMain(m *testing.M) { cluster.Main(m) }
 
 // kloop is built once per test binary.
 var kloopBinary = editor.NewBinary("kloop-faults-test-bin")

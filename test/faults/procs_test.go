@@ -23,7 +23,7 @@ import (
 
 	"github.com/kloop/kloop/kube/intercept"
 	"github.com/kloop/kloop/session"
-	"github.com/kloop/kloop/test/sandbox"
+	"github.com/kloop/kloop/test/cluster"
 )
 
 // procArgs is the argv of pid, nil when it is gone.
@@ -129,7 +129,7 @@ func (f *fixture) token(t testing.TB) string {
 }
 
 // agentOf is the running agent stand-in of pod.
-func (f *fixture) agentOf(t testing.TB, pod string) *sandbox.Process {
+func (f *fixture) agentOf(t testing.TB, pod string) *cluster.Process {
 	t.Helper()
 	return f.StandIns.Wait(t, pod, intercept.AgentContainer)
 }
@@ -192,7 +192,7 @@ func (f *fixture) tryGetVia(pod string, port int) (int, ordersAnswer, string, er
 func (f *fixture) servedBy(t testing.TB, what string, ok func(code int, a ordersAnswer) bool) ordersAnswer {
 	t.Helper()
 	var last string
-	deadline := time.Now().Add(sandbox.WaitTimeout)
+	deadline := time.Now().Add(cluster.WaitTimeout)
 	for {
 		code, a, body, err := f.TryGetOrder(t)
 		if err == nil && ok(code, a) {
@@ -204,7 +204,7 @@ func (f *fixture) servedBy(t testing.TB, what string, ok func(code int, a orders
 			last = now
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not the case after %s; last answer: %s", what, sandbox.WaitTimeout, last)
+			t.Fatalf("%s: still not the case after %s; last answer: %s", what, cluster.WaitTimeout, last)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -246,7 +246,7 @@ func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
 
 // tryStatus is `kloop status -o json` for polls that may fail.
 func (f *fixture) tryStatus() (session.Status, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), sandbox.WaitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cluster.WaitTimeout)
 	defer cancel()
 	cmd := f.Daemon.Command(ctx, "status", "-o", "json")
 	cmd.Dir = f.WS

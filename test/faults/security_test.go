@@ -20,10 +20,10 @@ import (
 
 	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/kube/claim"
-	kcluster "github.com/kloop/kloop/sandbox"
+	"github.com/kloop/kloop/sandbox"
 	"github.com/kloop/kloop/session"
+	"github.com/kloop/kloop/test/cluster"
 	"github.com/kloop/kloop/test/orders"
-	"github.com/kloop/kloop/test/sandbox"
 )
 
 // sampleSecret is the value of the orders sample's Secret (orders.yaml).
@@ -366,12 +366,12 @@ var deployOnce sync.Once
 // (deploy/claimer-rbac.yaml, then `kloop pool create`); it goes when t ends.
 func newPool(t testing.TB, n int) string {
 	t.Helper()
-	cfg := sandbox.Shared(t).Config
+	cfg := cluster.Shared(t).Config
 	var err error
 	deployOnce.Do(func() {
 		var data []byte
 		if data, err = os.ReadFile("../../deploy/claimer-rbac.yaml"); err == nil {
-			err = kcluster.Apply(context.Background(), cfg, claim.DefaultNamespace, data)
+			err = sandbox.Apply(context.Background(), cfg, claim.DefaultNamespace, data)
 		}
 	})
 	if err != nil {
@@ -388,7 +388,7 @@ func newPool(t testing.TB, n int) string {
 		t.Fatalf("create pool %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), sandbox.WaitTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), cluster.WaitTimeout)
 		defer cancel()
 		if err := admin.Delete(ctx, name, true, nil); err != nil {
 			t.Errorf("delete pool %s: %v", name, err)

@@ -23,8 +23,8 @@ import (
 
 	"github.com/kloop/kloop/kube/portforward"
 	"github.com/kloop/kloop/session"
+	"github.com/kloop/kloop/test/cluster"
 	"github.com/kloop/kloop/test/editor"
-	"github.com/kloop/kloop/test/sandbox"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -35,8 +35,8 @@ import (
 // stand-ins, a private daemon whose kubeconfig targets that namespace, and
 // a workspace holding a copy of the orders program.
 type Fixture struct {
-	Env      *sandbox.Env
-	StandIns *sandbox.StandIns
+	Env      *cluster.Env
+	StandIns *cluster.StandIns
 	Daemon   *editor.Env
 	// WS is the workspace; Main its copy of the orders main.go.
 	WS, Main  string
@@ -61,8 +61,8 @@ func Source(t testing.TB, marker string) string {
 
 func New(t testing.TB, kloopBin string) *Fixture {
 	t.Helper()
-	env := sandbox.New(t)
-	si := env.StartStandIns(t, sandbox.DefaultImages())
+	env := cluster.New(t)
+	si := env.StartStandIns(t, cluster.DefaultImages())
 	env.Apply(t, testdata("users.yaml"), testdata("orders.yaml"))
 	for _, pod := range env.WaitPodsRunning(t, "app=orders", 2) {
 		si.Wait(t, pod.Name, "orders")
@@ -130,7 +130,7 @@ func (f *Fixture) Kloop(t testing.TB, args ...string) Result {
 // KloopIn runs the CLI in dir with the fixture's daemon.
 func (f *Fixture) KloopIn(t testing.TB, dir string, args ...string) Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), sandbox.WaitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cluster.WaitTimeout)
 	defer cancel()
 	cmd := f.Daemon.Command(ctx, args...)
 	cmd.Dir = dir
@@ -287,10 +287,10 @@ func (f *Fixture) Specs(t testing.TB) (any, any) {
 // into a failure that names what was awaited.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(sandbox.WaitTimeout)
+	deadline := time.Now().Add(cluster.WaitTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not the case after %s", what, sandbox.WaitTimeout)
+			t.Fatalf("%s: still not the case after %s", what, cluster.WaitTimeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -312,7 +312,7 @@ var warmed sync.Once
 // the agent image, once per test binary, by running `kloop version` in a
 // pod. Otherwise the first intercept of the run waits for that build (a
 // minute or more on a loaded 2-core machine) inside its own deadline.
-func warmAgent(t testing.TB, env *sandbox.Env, si *sandbox.StandIns) {
+func warmAgent(t testing.TB, env *cluster.Env, si *cluster.StandIns) {
 	t.Helper()
 	warmed.Do(func() {
 		const name = "kloop-warm-agent"

@@ -133,9 +133,10 @@ func TestAgentImage(t *testing.T) {
 		t.Errorf("user %q, want 65532", c.User)
 	}
 	for k, v := range map[string]string{
-		"org.opencontainers.image.version": testVersion,
-		"org.opencontainers.image.title":   "kloop-agent",
-		"org.opencontainers.image.source":  "https://github.com/kloop/kloop",
+		"org.opencontainers.image.version":  testVersion,
+		"org.opencontainers.image.title":    "kloop-agent",
+		"org.opencontainers.image.source":   "https://github.com/kloop/kloop",
+		"org.opencontainers.image.licenses": "MIT",
 	} {
 		if c.Labels[k] != v {
 			t.Errorf("label %s=%q, want %q", k, c.Labels[k], v)

@@ -99,6 +99,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		"org.opencontainers.image.description": "kloop traffic agent (kloop agent), injected as the kloop-agent sidecar",
 		"org.opencontainers.image.source":      "https://" + MainModule,
 		"org.opencontainers.image.version":     version,
+		"org.opencontainers.image.licenses":    "MIT",
 	}
 	if rev := gitRevision(ctx, o.Dir); rev != "" {
 		labels["org.opencontainers.image.revision"] = rev

@@ -180,17 +180,20 @@ export function actionsFor(st: KloopStatus | undefined): Action[] {
   return acts;
 }
 
-const workloadRe = /^((deployment|statefulset)\/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+// workloadRe is the daemon's own rule (kube/workload, via config/kloop.schema.json and
+// the launch schema in package.json; a Go test keeps the three equal).
+const workloadRe = new RegExp("^((([dD][eE][pP][lL][oO][yY][mM][eE][nN][tT]|[dD][eE][pP][lL][oO][yY][mM][eE][nN][tT][sS]|deploy|[sS][tT][aA][tT][eE][fF][uU][lL][sS][eE][tT]|[sS][tT][aA][tT][eE][fF][uU][lL][sS][eE][tT][sS]|sts)(\\.apps|\\.v1\\.apps)?)/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$");
 
 /** validateWorkload returns an error message for an input box, or undefined. */
 export function validateWorkload(w: string): string | undefined {
   const v = w.trim();
   if (!v) return 'Name a workload, e.g. deployment/orders';
-  if (v.includes('/') && !/^(deployment|statefulset)\//.test(v)) {
-    return 'The kind must be deployment or statefulset, e.g. deployment/orders';
+  if (workloadRe.test(v)) return undefined;
+  if (v.includes('/') && !workloadRe.test('deployment/' + v.slice(v.indexOf('/') + 1))) {
+    return `${v} is not a valid workload name: lower-case letters, digits, '-' and '.'`;
   }
-  if (!workloadRe.test(v)) return `${v} is not a valid workload name: lower-case letters, digits, '-' and '.'`;
-  return undefined;
+  if (v.includes('/')) return 'The kind must be deployment or statefulset (or kubectl\'s deploy, sts, deployments.apps), e.g. deployment/orders';
+  return `${v} is not a valid workload name: lower-case letters, digits, '-' and '.'`;
 }
 
 /** normalizeWorkload makes a bare name a deployment. */

@@ -1,11 +1,11 @@
-// Package sandbox is the test harness around the real local control plane
+// Package cluster is the test harness around the real local control plane
 // of package github.com/kloop/kloop/sandbox: one cluster per test binary,
 // one namespace per test, and local processes standing in for the
 // containers kwok does not run.
 //
 // # One cluster per test binary
 //
-//	func TestMain(m *testing.M) { sandbox.Main(m) }
+//	func TestMain(m *testing.M) { cluster.Main(m) }
 //
 // Main builds the binary cache when it is missing (progress on stderr; the
 // first build takes about 13 minutes), starts a cluster named after the
@@ -17,7 +17,7 @@
 //
 // # One namespace per test
 //
-//	env := sandbox.New(t)          // namespace created now, deleted at t.Cleanup
+//	env := cluster.New(t)          // namespace created now, deleted at t.Cleanup
 //	env.Client                     // kubernetes.Interface
 //	env.Config                     // *rest.Config (a copy, yours to change)
 //	env.Dynamic                    // dynamic.Interface
@@ -38,8 +38,8 @@
 // github.com/kloop/kloop/sandbox/standin, which `kloop sandbox run` uses
 // for the demo too):
 //
-//	images := sandbox.DefaultImages()   // the samples in test/testdata
-//	images["ghcr.io/kloop/kloop"] = sandbox.Image{Package: "github.com/kloop/kloop/cmd/kloop"}
+//	images := cluster.DefaultImages()   // the samples in test/testdata
+//	images["ghcr.io/kloop/kloop"] = cluster.Image{Package: "github.com/kloop/kloop/cmd/kloop"}
 //	si := env.StartStandIns(t, images)
 //	p := si.Wait(t, podName, "orders")  // the process, once its ports accept
 //	p.Env, p.Argv, p.Logs(), p.Dial(8080), p.Addr(8080), p.Running()
@@ -76,4 +76,4 @@
 //
 // Stopping (pod deleted, test cleanup) kills each process group and
 // deletes the network namespaces.
-package sandbox
+package cluster

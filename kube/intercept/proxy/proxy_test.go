@@ -17,8 +17,8 @@ import (
 	xproxy "golang.org/x/net/proxy"
 
 	"github.com/kloop/kloop/agent"
-	"github.com/kloop/kloop/agent/proxy"
 	"github.com/kloop/kloop/agent/tunnel"
+	"github.com/kloop/kloop/kube/intercept/proxy"
 )
 
 const token = "proxy-test-token"

@@ -1,4 +1,4 @@
-package sandbox
+package cluster
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	kcluster "github.com/kloop/kloop/sandbox"
+	"github.com/kloop/kloop/sandbox"
 )
 
 // WaitTimeout bounds every wait of the harness. It is generous because a
@@ -117,7 +117,7 @@ func (e *Env) Apply(t testing.TB, paths ...string) {
 // ApplyYAML creates the objects of a (multi-document) YAML manifest in
 // the test's namespace.
 func (e *Env) ApplyYAML(ctx context.Context, manifest []byte) error {
-	return kcluster.Apply(ctx, e.Config, e.Namespace, manifest)
+	return sandbox.Apply(ctx, e.Config, e.Namespace, manifest)
 }
 
 // WaitPodsRunning waits until at least n pods matching the label selector

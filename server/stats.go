@@ -1,4 +1,4 @@
-package handlers
+package server
 
 import (
 	"bufio"
@@ -41,16 +41,11 @@ type DaemonStats struct {
 	OpenFiles int `json:"openFiles"`
 }
 
-func (s *Server) daemonStats(raw any) (*DaemonStats, error) {
+// daemonStats answers MethodDaemonStats for the process serving the connection.
+func daemonStats(raw json.RawMessage, version string) (*DaemonStats, error) {
 	var p DaemonStatsParams
-	if raw != nil {
-		// The protocol package hands custom methods their params decoded
-		// as any; round-trip them into the typed form.
-		b, err := json.Marshal(raw)
-		if err == nil {
-			err = json.Unmarshal(b, &p)
-		}
-		if err != nil {
+	if t := strings.TrimSpace(string(raw)); t != "" && t != "null" {
+		if err := json.Unmarshal(raw, &p); err != nil {
 			return nil, jsonrpc2.NewError(jsonrpc2.ErrInvalidParams.Code, `kloop: kloop/daemonStats takes no params or {"gc": bool, "heapProfile": "/absolute/path"}: `+err.Error())
 		}
 	}
@@ -65,7 +60,7 @@ func (s *Server) daemonStats(raw any) (*DaemonStats, error) {
 	runtime.ReadMemStats(&ms)
 	st := &DaemonStats{
 		PID:            os.Getpid(),
-		Version:        s.opts.Version,
+		Version:        version,
 		Goroutines:     runtime.NumGoroutine(),
 		HeapAllocBytes: ms.HeapAlloc,
 		HeapObjects:    ms.HeapObjects,

@@ -1,4 +1,4 @@
-package sandbox
+package cluster
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	kcluster "github.com/kloop/kloop/sandbox"
+	"github.com/kloop/kloop/sandbox"
 	"github.com/kloop/kloop/sandbox/standin"
 )
 
@@ -36,7 +36,7 @@ type Cluster struct {
 
 	// runDir holds this run's stand-in binaries, volumes, logs and pids.
 	runDir string
-	opts   kcluster.Options
+	opts   sandbox.Options
 
 	// dialCommand is the stand-ins' DialCommand: this binary as a pipe.
 	dialCommand []string
@@ -59,7 +59,7 @@ const dialArg = "-kloop-sandbox-dial"
 
 // Main is the whole TestMain of a package that uses the sandbox:
 //
-//	func TestMain(m *testing.M) { sandbox.Main(m) }
+//	func TestMain(m *testing.M) { cluster.Main(m) }
 //
 // It starts the cluster, runs the tests, tears down and exits with the
 // tests' status. If the cluster cannot start, every test fails with the
@@ -125,8 +125,8 @@ func run(m *testing.M) int {
 }
 
 func start(ctx context.Context) (*Cluster, error) {
-	progress := kcluster.ProgressTo(os.Stderr)
-	binDir, err := kcluster.EnsureBinaries(ctx, progress)
+	progress := sandbox.ProgressTo(os.Stderr)
+	binDir, err := sandbox.EnsureBinaries(ctx, progress)
 	if err != nil {
 		return nil, fmt.Errorf("build the sandbox binaries: %w", err)
 	}
@@ -135,13 +135,13 @@ func start(ctx context.Context) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox run directory: %w", err)
 	}
-	opts := kcluster.Options{Name: name, Nodes: 1, BinDir: binDir, Owner: os.Getpid(), Progress: quietProgress(progress)}
+	opts := sandbox.Options{Name: name, Nodes: 1, BinDir: binDir, Owner: os.Getpid(), Progress: quietProgress(progress)}
 	standin.CleanupOrphans()
 	if err := startReaper(name, runDir, binDir); err != nil {
 		os.RemoveAll(runDir)
 		return nil, err
 	}
-	kc, err := kcluster.Up(ctx, opts)
+	kc, err := sandbox.Up(ctx, opts)
 	if err != nil {
 		os.RemoveAll(runDir)
 		return nil, fmt.Errorf("start sandbox cluster: %w", err)
@@ -171,8 +171,8 @@ func start(ctx context.Context) (*Cluster, error) {
 
 // quietProgress keeps build progress (long, worth seeing) and drops the
 // per-start step lines that would clutter every test run.
-func quietProgress(p kcluster.ProgressFunc) kcluster.ProgressFunc {
-	return func(pr kcluster.Progress) {
+func quietProgress(p sandbox.ProgressFunc) sandbox.ProgressFunc {
+	return func(pr sandbox.Progress) {
 		if pr.Elapsed > 10*time.Second || strings.Contains(pr.Message, "leftover") || strings.Contains(pr.Message, "died") {
 			p(pr)
 		}
@@ -202,7 +202,7 @@ func Shared(t testing.TB) *Cluster {
 		t.Fatalf("sandbox cluster did not start: %v", shared.err)
 	}
 	if shared.cluster == nil {
-		t.Fatalf("no sandbox cluster: call sandbox.Main(m) from TestMain")
+		t.Fatalf("no sandbox cluster: call cluster.Main(m) from TestMain")
 	}
 	if dead := shared.cluster.deadComponents(); dead != "" {
 		t.Fatalf("sandbox cluster %s is broken: %s", shared.cluster.Name, dead)
@@ -213,7 +213,7 @@ func Shared(t testing.TB) *Cluster {
 // deadComponents names control-plane processes that died, with the place
 // of their logs; "" while all run.
 func (c *Cluster) deadComponents() string {
-	st, err := kcluster.Status(context.Background(), c.opts)
+	st, err := sandbox.Status(context.Background(), c.opts)
 	if err != nil {
 		return err.Error()
 	}
@@ -254,7 +254,7 @@ func (c *Cluster) teardown() {
 	standin.Reap(c.runDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := kcluster.Down(ctx, c.opts); err != nil {
+	if err := sandbox.Down(ctx, c.opts); err != nil {
 		fmt.Fprintf(os.Stderr, "sandbox: tear down cluster %s: %v\n", c.Name, err)
 	}
 	os.RemoveAll(c.runDir)
@@ -304,12 +304,12 @@ func runReaper(spec string) int {
 		time.Sleep(500 * time.Millisecond)
 	}
 	standin.Reap(runDir)
-	opts := kcluster.Options{Name: name, BinDir: binDir}
+	opts := sandbox.Options{Name: name, BinDir: binDir}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if st, err := kcluster.Status(ctx, opts); err == nil {
+	if st, err := sandbox.Status(ctx, opts); err == nil {
 		fmt.Fprintf(os.Stderr, "reaper: test binary %d exited without teardown; removing cluster %s (%s)\n", pid, name, st.State)
-		if err := kcluster.Down(ctx, opts); err != nil {
+		if err := sandbox.Down(ctx, opts); err != nil {
 			fmt.Fprintf(os.Stderr, "reaper: %v\n", err)
 			return 1
 		}
