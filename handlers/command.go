@@ -11,13 +11,10 @@ import (
 	"go.lsp.dev/protocol"
 
 	"github.com/kloop/kloop/command"
-	"github.com/kloop/kloop/session"
 )
 
 // Error codes kloop answers with besides JSON-RPC's own.
 const (
-	// CodeNotAvailable: the command exists but this build cannot do it yet.
-	CodeNotAvailable = -32001
 	// CodeNoWorkspace: the client named no workspace folder.
 	CodeNoWorkspace = -32003
 	// codeRequestFailed is LSP's RequestFailed.
@@ -74,10 +71,6 @@ func commandError(cmd string, err error) error {
 	var rpcErr *jsonrpc2.Error
 	if errors.As(err, &rpcErr) {
 		return err
-	}
-	var na *session.NotAvailableError
-	if errors.As(err, &na) {
-		return jsonrpc2.NewError(CodeNotAvailable, "kloop: "+na.Error())
 	}
 	return jsonrpc2.NewError(codeRequestFailed, fmt.Sprintf("kloop: %s: %v", cmd, err))
 }

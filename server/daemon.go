@@ -35,8 +35,8 @@ type DaemonOptions struct {
 	Version     string
 	// MaxMessageBytes bounds one LSP message; 0 means DefaultMaxMessageBytes.
 	MaxMessageBytes int
-	// Capabilities are handed to the session manager.
-	Capabilities session.Capabilities
+	// Engines do the sessions' cluster work (package engines).
+	Engines session.Engines
 	// Ready, when set, is called once the socket accepts connections.
 	Ready func()
 }
@@ -81,9 +81,9 @@ func Run(ctx context.Context, opts DaemonOptions) error {
 	}
 
 	mgr := session.NewManager(session.Options{
-		Logger:       log,
-		Store:        session.NewStore(opts.Paths.StateFile()),
-		Capabilities: opts.Capabilities,
+		Logger:  log,
+		Store:   session.NewStore(opts.Paths.StateFile()),
+		Engines: opts.Engines,
 	})
 	d := &daemon{opts: opts, log: log, mgr: mgr, ln: ln, lastIdle: time.Now()}
 	ctx, cancel := context.WithCancel(ctx)

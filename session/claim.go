@@ -10,7 +10,7 @@ import (
 )
 
 // ClaimEngine takes and gives back slots of claim pools. Package
-// session/kubeclaim implements it on kube/claim's Leases.
+// engines.Claims implements it on kube/claim's Leases.
 //
 // A claim goes through Plan (no cluster call: the request resolved against
 // the workspace's settings, recorded in state.json before anything is
@@ -317,7 +317,7 @@ func (s *Session) endClaim(engine ClaimEngine, ac *activeClaim, release bool, wh
 // session's status at once (so an idle daemon keeps running and renewing);
 // the renewal goroutine finds it in the cluster, and drops it if it was lost.
 func (m *Manager) adoptClaims() {
-	engine := m.opts.Capabilities.Claims
+	engine := m.opts.Engines.Claims
 	if engine == nil || m.opts.Store == nil {
 		return
 	}

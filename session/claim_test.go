@@ -109,7 +109,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func newTestManager(t *testing.T, store *Store, engine ClaimEngine) *Manager {
 	t.Helper()
-	m := NewManager(Options{Store: store, Capabilities: Capabilities{Claims: engine}})
+	m := NewManager(Options{Store: store, Engines: Engines{Claims: engine}})
 	t.Cleanup(func() { m.Close(context.Background()) })
 	return m
 }
@@ -223,7 +223,7 @@ func TestRestartedManagerAdoptsRecordedClaims(t *testing.T) {
 
 	// A daemon claims for three workspaces, then dies (no Close: renewal
 	// just stops when the test's manager is replaced).
-	first := NewManager(Options{Store: store, Capabilities: Capabilities{Claims: f}})
+	first := NewManager(Options{Store: store, Engines: Engines{Claims: f}})
 	for _, ws := range []string{"/held", "/lost", "/releasing"} {
 		if _, err := first.Open(ws).Claim(context.Background(), ClaimArgs{Pool: ws[1:]}, NoProgress{}); err != nil {
 			t.Fatal(err)

@@ -172,9 +172,9 @@ const DefaultClaimDuration = 8 * time.Hour
 
 // Claim takes a slot from a pool for this workspace.
 func (s *Session) Claim(ctx context.Context, args ClaimArgs, p Progress) (*ClaimStatus, error) {
-	engine := s.mgr.opts.Capabilities.Claims
+	engine := s.mgr.opts.Engines.Claims
 	if engine == nil {
-		return nil, &NotAvailableError{Command: "kloop.claim", Why: "claim pools are not wired into this daemon"}
+		return nil, errNoEngine("claim")
 	}
 	if err := args.Validate(); err != nil {
 		return nil, err
@@ -195,9 +195,9 @@ func (s *Session) Claim(ctx context.Context, args ClaimArgs, p Progress) (*Claim
 
 // Release gives the claimed slot back, resetting it.
 func (s *Session) Release(ctx context.Context, _ ReleaseArgs, p Progress) error {
-	engine := s.mgr.opts.Capabilities.Claims
+	engine := s.mgr.opts.Engines.Claims
 	if engine == nil {
-		return &NotAvailableError{Command: "kloop.release", Why: "claim pools are not wired into this daemon"}
+		return errNoEngine("claim")
 	}
 	s.opMu.Lock()
 	defer s.opMu.Unlock()

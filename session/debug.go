@@ -124,9 +124,9 @@ func (s *Session) Debug(ctx context.Context, args DebugArgs, hooks DebugHooks, p
 	if args.Workload == "" {
 		return s.debugLocally(ctx, args, hooks, p)
 	}
-	engine := s.mgr.opts.Capabilities.Intercepts
+	engine := s.mgr.opts.Engines.Intercepts
 	if engine == nil {
-		return nil, &NotAvailableError{Command: "kloop.intercept", Why: "intercepts are not wired into this daemon"}
+		return nil, errNoEngine("intercept")
 	}
 	cfg, err := s.loadConfig()
 	if err != nil {

@@ -101,7 +101,7 @@ func newDebugSession(t *testing.T) (*Session, *fakeInterceptEngine, string) {
 	f := &fakeInterceptEngine{}
 	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "kubeconfig"))
 	store := NewStore(filepath.Join(t.TempDir(), "state.json"))
-	m := NewManager(Options{Store: store, Capabilities: Capabilities{Intercepts: f}})
+	m := NewManager(Options{Store: store, Engines: Engines{Intercepts: f}})
 	t.Cleanup(func() { m.Close(context.Background()) })
 	dir := helloProgram(t)
 	return m.Open(dir), f, dir

@@ -28,7 +28,7 @@ type Target struct {
 }
 
 // InterceptEngine puts the traffic agent into workloads and tunnels their
-// traffic to this machine. Package session/kubeintercept implements it on
+// traffic to this machine. engines.Intercepts implements it on
 // kube/intercept.
 type InterceptEngine interface {
 	// Intercept injects the agent into req.Workload, waits for the rollout,
@@ -207,9 +207,9 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 // program is given, builds and runs it there with the pod's environment,
 // relaunching it on every save.
 func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress) (*InterceptStatus, error) {
-	engine := s.mgr.opts.Capabilities.Intercepts
+	engine := s.mgr.opts.Engines.Intercepts
 	if engine == nil {
-		return nil, &NotAvailableError{Command: "kloop.intercept", Why: "intercepts are not wired into this daemon"}
+		return nil, errNoEngine("intercept")
 	}
 	cfg, err := s.loadConfig()
 	if err != nil {
@@ -313,9 +313,9 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 // restores, from the cluster's annotations alone, workloads this daemon
 // does not know (left by a crashed daemon or another machine of yours).
 func (s *Session) Leave(ctx context.Context, args LeaveArgs, p Progress) error {
-	engine := s.mgr.opts.Capabilities.Intercepts
+	engine := s.mgr.opts.Engines.Intercepts
 	if engine == nil {
-		return &NotAvailableError{Command: "kloop.leave", Why: "intercepts are not wired into this daemon"}
+		return errNoEngine("intercept")
 	}
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
@@ -441,9 +441,9 @@ func (s *Session) Relaunch(ctx context.Context, args RelaunchArgs, p Progress) e
 
 // Env renders a workload container's environment.
 func (s *Session) Env(ctx context.Context, args EnvArgs) (*EnvResult, error) {
-	engine := s.mgr.opts.Capabilities.Env
+	engine := s.mgr.opts.Engines.Env
 	if engine == nil {
-		return nil, &NotAvailableError{Command: "kloop.env", Why: "env resolution is not wired into this daemon"}
+		return nil, errNoEngine("env")
 	}
 	format := args.Format
 	if format == "" {

@@ -84,7 +84,7 @@ func (m *Manager) recoverLeftovers() {
 			}
 			continue
 		}
-		engine := m.opts.Capabilities.Intercepts
+		engine := m.opts.Engines.Intercepts
 		s := m.Open(root)
 		recs := ss.Intercepts
 		go func() {

@@ -29,39 +29,27 @@ type NoProgress struct{}
 // Report implements Progress.
 func (NoProgress) Report(string, int) {}
 
-// NotAvailableError is returned by a command whose capability this build of
-// kloop does not have yet. It is an honest refusal, never a fake success.
-type NotAvailableError struct {
-	Command string
-	Why     string
-}
-
-func (e *NotAvailableError) Error() string {
-	return fmt.Sprintf("%s is not available in this build of kloop yet: %s", e.Command, e.Why)
-}
-
-// ErrNotAvailable matches any NotAvailableError with errors.Is.
-var ErrNotAvailable = errors.New("not available")
-
-// Is lets errors.Is(err, ErrNotAvailable) match.
-func (e *NotAvailableError) Is(target error) bool { return target == ErrNotAvailable }
-
 // Options configure a Manager.
 type Options struct {
 	Logger *slog.Logger
 	// Store records what must survive a daemon crash; nil keeps nothing.
 	Store *Store
-	// Capabilities are the parts of kloop this daemon can drive. A nil
-	// capability makes its commands return NotAvailableError.
-	Capabilities Capabilities
+	// Engines do the cluster work (package engines implements them on
+	// kube/*; tests pass fakes for the ones they use).
+	Engines Engines
 }
 
-// Capabilities are the engines behind the commands, filled in as kloop's
-// parts land: claim pools, intercepts, the run loop.
-type Capabilities struct {
+// Engines are what the session drives in the cluster.
+type Engines struct {
 	Claims     ClaimEngine
 	Intercepts InterceptEngine
 	Env        EnvEngine
+}
+
+// errNoEngine is what a command answers when the Manager was made without
+// the engine it needs (a test's partial wiring; the daemon wires all).
+func errNoEngine(what string) error {
+	return fmt.Errorf("this kloop daemon has no %s engine", what)
 }
 
 // Manager owns every Session of the daemon.

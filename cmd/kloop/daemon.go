@@ -16,11 +16,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kloop/kloop/engines"
 	"github.com/kloop/kloop/server"
 	"github.com/kloop/kloop/session"
-	"github.com/kloop/kloop/session/kubeclaim"
-	"github.com/kloop/kloop/session/kubeenv"
-	"github.com/kloop/kloop/session/kubeintercept"
 )
 
 // version is set at link time with -ldflags "-X main.version=...".
@@ -107,7 +105,7 @@ when no client is connected and no session holds a claim, intercept or process.`
 				Logger:          log,
 				Version:         kloopVersion(),
 				MaxMessageBytes: maxBytes,
-				Capabilities:    capabilities(log),
+				Engines:         wireEngines(log),
 			})
 			if errors.Is(err, server.ErrAlreadyRunning) {
 				return err
@@ -225,7 +223,7 @@ vscode-languageclient) is accepted and ignored: stdio is the only transport.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if standalone {
 				log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel()}))
-				mgr := session.NewManager(session.Options{Logger: log, Capabilities: capabilities(log)})
+				mgr := session.NewManager(session.Options{Logger: log, Engines: wireEngines(log)})
 				defer mgr.Close(context.WithoutCancel(cmd.Context()))
 				return server.ServeConn(cmd.Context(), stdio{}, server.ConnOptions{Manager: mgr, Logger: log, Version: kloopVersion()})
 			}
@@ -268,17 +266,18 @@ func envDuration(name string, def time.Duration) time.Duration {
 	return def
 }
 
-// capabilities wires the parts of kloop this build has into the daemon.
-func capabilities(log *slog.Logger) session.Capabilities {
-	var caps session.Capabilities
+// wireEngines wires the cluster work of the daemon's sessions.
+func wireEngines(log *slog.Logger) session.Engines {
+	e := session.Engines{
+		// KLOOP_AGENT_IMAGE overrides the agent image injected into workloads.
+		Intercepts: engines.NewIntercepts(engines.InterceptsOptions{Image: os.Getenv("KLOOP_AGENT_IMAGE"), Logger: log}),
+		Env:        engines.Env{},
+	}
 	if paths, err := server.DefaultPaths(); err != nil {
 		log.Warn("claim pools unavailable", "err", err)
 	} else {
 		// KLOOP_CLAIM_LEASE shortens leases (and renewals) for tests.
-		caps.Claims = kubeclaim.New(kubeclaim.Options{Dir: filepath.Join(paths.State, "claims"), Logger: log, LeaseDuration: envDuration("KLOOP_CLAIM_LEASE", 0)})
+		e.Claims = engines.NewClaims(engines.ClaimsOptions{Dir: filepath.Join(paths.State, "claims"), Logger: log, LeaseDuration: envDuration("KLOOP_CLAIM_LEASE", 0)})
 	}
-	// KLOOP_AGENT_IMAGE overrides the agent image injected into workloads.
-	caps.Intercepts = kubeintercept.New(kubeintercept.Options{Image: os.Getenv("KLOOP_AGENT_IMAGE"), Logger: log})
-	caps.Env = kubeenv.Engine{}
-	return caps
+	return e
 }

@@ -1,4 +1,4 @@
-package kubeclaim
+package engines
 
 import (
 	"context"
@@ -32,7 +32,7 @@ func writeKubeconfig(t *testing.T, path string, current string, servers map[stri
 }
 
 func TestPlanResolvesTheWorkspaceSettings(t *testing.T) {
-	e := New(Options{Dir: t.TempDir(), Holder: "me@here"})
+	e := NewClaims(ClaimsOptions{Dir: t.TempDir(), Holder: "me@here"})
 	ctx := context.Background()
 	env := filepath.Join(t.TempDir(), "env.kubeconfig")
 	writeKubeconfig(t, env, "a", map[string]string{"a": "https://a.example:6443"})
@@ -88,7 +88,7 @@ func TestPlanResolvesTheWorkspaceSettings(t *testing.T) {
 }
 
 func TestAdoptRefusesAnotherCluster(t *testing.T) {
-	e := New(Options{Dir: t.TempDir(), Holder: "me@here"})
+	e := NewClaims(ClaimsOptions{Dir: t.TempDir(), Holder: "me@here"})
 	path := filepath.Join(t.TempDir(), "kubeconfig")
 	writeKubeconfig(t, path, "a", map[string]string{"a": "https://a.example"})
 	t.Setenv("KUBECONFIG", path)

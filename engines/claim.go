@@ -1,9 +1,4 @@
-// Package kubeclaim is the daemon's claim engine: it implements
-// session.ClaimEngine on the Leases of package kube/claim, against the
-// cluster of the user's kubeconfig ($KUBECONFIG or ~/.kube/config, or
-// kubeconfig/context of the workspace's .kloop.yaml), and writes each
-// claim's kubeconfig (0600) under the daemon's state directory.
-package kubeclaim
+package engines
 
 import (
 	"context"
@@ -29,8 +24,8 @@ import (
 	"github.com/kloop/kloop/session"
 )
 
-// Options configure an Engine.
-type Options struct {
+// ClaimsOptions configure a Claims.
+type ClaimsOptions struct {
 	// Dir is where claim kubeconfigs are written (created 0700).
 	Dir string
 	// Holder is the identity written into leases; "" means
@@ -41,19 +36,19 @@ type Options struct {
 	Logger        *slog.Logger
 }
 
-// Engine implements session.ClaimEngine.
-type Engine struct {
-	opts Options
+// Claims implements session.ClaimEngine.
+type Claims struct {
+	opts ClaimsOptions
 	log  *slog.Logger
 
 	mu       sync.Mutex
 	claimers map[string]*claim.Claimer // by target key
 }
 
-var _ session.ClaimEngine = (*Engine)(nil)
+var _ session.ClaimEngine = (*Claims)(nil)
 
-// New returns an Engine; it makes no cluster call.
-func New(opts Options) *Engine {
+// NewClaims returns a Claims; it makes no cluster call.
+func NewClaims(opts ClaimsOptions) *Claims {
 	if opts.Holder == "" {
 		opts.Holder = kubeconfig.DefaultHolder()
 	}
@@ -63,7 +58,7 @@ func New(opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{opts: opts, log: opts.Logger, claimers: map[string]*claim.Claimer{}}
+	return &Claims{opts: opts, log: opts.Logger, claimers: map[string]*claim.Claimer{}}
 }
 
 // target says which cluster, as whom: the engine's part of a ClaimPlan.
@@ -126,7 +121,7 @@ type record struct {
 // Plan implements session.ClaimEngine: the pool and duration from the
 // request, else .kloop.yaml, else the defaults; the cluster from
 // .kloop.yaml's kubeconfig/context, else $KUBECONFIG, else ~/.kube/config.
-func (e *Engine) Plan(ctx context.Context, req session.ClaimRequest) (*session.ClaimPlan, error) {
+func (e *Claims) Plan(ctx context.Context, req session.ClaimRequest) (*session.ClaimPlan, error) {
 	cfg, cfgPath, err := config.Load(req.Workspace)
 	if err != nil {
 		return nil, fmt.Errorf("read the workspace settings: %w", err)
@@ -178,7 +173,7 @@ func (e *Engine) Plan(ctx context.Context, req session.ClaimRequest) (*session.C
 }
 
 // claimer returns the cached Claimer for t.
-func (e *Engine) claimer(t target) (*claim.Claimer, *rest.Config, error) {
+func (e *Claims) claimer(t target) (*claim.Claimer, *rest.Config, error) {
 	rc, err := t.restConfig()
 	if err != nil {
 		return nil, nil, err
@@ -203,7 +198,7 @@ func (e *Engine) claimer(t target) (*claim.Claimer, *rest.Config, error) {
 	return c, rc, nil
 }
 
-func (e *Engine) planned(plan *session.ClaimPlan) (*claim.Claimer, target, error) {
+func (e *Claims) planned(plan *session.ClaimPlan) (*claim.Claimer, target, error) {
 	var t target
 	if err := json.Unmarshal(plan.Engine, &t); err != nil || len(t.Kubeconfig) == 0 {
 		return nil, t, fmt.Errorf("claim plan of %s names no cluster (state written by another kloop?)", plan.Workspace)
@@ -219,7 +214,7 @@ func (e *Engine) planned(plan *session.ClaimPlan) (*claim.Claimer, target, error
 }
 
 // Claim implements session.ClaimEngine.
-func (e *Engine) Claim(ctx context.Context, plan *session.ClaimPlan, p session.Progress) (*session.Grant, error) {
+func (e *Claims) Claim(ctx context.Context, plan *session.ClaimPlan, p session.Progress) (*session.Grant, error) {
 	c, t, err := e.planned(plan)
 	if err != nil {
 		return nil, err
@@ -244,7 +239,7 @@ func (e *Engine) Claim(ctx context.Context, plan *session.ClaimPlan, p session.P
 }
 
 // grant writes the slot's kubeconfig and describes the claim.
-func (e *Engine) grant(ctx context.Context, c *claim.Claimer, cl *claim.Claim, workspace string, p session.Progress) (*session.Grant, error) {
+func (e *Claims) grant(ctx context.Context, c *claim.Claimer, cl *claim.Claim, workspace string, p session.Progress) (*session.Grant, error) {
 	data, err := c.Kubeconfig(ctx, cl)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig of slot %s: %w", cl.Slot, err)
@@ -272,20 +267,20 @@ func (e *Engine) grant(ctx context.Context, c *claim.Claimer, cl *claim.Claim, w
 
 // kubeconfigPath is DIR/POOL.SLOT.HASH.kubeconfig, HASH naming the
 // workspace so that two workspaces never share a file.
-func (e *Engine) kubeconfigPath(cl *claim.Claim, workspace string) string {
+func (e *Claims) kubeconfigPath(cl *claim.Claim, workspace string) string {
 	sum := sha256.Sum256([]byte(workspace))
 	return filepath.Join(e.opts.Dir, fmt.Sprintf("%s.%s.%s.kubeconfig", cl.Pool, cl.Slot, hex.EncodeToString(sum[:4])))
 }
 
 // Renew implements session.ClaimEngine.
-func (e *Engine) Renew(ctx context.Context, g *session.Grant) error {
+func (e *Claims) Renew(ctx context.Context, g *session.Grant) error {
 	h := g.Handle.(*handle)
 	return classify(h.claimer.Renew(ctx, h.claim))
 }
 
 // Release implements session.ClaimEngine: the slot is reset, the lease
 // deleted and the kubeconfig removed.
-func (e *Engine) Release(ctx context.Context, g *session.Grant, p session.Progress) error {
+func (e *Claims) Release(ctx context.Context, g *session.Grant, p session.Progress) error {
 	h := g.Handle.(*handle)
 	err := h.claimer.Release(ctx, h.claim, progress(p))
 	if errors.Is(err, claim.ErrNotHeld) || errors.Is(err, claim.ErrHeldByOther) {
@@ -303,7 +298,7 @@ func (e *Engine) Release(ctx context.Context, g *session.Grant, p session.Progre
 // Adopt implements session.ClaimEngine: the holder's lease in the planned
 // pool, renewed at once (which revives a lapsed lease nobody took over),
 // and its kubeconfig written again.
-func (e *Engine) Adopt(ctx context.Context, plan *session.ClaimPlan, raw json.RawMessage) (*session.Grant, error) {
+func (e *Claims) Adopt(ctx context.Context, plan *session.ClaimPlan, raw json.RawMessage) (*session.Grant, error) {
 	c, _, err := e.planned(plan)
 	if err != nil {
 		return nil, err
@@ -347,7 +342,7 @@ func (e *Engine) Adopt(ctx context.Context, plan *session.ClaimPlan, raw json.Ra
 }
 
 // RenewInterval implements session.ClaimEngine.
-func (e *Engine) RenewInterval() time.Duration {
+func (e *Claims) RenewInterval() time.Duration {
 	// What claim.Claimer.RenewInterval computes, without needing a claimer.
 	d := e.opts.LeaseDuration
 	if rem := d % time.Second; rem != 0 {

@@ -1,9 +1,4 @@
-// Package kubeintercept implements session.InterceptEngine on kube/intercept:
-// the agent injected into the workload, a tunnel to every ready pod over
-// Kubernetes port-forward, the pod's env and volumes resolved with kube/env,
-// and the outbound proxies (HTTP and SOCKS5 on loopback, with credentials)
-// that let the local program reach cluster names through the agent.
-package kubeintercept
+package engines
 
 import (
 	"context"
@@ -30,8 +25,8 @@ import (
 	"github.com/kloop/kloop/session"
 )
 
-// Options configure the Engine.
-type Options struct {
+// InterceptsOptions configure the Intercepts.
+type InterceptsOptions struct {
 	// Holder names whose intercept it is (user@host); "" is
 	// kubeconfig.DefaultHolder().
 	Holder string
@@ -40,23 +35,23 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Engine implements session.InterceptEngine.
-type Engine struct {
-	opts Options
+// Intercepts implements session.InterceptEngine.
+type Intercepts struct {
+	opts InterceptsOptions
 	log  *slog.Logger
 }
 
-var _ session.InterceptEngine = (*Engine)(nil)
+var _ session.InterceptEngine = (*Intercepts)(nil)
 
-// New returns an Engine.
-func New(opts Options) *Engine {
+// NewIntercepts returns an Intercepts.
+func NewIntercepts(opts InterceptsOptions) *Intercepts {
 	if opts.Holder == "" {
 		opts.Holder = kubeconfig.DefaultHolder()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{opts: opts, log: opts.Logger}
+	return &Intercepts{opts: opts, log: opts.Logger}
 }
 
 // connect loads the target's kubeconfig with a rate limit fit for the
@@ -80,7 +75,7 @@ func connect(t session.Target) (*rest.Config, kubernetes.Interface, string, erro
 }
 
 // Intercept implements session.InterceptEngine.
-func (e *Engine) Intercept(ctx context.Context, req session.InterceptRequest, p session.Progress) (session.Interception, error) {
+func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest, p session.Progress) (session.Interception, error) {
 	w, err := workload.Parse(req.Workload)
 	if err != nil {
 		return nil, err
@@ -143,7 +138,7 @@ func (e *Engine) Intercept(ctx context.Context, req session.InterceptRequest, p 
 }
 
 // Restore implements session.InterceptEngine.
-func (e *Engine) Restore(ctx context.Context, t session.Target, ref string, p session.Progress) ([]string, error) {
+func (e *Intercepts) Restore(ctx context.Context, t session.Target, ref string, p session.Progress) ([]string, error) {
 	_, cs, ns, err := connect(t)
 	if err != nil {
 		return nil, err

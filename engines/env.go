@@ -1,7 +1,4 @@
-// Package kubeenv implements session.EnvEngine on kube/env: a workload
-// container's environment resolved from the cluster the session targets
-// (its claimed slot, or the workspace's kubeconfig context).
-package kubeenv
+package engines
 
 import (
 	"context"
@@ -15,13 +12,13 @@ import (
 	"github.com/kloop/kloop/session"
 )
 
-// Engine resolves envs. The zero value is ready to use.
-type Engine struct{}
+// Env resolves envs. The zero value is ready to use.
+type Env struct{}
 
-var _ session.EnvEngine = Engine{}
+var _ session.EnvEngine = Env{}
 
 // Env implements session.EnvEngine.
-func (Engine) Env(ctx context.Context, t session.Target, workload, format string) (string, error) {
+func (Env) Env(ctx context.Context, t session.Target, workload, format string) (string, error) {
 	f, err := env.ParseFormat(format)
 	if err != nil {
 		return "", err
@@ -49,7 +46,7 @@ func (Engine) Env(ctx context.Context, t session.Target, workload, format string
 }
 
 // Render implements session.EnvEngine.
-func (Engine) Render(vars []string, format string) (string, error) {
+func (Env) Render(vars []string, format string) (string, error) {
 	f, err := env.ParseFormat(format)
 	if err != nil {
 		return "", err
