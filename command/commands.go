@@ -45,6 +45,11 @@ var (
 			return s.Status(), err
 		})
 
+	Logs = declare("kloop.logs", "Show program output", `{"program":"./cmd/orders","tail":100}`, "",
+		func(ctx context.Context, s *session.Session, a session.LogsArgs, _ session.Progress) (*session.LogsResult, error) {
+			return s.Logs(ctx, a)
+		})
+
 	Env = declare("kloop.env", "Copy workload env", `{"workload":"deployment/orders","format":"dotenv"}`, "",
 		func(ctx context.Context, s *session.Session, a session.EnvArgs, _ session.Progress) (*session.EnvResult, error) {
 			return s.Env(ctx, a)

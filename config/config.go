@@ -9,6 +9,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -32,6 +33,12 @@ const (
 	// slot for weeks.
 	MaxClaimFor = 7 * 24 * time.Hour
 )
+
+// MaxFileBytes bounds the .kloop.yaml that Load reads. The file is read on its own
+// (the daemon loads it for every workspace it serves), so a huge file there, checked in
+// by mistake or generated, must not make the daemon allocate without bound; a real one
+// with many intercepts is a few KiB.
+const MaxFileBytes = 1 << 20
 
 // Config is the content of .kloop.yaml, the per-workspace kloop settings.
 //
@@ -150,13 +157,52 @@ func Load(dir string) (*Config, string, error) {
 		return nil, "", fmt.Errorf("both %s and %s exist in %s: keep one of them", FileName, AltFileName, dir)
 	}
 	path := found[0]
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
 	if err != nil {
-		return nil, "", fmt.Errorf("read kloop config: %w", err)
+		return nil, "", err
 	}
 	cfg, err := Parse(path, data)
 	if err != nil {
 		return nil, path, err
 	}
 	return cfg, path, nil
+}
+
+// ErrFileTooLarge matches (errors.Is) the error of a config file over MaxFileBytes.
+var ErrFileTooLarge = errors.New("kloop config file too large")
+
+// ReadFile reads a .kloop.yaml for Parse, refusing one over MaxFileBytes (an error that
+// names the file, its size and the limit, matching ErrFileTooLarge) without reading it.
+// Everything that reads the file from disk on its own should read it through here.
+func ReadFile(path string) ([]byte, error) { return readCapped(path, MaxFileBytes) }
+
+// readCapped reads the file at path, refusing one over limit bytes before reading it.
+// The size is checked on the open file, and the read is bounded as well: a file that
+// grows after the check, or that is no regular file (a symlink to /dev/zero), still
+// stops at the limit.
+func readCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read kloop config: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read kloop config: %w", err)
+	}
+	if fi.Size() > limit {
+		return nil, tooLarge(path, fmt.Sprintf("%d bytes", fi.Size()), limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read kloop config: %w", err)
+	}
+	if int64(len(data)) > limit {
+		return nil, tooLarge(path, fmt.Sprintf("more than %d bytes", limit), limit)
+	}
+	return data, nil
+}
+
+func tooLarge(path, size string, limit int64) error {
+	return fmt.Errorf("%w: %s is %s, over the limit of %d bytes (%d MiB); a .kloop.yaml holds a few settings and intercepts, so check that this is the file you meant to write", ErrFileTooLarge, path, size, limit, limit>>20)
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoad(t *testing.T) {
@@ -135,5 +136,77 @@ func TestKubeconfigPath(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("KubeconfigPath(%q) = %q, %v; want %q", in, got, err, want)
 		}
+	}
+}
+
+// TestLoadRefusesOversizeFile: Load runs on its own for every workspace the daemon
+// serves, so a huge .kloop.yaml must be refused by its size, before it is read.
+func TestLoadRefusesOversizeFile(t *testing.T) {
+	// valid YAML of exactly n bytes: a setting, then a comment as padding.
+	yamlOf := func(n int) []byte {
+		head := "claim: {pool: dev}\n# "
+		return []byte(head + strings.Repeat("x", n-len(head)-1) + "\n")
+	}
+	tests := []struct {
+		name    string
+		make    func(t *testing.T, path string)
+		wantErr []string // substrings; none means Load succeeds
+	}{
+		{name: "2 MiB", make: func(t *testing.T, path string) {
+			if err := os.WriteFile(path, yamlOf(2<<20), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: []string{"too large", "2097152 bytes", "limit of 1048576 bytes"}},
+		{name: "one byte over", make: func(t *testing.T, path string) {
+			if err := os.WriteFile(path, yamlOf(MaxFileBytes+1), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: []string{"too large", "1048577 bytes", "limit of 1048576 bytes"}},
+		{name: "endless, no size to stat", make: func(t *testing.T, path string) {
+			if err := os.Symlink("/dev/zero", path); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: []string{"too large", "more than 1048576 bytes"}},
+		{name: "at the limit", make: func(t *testing.T, path string) {
+			if err := os.WriteFile(path, yamlOf(MaxFileBytes), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, FileName)
+			tt.make(t, path)
+			done := make(chan struct{})
+			var cfg *Config
+			var err error
+			go func() {
+				defer close(done)
+				cfg, _, err = Load(dir)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Load did not return within 10s")
+			}
+			if len(tt.wantErr) == 0 {
+				if err != nil || cfg.Claim.Pool != "dev" {
+					t.Fatalf("Load = %+v, %v; want the file's settings", cfg, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Load succeeded (pool %q), want an error saying the file is too large", cfg.Claim.Pool)
+			}
+			if !errors.Is(err, ErrFileTooLarge) {
+				t.Errorf("error %q does not match ErrFileTooLarge", err)
+			}
+			for _, want := range append([]string{path}, tt.wantErr...) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
 	}
 }

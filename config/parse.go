@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kloop/kloop/kube/workload"
 )
 
 // Error is one problem in a .kloop.yaml, at the YAML node it is about.
@@ -210,6 +212,16 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, key *yaml.N
 			d.add(n, path, msg)
 		}
 		return // an unset optional field keeps its default; required ones are checked by the struct
+	}
+	if v.Type() == workloadType {
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+			d.add(n, path, fmt.Sprintf("must be a string such as deployment/orders, not %s", describeNode(n)))
+			return
+		}
+		if err := v.Addr().Interface().(*workload.Workload).UnmarshalText([]byte(n.Value)); err != nil {
+			d.add(n, path, err.Error())
+		}
+		return
 	}
 	if v.CanAddr() {
 		if u, ok := v.Addr().Interface().(yaml.Unmarshaler); ok {

@@ -26,6 +26,9 @@ import (
 // times over, small enough that a garbage Content-Length cannot exhaust memory.
 const maxFrameSize = 256 << 20
 
+// maxHeaderLine bounds one header line.
+const maxHeaderLine = 8 << 10
+
 // FramingError means the byte stream is no longer framed as DAP (bad header, bad
 // Content-Length, truncated body). The connection cannot be resynchronised after it.
 type FramingError struct{ Reason string }
@@ -44,9 +47,14 @@ func (fr *frameReader) Read() ([]byte, error) {
 	length := -1
 	first := true
 	for {
-		line, err := fr.r.ReadString('\n')
+		// ReadSlice, not ReadString: a "header" line that never ends must not be
+		// buffered whole before it is refused.
+		raw, err := fr.r.ReadSlice('\n')
+		if len(raw) > maxHeaderLine || errors.Is(err, bufio.ErrBufferFull) {
+			return nil, &FramingError{Reason: "header line longer than 8 KiB"}
+		}
 		if err != nil {
-			if errors.Is(err, io.EOF) && first && line == "" {
+			if errors.Is(err, io.EOF) && first && len(raw) == 0 {
 				return nil, io.EOF
 			}
 			if errors.Is(err, io.EOF) {
@@ -55,10 +63,7 @@ func (fr *frameReader) Read() ([]byte, error) {
 			return nil, err
 		}
 		first = false
-		if len(line) > 8<<10 {
-			return nil, &FramingError{Reason: "header line longer than 8 KiB"}
-		}
-		line = strings.TrimRight(line, "\r\n")
+		line := strings.TrimRight(string(raw), "\r\n")
 		if line == "" {
 			break
 		}
@@ -67,12 +72,9 @@ func (fr *frameReader) Read() ([]byte, error) {
 			return nil, &FramingError{Reason: fmt.Sprintf("header line %q has no colon", truncate(line, 80))}
 		}
 		if strings.EqualFold(strings.TrimSpace(name), "Content-Length") {
-			n, err := strconv.Atoi(strings.TrimSpace(value))
-			if err != nil || n < 0 {
-				return nil, &FramingError{Reason: fmt.Sprintf("Content-Length %q is not a non-negative integer", truncate(value, 40))}
-			}
-			if n > maxFrameSize {
-				return nil, &FramingError{Reason: fmt.Sprintf("Content-Length %d exceeds the %d byte limit", n, maxFrameSize)}
+			n, err := parseLength(strings.TrimSpace(value))
+			if err != nil {
+				return nil, err
 			}
 			length = n
 		}
@@ -88,6 +90,22 @@ func (fr *frameReader) Read() ([]byte, error) {
 		return nil, err
 	}
 	return body, nil
+}
+
+// parseLength reads a Content-Length value. A length over maxFrameSize is refused here,
+// on its header line: the body is never waited for, so a peer that announces gigabytes
+// learns at once, whether or not it goes on to send them. Digits past what an int holds
+// are the same mistake, and are named as such rather than as a malformed number.
+func parseLength(value string) (int, error) {
+	digits := value != "" && strings.Trim(value, "0123456789") == ""
+	n, err := strconv.Atoi(value)
+	if digits && (n > maxFrameSize || errors.Is(err, strconv.ErrRange)) {
+		return 0, &FramingError{Reason: fmt.Sprintf("Content-Length %s exceeds the limit of %d bytes (%d MiB) for one DAP message; the message was not read", truncate(value, 40), maxFrameSize, maxFrameSize>>20)}
+	}
+	if err != nil || n < 0 {
+		return 0, &FramingError{Reason: fmt.Sprintf("Content-Length %q is not a non-negative integer", truncate(value, 40))}
+	}
+	return n, nil
 }
 
 // frameWriter writes messages and owns the seq counter of its direction: seq is

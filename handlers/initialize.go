@@ -2,7 +2,7 @@ package handlers
 
 import (
 	"context"
-	"os"
+	"errors"
 	"path/filepath"
 
 	"go.lsp.dev/jsonrpc2"
@@ -73,8 +73,18 @@ func (s *Server) Initialized(ctx context.Context, _ *protocol.InitializedParams)
 	s.sendStatus(ctx, sess.Status())
 	for _, name := range []string{config.FileName, config.AltFileName} {
 		path := filepath.Join(sess.Root(), name)
-		if data, err := os.ReadFile(path); err == nil && !s.docs.isOpen(uri.File(path)) {
+		if s.docs.isOpen(uri.File(path)) {
+			continue
+		}
+		// Capped: a huge file gets an error, not the daemon's memory.
+		data, err := config.ReadFile(path)
+		switch {
+		case err == nil:
 			s.diagnoseConfig(ctx, uri.File(path), data)
+		case errors.Is(err, config.ErrFileTooLarge):
+			if serr := s.client.ShowMessage(ctx, &protocol.ShowMessageParams{Type: protocol.MessageTypeError, Message: "kloop: " + err.Error()}); serr != nil {
+				s.log.Debug("report oversize .kloop.yaml", "err", serr)
+			}
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,10 +52,10 @@ func Run(ctx context.Context, opts DaemonOptions) error {
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
-	if err := ensurePrivateDir(filepath.Dir(opts.Paths.Socket)); err != nil {
+	if err := ensurePrivateDir(filepath.Dir(opts.Paths.Socket), socketDir); err != nil {
 		return err
 	}
-	if err := ensurePrivateDir(opts.Paths.State); err != nil {
+	if err := ensurePrivateDir(opts.Paths.State, stateDir); err != nil {
 		return err
 	}
 	lock, err := lockExclusive(opts.Paths.lockFile())
@@ -62,6 +63,14 @@ func Run(ctx context.Context, opts DaemonOptions) error {
 		return err
 	}
 	defer lock.Close()
+	// Before anything touches the state (crash recovery reads state.json
+	// and stops the programs it lists), and held until the sessions are
+	// closed: deferred before the manager exists, so released after it.
+	stateLock, err := lockState(opts.Paths)
+	if err != nil {
+		return err
+	}
+	defer stateLock.Close()
 
 	// Holding the lock proves no daemon serves the socket: a file there was
 	// left by one that died.
@@ -84,6 +93,8 @@ func Run(ctx context.Context, opts DaemonOptions) error {
 		Logger:  log,
 		Store:   session.NewStore(opts.Paths.StateFile()),
 		Engines: opts.Engines,
+		// Materialized Secret volumes go to the runtime tmpfs when private.
+		RuntimeDir: os.Getenv("XDG_RUNTIME_DIR"),
 	})
 	d := &daemon{opts: opts, log: log, mgr: mgr, ln: ln, lastIdle: time.Now()}
 	ctx, cancel := context.WithCancel(ctx)
@@ -248,6 +259,66 @@ func lockExclusive(path string) (*os.File, error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// stateHolder is what the daemon holding the state lock records in it.
+type stateHolder struct {
+	PID    int    `json:"pid"`
+	Socket string `json:"socket"`
+}
+
+// lockState takes the state directory's lock (Paths.stateLockFile) for the
+// daemon's life and records this daemon's pid and socket in it, so that a
+// second daemon started on the same state directory, through another socket,
+// can say which daemon is in the way and how to reach it.
+func lockState(p Paths) (*os.File, error) {
+	path := p.stateLockFile()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		holder, ok := readStateHolder(path)
+		if !ok {
+			return nil, fmt.Errorf("%w on the state directory %s (lock %s is held by a daemon that has not recorded its pid and socket yet); two daemons on one state directory would stop each other's programs: stop the other with `kloop daemon stop` pointed at its socket (KLOOP_SOCKET), or give this one another KLOOP_STATE_DIR", ErrAlreadyRunning, p.State, path)
+		}
+		return nil, fmt.Errorf("%w on the state directory %s: pid %d, on socket %s. Two daemons on one state directory would stop each other's programs: use that daemon, stop it with `KLOOP_SOCKET=%s kloop daemon stop`, or give this one another KLOOP_STATE_DIR", ErrAlreadyRunning, p.State, holder.PID, holder.Socket, holder.Socket)
+	}
+	rec, err := json.Marshal(stateHolder{PID: os.Getpid(), Socket: p.Socket})
+	if err == nil {
+		rec = append(rec, '\n')
+		// Written over the old record, then cut to length: a reader never
+		// sees an empty file, only the old record or the new one (followed
+		// at most by the old one's tail, which the decoder ignores).
+		if _, err = f.WriteAt(rec, 0); err == nil {
+			err = f.Truncate(int64(len(rec)))
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("record this daemon in %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// readStateHolder reads the record of the daemon that holds the state lock.
+// The holder writes it just after taking the lock: an empty file is retried
+// for a moment.
+func readStateHolder(path string) (stateHolder, bool) {
+	for range 50 {
+		if data, err := os.ReadFile(path); err == nil {
+			var h stateHolder
+			if json.NewDecoder(bytes.NewReader(data)).Decode(&h) == nil && h.PID > 0 {
+				return h, true
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return stateHolder{}, false
 }
 
 // lockBlocking waits for an exclusive flock on path.

@@ -35,13 +35,15 @@ type DialOptions struct {
 func Dial(ctx context.Context, opts DialOptions) (net.Conn, error) {
 	if c, err := dialSocket(opts.Paths.Socket); err == nil {
 		return c, nil
+	} else if errors.Is(err, errForeignServer) {
+		return nil, err
 	} else if opts.NoStart {
 		return nil, fmt.Errorf("no kloop daemon answers on %s: %w", opts.Paths.Socket, err)
 	}
-	if err := ensurePrivateDir(dirOf(opts.Paths.Socket)); err != nil {
+	if err := ensurePrivateDir(dirOf(opts.Paths.Socket), socketDir); err != nil {
 		return nil, err
 	}
-	if err := ensurePrivateDir(opts.Paths.State); err != nil {
+	if err := ensurePrivateDir(opts.Paths.State, stateDir); err != nil {
 		return nil, err
 	}
 	lock, err := lockBlocking(ctx, opts.Paths.startLockFile())
@@ -52,6 +54,8 @@ func Dial(ctx context.Context, opts DialOptions) (net.Conn, error) {
 	// Whoever held the lock before us may have started it.
 	if c, err := dialSocket(opts.Paths.Socket); err == nil {
 		return c, nil
+	} else if errors.Is(err, errForeignServer) {
+		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
 		c, err := startDaemon(ctx, opts)
@@ -72,8 +76,18 @@ const maxConnectAttempts = 3
 // before the starter connected.
 var errStoppedBeforeConnect = errors.New("the daemon stopped before it could be reached")
 
+// dialSocket connects to the daemon's socket and checks, before anything is
+// written, that the listener is this user's (checkServer).
 func dialSocket(path string) (net.Conn, error) {
-	return net.DialTimeout("unix", path, 2*time.Second)
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkServer(c, path); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 func dirOf(path string) string {
@@ -99,7 +113,9 @@ func startDaemon(ctx context.Context, opts DialOptions) (net.Conn, error) {
 	defer logf.Close()
 	start, _ := logf.Seek(0, io.SeekEnd)
 
-	cmd := exec.Command(exe, append([]string{"daemon"}, opts.DaemonArgs...)...)
+	// The daemon writes its log to daemon.log itself, size-bounded; its
+	// stderr (below) still goes there, for early crashes.
+	cmd := exec.Command(exe, append([]string{"daemon", "--log-file", opts.Paths.LogFile()}, opts.DaemonArgs...)...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Env = append(os.Environ(), "KLOOP_SOCKET="+opts.Paths.Socket, "KLOOP_STATE_DIR="+opts.Paths.State)
@@ -123,6 +139,8 @@ func startDaemon(ctx context.Context, opts DialOptions) (net.Conn, error) {
 	for {
 		if c, err := dialSocket(opts.Paths.Socket); err == nil {
 			return c, nil
+		} else if errors.Is(err, errForeignServer) {
+			return nil, err
 		}
 		select {
 		case err := <-exited:

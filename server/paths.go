@@ -4,6 +4,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,7 +32,11 @@ func DefaultPaths() (Paths, error) {
 		if err != nil {
 			return p, fmt.Errorf("find the socket directory: set XDG_RUNTIME_DIR or HOME: %w", err)
 		}
-		p.Socket = filepath.Join(home, ".cache", "kloop", "daemon.sock")
+		// A directory of its own: ~/.cache/kloop is shared with the
+		// sandbox build cache, which creates it 0755, and an existing
+		// directory is never made private behind its owner's back (see
+		// ensurePrivateDir).
+		p.Socket = filepath.Join(home, ".cache", "kloop", "run", "daemon.sock")
 	}
 	if s := os.Getenv("KLOOP_STATE_DIR"); s != "" {
 		p.State = s
@@ -57,25 +62,52 @@ func (p Paths) LogFile() string { return filepath.Join(p.State, "daemon.log") }
 // lockFile serialises daemon start-up: held for the daemon's whole life.
 func (p Paths) lockFile() string { return p.Socket + ".lock" }
 
+// stateLockFile is held by the one daemon that owns the state directory, for
+// its whole life, beside the socket's lock: state.json and crash recovery are
+// per state directory, so two daemons on one (started with different
+// sockets) would each take the other's programs for leftovers of a crash.
+// The holder records its pid and socket in it (see lockState).
+func (p Paths) stateLockFile() string { return filepath.Join(p.State, "daemon.lock") }
+
 // startLockFile serialises forwarders that race to auto-start a daemon.
 func (p Paths) startLockFile() string { return p.Socket + ".start.lock" }
 
-// ensurePrivateDir creates dir 0700, or tightens an existing one that we own.
-func ensurePrivateDir(dir string) error {
+// dirRole says which setting chose a directory, for the advice in errors.
+type dirRole struct {
+	what   string // what kloop keeps there
+	advice string // how to choose another directory
+}
+
+var (
+	socketDir = dirRole{"the daemon's socket", "point KLOOP_SOCKET at a path in a private directory, such as $XDG_RUNTIME_DIR/kloop/daemon.sock (kloop creates the directory 0700)"}
+	stateDir  = dirRole{"the daemon's state", "point KLOOP_STATE_DIR at a directory of kloop's own, such as $XDG_STATE_HOME/kloop (kloop creates it 0700)"}
+)
+
+// ensurePrivateDir makes sure dir exists, belongs to this user and is private
+// (no group or other permission bits). A missing directory is created 0700.
+// An existing one is never changed: it may be shared (/tmp, $HOME) and a
+// chmod would lock other users or programs out of it, so a directory that is
+// not private, or not ours, is refused with what to do instead.
+func ensurePrivateDir(dir string, role dirRole) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+		return fmt.Errorf("create the directory for %s: %w; %s", role.what, err, role.advice)
 	}
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", dir, err)
 	}
-	if uid, ok := ownerUID(fi); ok && uid != os.Getuid() {
-		return fmt.Errorf("directory %s belongs to uid %d, not to you (uid %d); remove it or set KLOOP_SOCKET to a path of your own", dir, uid, os.Getuid())
+	if !fi.IsDir() {
+		return fmt.Errorf("%s, the directory for %s, is not a directory; %s", dir, role.what, role.advice)
 	}
-	if fi.Mode().Perm() != 0o700 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("make %s private: %w", dir, err)
+	if uid, ok := ownerUID(fi); ok && uid != os.Getuid() {
+		return fmt.Errorf("directory %s, for %s, belongs to uid %d, not to you (uid %d): %s", dir, role.what, uid, os.Getuid(), role.advice)
+	}
+	if mode := modeBits(fi); mode&0o077 != 0 {
+		msg := fmt.Sprintf("directory %s is shared (mode %04o), and kloop keeps %s only in a private directory (mode 0700); it does not change the mode of an existing directory: %s", dir, mode, role.what, role.advice)
+		if mode&0o1000 == 0 {
+			msg += fmt.Sprintf(", or, if the directory is kloop's alone, make it private with `chmod 700 %s`", dir)
 		}
+		return errors.New(msg)
 	}
 	return nil
 }

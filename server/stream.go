@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -30,8 +31,9 @@ const MaxMessageBytesEnv = "KLOOP_MAX_MESSAGE_BYTES"
 // maxHeaderLine bounds one header line; a longer one is garbage, not a header.
 const maxHeaderLine = 4096
 
-// idProbeBytes is how much of an over-size body is kept to find its id, so
-// the error answers the request instead of leaving the editor waiting.
+// idProbeBytes is how much of an over-size body, of what arrived with its
+// header, is searched for its id, so the error answers the request instead of
+// leaving the editor waiting.
 const idProbeBytes = 4096
 
 // eagerBodyBytes is how much of a body is allocated before its bytes
@@ -107,11 +109,7 @@ func (s *lspStream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 			return nil, 0, err
 		}
 		if length > s.max {
-			head, err := s.discard(length)
-			if err != nil {
-				return nil, 0, err
-			}
-			s.reject(leadingID(head), codeInvalidRequest, fmt.Sprintf("message of %d bytes exceeds the limit of %d bytes; split the request or send smaller documents", length, s.max))
+			s.rejectOversize(length)
 			continue
 		}
 		body, err := s.readBody(length)
@@ -144,16 +142,30 @@ func (s *lspStream) readBody(n int) ([]byte, error) {
 	return body, nil
 }
 
-// discard skips an over-size body of n bytes and returns its first bytes.
-func (s *lspStream) discard(n int) ([]byte, error) {
-	head := make([]byte, min(n, idProbeBytes))
-	if _, err := io.ReadFull(s.in, head); err != nil {
-		return nil, unexpectedEOF(err)
+// rejectOversize answers a header that announces a body over the limit, at once: the
+// body is not waited for, since a client that announces 10 GB may never send them, or
+// send them for minutes while everything behind them waits. The id is taken from the
+// body's first bytes when they came with the header, so the editor stops waiting for
+// that request; otherwise the error has a null id, which is all JSON-RPC allows when
+// the request cannot be identified.
+//
+// The body's bytes, whatever of them arrive, are then skipped the way any bytes that
+// are not a header are: readHeader discards them up to the next Content-Length field,
+// at the start of a line or glued to the end of the body, and serves the message it
+// frames. Reported only here and in the log: the skipped bytes are one mistake, already
+// answered.
+func (s *lspStream) rejectOversize(length int) {
+	var id json.RawMessage
+	if n := min(s.in.Buffered(), length, idProbeBytes); n > 0 {
+		head, _ := s.in.Peek(n)
+		id = leadingID(head)
 	}
-	if _, err := io.CopyN(io.Discard, s.in, int64(n-len(head))); err != nil {
-		return nil, unexpectedEOF(err)
+	size := strconv.Itoa(length)
+	if length == math.MaxInt {
+		size = "more than " + size
 	}
-	return head, nil
+	s.reject(id, codeInvalidRequest, fmt.Sprintf("message of %s bytes exceeds the limit of %d bytes; it was not read, and its body is skipped up to the next Content-Length header. Split the request or send smaller documents", size, s.max))
+	s.quiet = true
 }
 
 // rejectBody answers a body that is not one JSON-RPC message. A wrong
@@ -228,9 +240,11 @@ func (s *lspStream) readHeader() (length, consumed int, err error) {
 		// A header glued onto the end of other bytes: the tail of a body
 		// whose Content-Length was too small. Checked before header syntax,
 		// since such a tail can itself look like `name: value`.
-		if i := indexFold(trimmed, []byte("content-length:")); i > 0 {
+		// The last occurrence: the bytes before the header may be a skipped
+		// body that mentions a Content-Length itself.
+		if i := lastIndexFold(trimmed, []byte("content-length:")); i > 0 {
 			s.framingError(fmt.Sprintf("%d stray bytes before an LSP header; was the previous Content-Length too small?", i))
-			n, perr := strconv.Atoi(string(bytes.TrimSpace(trimmed[i+len("content-length:"):])))
+			n, perr := parseLength(bytes.TrimSpace(trimmed[i+len("content-length:"):]))
 			if perr == nil && n > 0 {
 				length = n
 				consumed = len(line) - i
@@ -240,7 +254,7 @@ func (s *lspStream) readHeader() (length, consumed int, err error) {
 		name, value, ok := bytes.Cut(trimmed, []byte(":"))
 		if ok && isToken(name) {
 			if bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Length")) {
-				n, perr := strconv.Atoi(string(bytes.TrimSpace(value)))
+				n, perr := parseLength(bytes.TrimSpace(value))
 				if perr != nil || n <= 0 {
 					s.framingError(fmt.Sprintf("invalid Content-Length %q: it must be a positive byte count", truncate(bytes.TrimSpace(value), 60)))
 					length, badLength = -1, true
@@ -390,10 +404,20 @@ func isToken(b []byte) bool {
 	return true
 }
 
-// indexFold finds the ASCII lower-case sub in s, ignoring ASCII case. It
-// keeps byte offsets intact, which bytes.ToLower does not for invalid UTF-8.
-func indexFold(s, sub []byte) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
+// parseLength reads a Content-Length value. Digits past what an int holds are
+// a length over any limit, not a malformed one: they are read as math.MaxInt.
+func parseLength(v []byte) (int, error) {
+	n, err := strconv.Atoi(string(v))
+	if errors.Is(err, strconv.ErrRange) && len(v) > 0 && v[0] != '-' && v[0] != '+' {
+		return math.MaxInt, nil
+	}
+	return n, err
+}
+
+// lastIndexFold finds the last ASCII lower-case sub in s, ignoring ASCII case.
+// It keeps byte offsets intact, which bytes.ToLower does not for invalid UTF-8.
+func lastIndexFold(s, sub []byte) int {
+	for i := len(s) - len(sub); i >= 0; i-- {
 		match := true
 		for j, c := range sub {
 			b := s[i+j]

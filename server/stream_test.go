@@ -155,6 +155,18 @@ func TestStreamRecoversFromBadInput(t *testing.T) {
 			[]reply{{ID: json.RawMessage("3"), Code: codeInvalidRequest, Error: "invalid JSON-RPC message"}}},
 		{"over-long garbage glued to a header", strings.Repeat("y", 100<<10) + frame(shutdown),
 			[]reply{{Code: codeParseError, Error: "stray bytes before an LSP header"}}},
+		// Over the limit: answered from the header, the body (as far as it
+		// comes) skipped up to the next header, whatever the length said.
+		{"10 GB announced, next message at a line start", "Content-Length: 9999999999\r\n\r\n" + frame(shutdown),
+			[]reply{{Code: codeInvalidRequest, Error: "message of 9999999999 bytes exceeds the limit of 256 bytes"}}},
+		{"10 GB announced, body cut short by the next header", "Content-Length: 9999999999\r\n\r\n" + `{"jsonrpc":"2.0","id":5,"method":"x","params":"` + strings.Repeat("z", 100<<10) + frame(shutdown),
+			[]reply{{ID: json.RawMessage("5"), Code: codeInvalidRequest, Error: "message of 9999999999 bytes exceeds the limit"}}},
+		{"length past what an int holds", "Content-Length: 99999999999999999999\r\n\r\n" + frame(shutdown),
+			[]reply{{Code: codeInvalidRequest, Error: "more than 9223372036854775807 bytes exceeds the limit of 256 bytes"}}},
+		{"over the limit, pretty-printed body", frame("{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 6,\n  \"method\": \"x\",\n  \"params\": \""+strings.Repeat("p", 300)+"\"\n}\n") + frame(shutdown),
+			[]reply{{ID: json.RawMessage("6"), Code: codeInvalidRequest, Error: "exceeds the limit of 256 bytes"}}},
+		{"over the limit, body mentions a Content-Length", frame(`{"jsonrpc":"2.0","id":7,"method":"textDocument/didOpen","params":{"text":"`+strings.Repeat("h", 300)+`Content-Length: 12\r\n\r\nhello"}}`) + frame(shutdown),
+			[]reply{{ID: json.RawMessage("7"), Code: codeInvalidRequest, Error: "exceeds the limit of 256 bytes"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

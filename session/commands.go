@@ -206,3 +206,50 @@ func (s *Session) Release(ctx context.Context, _ ReleaseArgs, p Progress) error 
 	}
 	return s.releaseLocked(ctx, engine, p)
 }
+
+// LogsArgs are the arguments of kloop.logs / `kloop logs`.
+type LogsArgs struct {
+	// Program names the program as kloop status shows it; empty means the
+	// session's current program.
+	Program string `json:"program,omitempty"`
+	// Tail keeps only the last Tail lines; 0 means all that are kept.
+	Tail int `json:"tail,omitempty"`
+}
+
+// Validate checks the tail.
+func (a LogsArgs) Validate() error {
+	if a.Tail < 0 || a.Tail > ProgramOutputLines {
+		return fmt.Errorf("tail %d: want 0 (all) to %d, the lines kloop keeps per program", a.Tail, ProgramOutputLines)
+	}
+	return nil
+}
+
+// LogsResult is a program's last output lines, oldest first.
+type LogsResult struct {
+	Program string       `json:"program"`
+	Lines   []OutputLine `json:"lines"`
+}
+
+// Logs returns the last lines the session's program printed (kept in
+// memory only, never in the daemon's log).
+func (s *Session) Logs(_ context.Context, args LogsArgs) (*LogsResult, error) {
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	name := args.Program
+	if name == "" {
+		st := s.Status()
+		if st.Process == nil {
+			return nil, fmt.Errorf("no program runs for this workspace; name one with --program, or start one with `kloop intercept WORKLOAD --program ./cmd/x`")
+		}
+		name = st.Process.Program
+	}
+	lines := s.ProgramOutput(name)
+	if lines == nil {
+		lines = []OutputLine{}
+	}
+	if args.Tail > 0 && len(lines) > args.Tail {
+		lines = lines[len(lines)-args.Tail:]
+	}
+	return &LogsResult{Program: name, Lines: lines}, nil
+}

@@ -93,6 +93,9 @@ type activeIntercept struct {
 	localPort int
 	live      Interception
 	plan      *interceptPlan
+	// root is where the pod's volumes are materialized (KLOOP_ROOT),
+	// removed when the intercept ends.
+	root string
 
 	// Tunneled connections can arrive before Intercept returns. When kloop
 	// runs the program they wait on ready (closed once the first start is
@@ -265,7 +268,14 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 	if err := s.recordIntercept(InterceptRecord{Workload: plan.workload, Target: target}); err != nil {
 		return nil, fmt.Errorf("record the intercept before making it: %w", err)
 	}
-	root := filepath.Join(s.mgr.stateDir(), "root", sanitize(s.root), sanitize(plan.workload))
+	root, err := s.mgr.makeRoot(s.root, plan.workload)
+	if err != nil {
+		if ferr := s.forgetIntercept(plan.workload); ferr != nil {
+			s.mgr.log.Error("record failed intercept", "workspace", s.root, "err", ferr)
+		}
+		return nil, err
+	}
+	ai.root = root
 	live, err := engine.Intercept(ctx, InterceptRequest{
 		Target:   target,
 		Workload: plan.workload,
@@ -275,6 +285,8 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 		Dial:     func(ctx context.Context, port int) (net.Conn, error) { return s.dialLocal(ctx, ai, port) },
 	}, p)
 	if err != nil {
+		// The engine may have materialized the volumes before it failed.
+		s.mgr.removeRootOf(root, s.root, plan.workload)
 		if ferr := s.forgetIntercept(plan.workload); ferr != nil {
 			s.mgr.log.Error("record failed intercept", "workspace", s.root, "err", ferr)
 		}
@@ -287,6 +299,9 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 	if start != nil {
 		prog, err := start(ai, live.Env())
 		if err != nil {
+			// Nothing uses the volumes any more, whether or not the
+			// workload is restored (a failed restore stays recorded).
+			s.mgr.removeRootOf(root, s.root, plan.workload)
 			if lerr := live.Leave(context.WithoutCancel(ctx), NoProgress{}); lerr != nil {
 				err = errors.Join(err, fmt.Errorf("and restoring %s failed too (run `kloop leave --all`): %w", plan.workload, lerr))
 			} else if ferr := s.forgetIntercept(plan.workload); ferr != nil {
@@ -402,8 +417,15 @@ func (s *Session) leaveLocked(ctx context.Context, ai *activeIntercept, p Progre
 		s.setProgram(ai, nil)
 	}
 	if err := ai.live.Leave(ctx, p); err != nil {
+		// Still intercepted (a debug session may join it): the volumes
+		// stay until a leave succeeds or the daemon exits.
 		errs = append(errs, fmt.Errorf("leave %s: %w", ai.workload, err))
 	} else {
+		// Removed before the record is: a daemon that dies in between
+		// leaves a record, and the next one removes what is left.
+		if err := removeRoot(ai.root); err != nil {
+			errs = append(errs, err)
+		}
 		s.imu.Lock()
 		delete(s.intercepts, ai.workload)
 		s.imu.Unlock()

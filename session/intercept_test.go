@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync"
 )
 
@@ -14,13 +16,44 @@ type fakeInterceptEngine struct {
 	intercepts int
 	leaveGate  chan struct{}
 	leaving    chan struct{}
+	// materialize writes a Secret volume's file under req.Root, as the env
+	// resolution does; fail then fails the intercept (after that write).
+	materialize bool
+	fail        error
+	roots       []string
 }
 
 func (f *fakeInterceptEngine) Intercept(_ context.Context, req InterceptRequest, _ Progress) (Interception, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.roots = append(f.roots, req.Root)
+	if f.materialize {
+		dir := filepath.Join(req.Root, "etc", "secrets")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "password"), []byte("hunter2"), 0o400); err != nil {
+			return nil, err
+		}
+		// A volume mounted read-only: its directory keeps no write bit.
+		if err := os.Chmod(dir, 0o500); err != nil {
+			return nil, err
+		}
+	}
+	if f.fail != nil {
+		return nil, f.fail
+	}
 	f.intercepts++
 	return &fakeInterception{engine: f, port: req.Port}, nil
+}
+
+func (f *fakeInterceptEngine) lastRoot() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.roots) == 0 {
+		return ""
+	}
+	return f.roots[len(f.roots)-1]
 }
 
 func (f *fakeInterceptEngine) Restore(context.Context, Target, string, Progress) ([]string, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,8 +37,9 @@ type program struct {
 	firstStart time.Duration
 }
 
-// Output of the programs a session runs, line by line, for the editors'
-// output channels and the daemon log.
+// OutputLine is a line of output of a program the session runs, for the
+// editors' output channels and Session.ProgramOutput. It never goes to the
+// daemon log (see output.go).
 type OutputLine struct {
 	Program string `json:"program"`
 	Stream  string `json:"stream"`
@@ -215,11 +217,19 @@ func (e *StartError) Error() string {
 	return fmt.Sprintf("%s did not start: %s", e.Program, e.Reason)
 }
 
+// LogValue is the error without the program's output, which the user sees
+// in the error but the daemon log must not keep (it may hold secrets).
+func (e *StartError) LogValue() slog.Value {
+	return slog.StringValue(fmt.Sprintf("%s did not start: %s", e.Program, run.OmitOutput(e.Reason)))
+}
+
 // programLine passes one line of a program's output to the editors and
-// the daemon log.
+// keeps it in the program's ring. It is not logged: the output may hold
+// the secrets of the pod's env.
 func (s *Session) programLine(name string, stream run.Stream, line string) {
-	s.mgr.log.Info("program output", "program", name, "stream", stream.String(), "line", line)
-	s.output(OutputLine{Program: name, Stream: stream.String(), Line: line})
+	l := OutputLine{Program: name, Stream: stream.String(), Line: line}
+	s.keepOutput(l)
+	s.output(l)
 }
 
 // stop ends the watcher and the loop, which stops the process.

@@ -53,7 +53,9 @@ func (s *Session) forgetProcesses(key string) error {
 // and processes: it kills the programs (a new daemon cannot adopt their
 // output or their swap gate) and restores the workloads from the
 // cluster's annotations. The agent has already sent their traffic back to
-// the app when the tunnel dropped; this puts the original spec back.
+// the app when the tunnel dropped; this puts the original spec back. The
+// volumes materialized for those intercepts are removed at once: their
+// programs are gone, and they hold secrets.
 func (m *Manager) recoverLeftovers() {
 	if m.opts.Store == nil {
 		return
@@ -72,6 +74,9 @@ func (m *Manager) recoverLeftovers() {
 			case killed:
 				m.log.Info("killed program left by the previous daemon", "workspace", root, "workload", p.Workload, "role", p.Role, "pid", p.Pid)
 			}
+		}
+		for _, rec := range ss.Intercepts {
+			m.removeLeftRoots(root, rec.Workload)
 		}
 		if len(ss.Intercepts) == 0 {
 			if len(ss.Processes) > 0 {

@@ -37,6 +37,14 @@ type Options struct {
 	// Engines do the cluster work (package engines implements them on
 	// kube/*; tests pass fakes for the ones they use).
 	Engines Engines
+	// RuntimeDir is the user's runtime directory ($XDG_RUNTIME_DIR): a
+	// tmpfs of the user's that is emptied at logout. The ConfigMap and
+	// Secret volumes an intercept materializes go under
+	// RuntimeDir/kloop/root when it is a directory of the user's that no
+	// one else can enter; otherwise (or when empty) under the state
+	// directory's root, 0700. Either way they are removed when the
+	// intercept ends.
+	RuntimeDir string
 }
 
 // Engines are what the session drives in the cluster.
@@ -56,6 +64,8 @@ func errNoEngine(what string) error {
 type Manager struct {
 	opts Options
 	log  *slog.Logger
+	// roots is where intercepts materialize volumes (see roots.go).
+	roots string
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -67,6 +77,7 @@ func NewManager(opts Options) *Manager {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{opts: opts, log: opts.Logger, sessions: map[string]*Session{}}
+	m.initRoots()
 	m.adoptClaims()
 	m.recoverLeftovers()
 	return m
@@ -110,7 +121,9 @@ func (m *Manager) Holds() bool {
 	return false
 }
 
-// Close ends every session's background work (claim renewal, processes).
+// Close ends every session's background work (claim renewal, processes)
+// and removes the volumes its intercepts materialized: their secrets do not
+// outlive the daemon. The intercepts stay recorded, for the next daemon.
 func (m *Manager) Close(ctx context.Context) error {
 	var errs []error
 	for _, s := range m.Sessions() {
@@ -146,6 +159,10 @@ type Session struct {
 	locals    map[*program]bool
 	nextLocal int
 	eventSubs map[int]func(Event)
+
+	// outputs keep the last lines of each program's output, by name.
+	outMu   sync.Mutex
+	outputs map[string]*outputRing
 }
 
 // Root is the workspace directory.
@@ -194,6 +211,15 @@ func (s *Session) close(ctx context.Context) error {
 	defer s.opMu.Unlock()
 	if s.claim != nil {
 		s.claim.stopRenewal()
+	}
+	s.imu.Lock()
+	ais := make([]*activeIntercept, 0, len(s.intercepts))
+	for _, ai := range s.intercepts {
+		ais = append(ais, ai)
+	}
+	s.imu.Unlock()
+	for _, ai := range ais {
+		s.mgr.removeRootOf(ai.root, s.root, ai.workload)
 	}
 	return nil
 }

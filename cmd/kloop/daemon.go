@@ -85,6 +85,7 @@ func newVersionCmd() *cobra.Command {
 func newDaemonCmd() *cobra.Command {
 	var idle time.Duration
 	var maxBytes int
+	var logFile string
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the per-user daemon that editors and the CLI share",
@@ -98,7 +99,18 @@ when no client is connected and no session holds a claim, intercept or process.`
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel()}))
+			// The log goes to a size-bounded file when one is named (the
+			// forwarder names daemon.log); stderr stays for early crashes.
+			logOut := cmd.ErrOrStderr()
+			if logFile != "" {
+				lf, err := server.OpenLogFile(logFile, server.DefaultLogMaxBytes)
+				if err != nil {
+					return err
+				}
+				defer lf.Close()
+				logOut = lf
+			}
+			log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: logLevel()}))
 			err = server.Run(cmd.Context(), server.DaemonOptions{
 				Paths:           paths,
 				IdleTimeout:     idle,
@@ -115,6 +127,7 @@ when no client is connected and no session holds a claim, intercept or process.`
 	}
 	cmd.Flags().DurationVar(&idle, "idle-timeout", envDuration("KLOOP_IDLE_TIMEOUT", server.DefaultIdleTimeout), "exit after this long with no client and nothing held")
 	cmd.Flags().IntVar(&maxBytes, "max-message-bytes", server.DefaultMaxMessageBytes, "largest LSP message accepted")
+	cmd.Flags().StringVar(&logFile, "log-file", os.Getenv("KLOOP_LOG_FILE"), "write the log to this file instead of stderr, rotated at 10 MiB to FILE.1")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "stop",
 		Short: "Stop the running daemon",

@@ -58,6 +58,7 @@ func commands() []*cobra.Command {
 		newLeaveCmd(),
 		newEnvCmd(),
 		newRelaunchCmd(),
+		newLogsCmd(),
 		newDAPCmd(), newDebugWorkerCmd(),
 		newSandboxCmd(),
 		newAgentCmd(),

@@ -255,3 +255,36 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+func newLogsCmd() *cobra.Command {
+	var f sessionFlags
+	var args session.LogsArgs
+	cmd := &cobra.Command{
+		Use:   "logs [--program P] [--tail N]",
+		Short: "Print the last output lines of the workspace's program (kept in memory, not on disk)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				res, err := command.Logs.Call(ctx, c, args)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), res)
+				}
+				for _, l := range res.Lines {
+					w := cmd.OutOrStdout()
+					if l.Stream == "stderr" {
+						w = cmd.ErrOrStderr()
+					}
+					fmt.Fprintln(w, l.Line)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&args.Program, "program", "", "the program as `kloop status` names it (default: the current one)")
+	cmd.Flags().IntVar(&args.Tail, "tail", 0, "only the last N lines (default: all kloop keeps, up to 1000)")
+	f.register(cmd, true)
+	return cmd
+}

@@ -52,7 +52,8 @@
 // # Output
 //
 // Result.Write renders the variables as dotenv (KEY="..." with \\, \", \n,
-// \r and \$ escapes, as godotenv and docker compose read them), JSON (one
+// \r, \$ and \` escapes, as godotenv and docker compose read them, and so that
+// `set -a; . file` in a POSIX shell expands nothing), JSON (one
 // flat object in resolution order) or shell (export KEY='...', for `. file`
 // or eval). Every format carries multi-line values and quotes unchanged.
 //

@@ -10,7 +10,7 @@ import (
 // ParseDotenv reads a dotenv file: NAME=VALUE lines, optionally preceded
 // by "export ", blank lines and # comments. VALUE is unquoted (trimmed, a
 // " #" starts a comment), 'single-quoted' (literal, may span lines) or
-// "double-quoted" (may span lines; \n \r \t \\ \" \$ escapes). It reads
+// "double-quoted" (may span lines; \n \r \t \\ \" \$ \` escapes). It reads
 // everything Write(Dotenv) writes; only the tests need it, to check that.
 func ParseDotenv(r io.Reader) ([]Var, error) {
 	data, err := io.ReadAll(bufio.NewReader(r))
@@ -82,7 +82,7 @@ func ParseDotenv(r io.Reader) ([]Var, error) {
 						b.WriteByte('\r')
 					case 't':
 						b.WriteByte('\t')
-					case '\\', '"', '$':
+					case '\\', '"', '$', '`':
 						b.WriteByte(s[i])
 					default:
 						b.WriteByte('\\')

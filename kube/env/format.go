@@ -99,15 +99,24 @@ func writeJSONString(buf *bytes.Buffer, s string) {
 	buf.Truncate(buf.Len() - 1)
 }
 
-// ShellQuote quotes s for a POSIX shell: single quotes, with ' written as '\”.
+// ShellQuote quotes s for a POSIX shell: single quotes, each ' of s
+// written as a closing quote, an escaped quote and an opening quote. A
+// shell expands nothing inside single quotes ($, `, \ and newlines are
+// literal), so every value comes back byte for byte.
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// DotenvQuote quotes s for a dotenv file: double quotes, with \ " $
+// DotenvQuote quotes s for a dotenv file: double quotes, with \ " $ and `
 // escaped by a backslash and newline and carriage return written as \n
 // and \r, so that every value is one line and no dotenv reader expands a
 // $VAR in it (the godotenv / docker compose conventions).
+//
+// The escaped characters are all that a POSIX shell expands inside double
+// quotes, so `set -a; . ./file` runs nothing a value holds ($(cmd),
+// `cmd`, ${VAR}) and gets every value back unchanged, except that a
+// newline or carriage return stays the two characters \n or \r there
+// (a one-line form a shell would read as a newline does not exist).
 func DotenvQuote(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + 2)
@@ -120,6 +129,8 @@ func DotenvQuote(s string) string {
 			b.WriteString(`\"`)
 		case '$':
 			b.WriteString(`\$`)
+		case '`':
+			b.WriteString("\\`")
 		case '\n':
 			b.WriteString(`\n`)
 		case '\r':

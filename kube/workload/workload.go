@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Kind is the kind of a workload, in its canonical lowercase form.
@@ -240,42 +238,4 @@ func (w *Workload) UnmarshalText(b []byte) error {
 	}
 	*w = v
 	return nil
-}
-
-// UnmarshalYAML accepts a string in a form Parse accepts.
-func (w *Workload) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
-		return fmt.Errorf("must be a string such as deployment/orders, not %s", describeNode(n))
-	}
-	return w.UnmarshalText([]byte(n.Value))
-}
-
-// describeNode names what a YAML node is, in the words of package config's
-// errors.
-func describeNode(n *yaml.Node) string {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch n.ShortTag() {
-		case "!!str":
-			return "a string"
-		case "!!int", "!!float":
-			return "a number"
-		case "!!bool":
-			return "a boolean"
-		case "!!null":
-			return "null"
-		case "!!merge":
-			return "a merge key"
-		default:
-			return "a value tagged " + n.ShortTag()
-		}
-	}
-	return "an alias"
 }

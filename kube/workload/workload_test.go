@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 )
 
 const nameRule = "is not a Kubernetes object name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
@@ -205,34 +203,5 @@ func TestWorkloadJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"w":"daemonset/x"}`), &d); err == nil || !strings.Contains(err.Error(), `workload "daemonset/x": kind must be deployment or statefulset`) {
 		t.Errorf("json.Unmarshal of daemonset/x: %v", err)
-	}
-}
-
-func TestWorkloadUnmarshalYAML(t *testing.T) {
-	for _, tt := range []struct {
-		src, want, wantErr string
-	}{
-		{src: "w: sts/db", want: "statefulset/db"},
-		{src: "w: 'orders'", want: "deployment/orders"},
-		{src: "w: {deployment: a}", wantErr: "must be a string such as deployment/orders, not a mapping"},
-		{src: "w: [a]", wantErr: "must be a string such as deployment/orders, not a list"},
-		{src: "w: 1", wantErr: "must be a string such as deployment/orders, not a number"},
-		{src: "w: true", wantErr: "must be a string such as deployment/orders, not a boolean"},
-		{src: "w: !!binary YQ==", wantErr: "must be a string such as deployment/orders, not a value tagged !!binary"},
-		{src: "w: STS/db", wantErr: `workload "STS/db": kind must be lowercase: statefulset/db`},
-	} {
-		var d struct {
-			W Workload `yaml:"w"`
-		}
-		err := yaml.Unmarshal([]byte(tt.src), &d)
-		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("%s: err = %v, want %q", tt.src, err, tt.wantErr)
-			}
-			continue
-		}
-		if err != nil || d.W.String() != tt.want {
-			t.Errorf("%s: got %v, %v; want %s", tt.src, d.W, err, tt.want)
-		}
 	}
 }

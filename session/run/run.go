@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -142,8 +143,28 @@ func (e *ExitError) Error() string {
 		when = "exited before it was ready"
 	}
 	msg := fmt.Sprintf("%s %s (%s)", e.Program, when, describeExit(e.State))
-	if len(e.Tail) > 0 {
-		msg += "; last output:\n" + strings.Join(e.Tail, "\n")
+	return msg + outputSuffix(e.Tail)
+}
+
+// LogValue is the error without the program's output: the user sees that
+// in the error, but logs must not keep it (it may hold secrets).
+func (e *ExitError) LogValue() slog.Value { return slog.StringValue(OmitOutput(e.Error())) }
+
+// outputMarker starts the program's output in an error message.
+const outputMarker = "; last output:\n"
+
+func outputSuffix(tail []string) string {
+	if len(tail) == 0 {
+		return ""
+	}
+	return outputMarker + strings.Join(tail, "\n")
+}
+
+// OmitOutput cuts the program's output from the message of an ExitError or
+// a NotReadyError, for logs.
+func OmitOutput(msg string) string {
+	if i := strings.Index(msg, outputMarker); i >= 0 {
+		return msg[:i] + " (output not logged)"
 	}
 	return msg
 }
@@ -174,11 +195,11 @@ func (e *NotReadyError) Error() string {
 		what = fmt.Sprintf("answer HTTP on http://127.0.0.1:%d%s", e.Port, e.Path)
 	}
 	msg := fmt.Sprintf("%s did not %s within %s, so it was stopped; make it listen on 127.0.0.1:%d (check the port it reads from its environment), or raise the readiness timeout", e.Program, what, e.Timeout, e.Port)
-	if len(e.Tail) > 0 {
-		msg += "; last output:\n" + strings.Join(e.Tail, "\n")
-	}
-	return msg
+	return msg + outputSuffix(e.Tail)
 }
+
+// LogValue is the error without the program's output (see ExitError's).
+func (e *NotReadyError) LogValue() slog.Value { return slog.StringValue(OmitOutput(e.Error())) }
 
 // CheckPortFree fails with *PortInUseError when something listens on
 // 127.0.0.1:port (or on all addresses).

@@ -54,6 +54,27 @@ func launchOrders(t testing.TB, c *dapclient.Client, f *fixture) launchTimings {
 	return body.Kloop
 }
 
+// stopAndContinue sends a cluster request that must stop at line, continues,
+// and checks the answer came from build wantBuild.
+func stopAndContinue(t *testing.T, c *dapclient.Client, f *fixture, line int, wantBuild string) {
+	t.Helper()
+	type answer struct {
+		a    ordersAnswer
+		body string
+	}
+	pending := make(chan answer, 1)
+	since := c.Mark()
+	go func() {
+		_, a, body := f.GetOrder(t)
+		pending <- answer{a, body}
+	}()
+	thread := c.StoppedAt(since, f.Main, line)
+	c.Send(&godap.ContinueRequest{Request: c.Req("continue"), Arguments: godap.ContinueArguments{ThreadId: thread}})
+	if got := <-pending; got.a.Build != wantBuild {
+		t.Fatalf("answer after continue: %s, want %s", got.body, wantBuild)
+	}
+}
+
 // TestDebugSessionOnClusterTraffic is the debugger joined to the intercept:
 // a launch naming the workload intercepts it through the daemon, a request
 // from the cluster stops at a breakpoint, and after a save the next request
@@ -67,25 +88,7 @@ func TestDebugSessionOnClusterTraffic(t *testing.T) {
 
 	launchOrders(t, c, f)
 
-	type answer struct {
-		a    ordersAnswer
-		body string
-	}
-	get := func() <-chan answer {
-		ch := make(chan answer, 1)
-		go func() {
-			_, a, body := f.GetOrder(t)
-			ch <- answer{a, body}
-		}()
-		return ch
-	}
-	since := c.Mark()
-	pending := get()
-	thread := c.StoppedAt(since, f.Main, dapclient.LineOf(t, f.Main, marker))
-	c.Send(&godap.ContinueRequest{Request: c.Req("continue"), Arguments: godap.ContinueArguments{ThreadId: thread}})
-	if got := <-pending; got.a.Build != "laptop-v1" {
-		t.Fatalf("answer after continue: %s, want the debugged laptop-v1", got.body)
-	}
+	stopAndContinue(t, c, f, dapclient.LineOf(t, f.Main, marker), "laptop-v1")
 
 	// Save a change with three lines inserted above the breakpoint; the
 	// editor moves the breakpoint with the text before saving.
@@ -93,7 +96,7 @@ func TestDebugSessionOnClusterTraffic(t *testing.T) {
 		"\t\t_ = 1\n\t\t_ = 2\n\t\t_ = 3\n\t\tw.Header().Set(\"Content-Type\", \"application/json\")\n\t\tjson.NewEncoder(w).Encode(map[string]any{\"order\"", 1)
 	newLine := strings.Count(newSrc[:strings.Index(newSrc, marker)], "\n") + 1
 	c.SetBreakpoint(f.Main, newLine)
-	since = c.Mark()
+	since := c.Mark()
 	if err := os.WriteFile(f.Main, []byte(newSrc), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -101,13 +104,7 @@ func TestDebugSessionOnClusterTraffic(t *testing.T) {
 		o, ok := m.(*godap.OutputEvent)
 		return ok && strings.Contains(o.Body.Output, "kloop: relaunched")
 	})
-	since = c.Mark()
-	pending = get()
-	thread = c.StoppedAt(since, f.Main, newLine)
-	c.Send(&godap.ContinueRequest{Request: c.Req("continue"), Arguments: godap.ContinueArguments{ThreadId: thread}})
-	if got := <-pending; got.a.Build != "laptop-v2" {
-		t.Fatalf("answer after the relaunch: %s, want laptop-v2", got.body)
-	}
+	stopAndContinue(t, c, f, newLine, "laptop-v2")
 
 	// Ending the debug session ends the intercept it made.
 	seq := c.Send(&godap.DisconnectRequest{Request: c.Req("disconnect"), Arguments: &godap.DisconnectArguments{TerminateDebuggee: true}})

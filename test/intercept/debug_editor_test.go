@@ -36,29 +36,7 @@ func TestEditorDebugsWithDiagnostics(t *testing.T) {
 			st.Process != nil && st.Process.Debug && st.Process.State == "running"
 	})
 
-	type answer struct {
-		a    ordersAnswer
-		body string
-	}
-	get := func() <-chan answer {
-		ch := make(chan answer, 1)
-		go func() {
-			_, a, body := f.GetOrder(t)
-			ch <- answer{a, body}
-		}()
-		return ch
-	}
-	stopAndContinue := func(line int, wantBuild string) {
-		t.Helper()
-		since := c.Mark()
-		pending := get()
-		thread := c.StoppedAt(since, f.Main, line)
-		c.Send(&godap.ContinueRequest{Request: c.Req("continue"), Arguments: godap.ContinueArguments{ThreadId: thread}})
-		if got := <-pending; got.a.Build != wantBuild {
-			t.Fatalf("answer after continue: %s, want %s", got.body, wantBuild)
-		}
-	}
-	stopAndContinue(dapclient.LineOf(t, f.Main, marker), "laptop-v1")
+	stopAndContinue(t, c, f, dapclient.LineOf(t, f.Main, marker), "laptop-v1")
 
 	// A broken save: diagnostics at the line in the editor, the failed build
 	// in kloop/status and in the debug console; the old build stays
@@ -98,7 +76,7 @@ func TestEditorDebugsWithDiagnostics(t *testing.T) {
 	if c.Closed() {
 		t.Fatal("the debug session ended on a build error")
 	}
-	stopAndContinue(dapclient.LineOf(t, f.Main, marker), "laptop-v1")
+	stopAndContinue(t, c, f, dapclient.LineOf(t, f.Main, marker), "laptop-v1")
 
 	// The fix, with lines inserted above the breakpoint (the editor moves it):
 	// diagnostics cleared, the breakpoint hits in the new code.
@@ -117,7 +95,7 @@ func TestEditorDebugsWithDiagnostics(t *testing.T) {
 		o, ok := m.(*godap.OutputEvent)
 		return ok && strings.Contains(o.Body.Output, "kloop: relaunched")
 	})
-	stopAndContinue(newLine, "laptop-v2")
+	stopAndContinue(t, c, f, newLine, "laptop-v2")
 	st := f.Status(t)
 	if st.LastBuild == nil || !st.LastBuild.OK || st.LastRelaunchMillis <= 0 {
 		t.Errorf("kloop status after the fix: last build %+v, last relaunch %d ms", st.LastBuild, st.LastRelaunchMillis)

@@ -47,6 +47,12 @@ func TestInterceptRunsTheProgramAndRelaunchesOnSave(t *testing.T) {
 	}
 	firstPid := st.Process.PID
 
+	// The program's output is kept for `kloop logs`, in memory only.
+	logs := f.MustKloop(t, "logs", "--tail", "50")
+	if !strings.Contains(logs.Stdout+logs.Stderr, "orders listening") {
+		t.Errorf("kloop logs printed %q / %q, want the program's \"orders listening\" line", logs.Stdout, logs.Stderr)
+	}
+
 	// kloop env while intercepted is the program's env.
 	env := f.MustKloop(t, "env", "orders", "--format", "json")
 	var vars map[string]string

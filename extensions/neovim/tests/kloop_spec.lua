@@ -66,7 +66,7 @@ end
 return {
   { 'setup defines the user commands; the statusline is empty without kloop', function()
     kloop.setup({ cmd = T.bin })
-    for _, c in ipairs({ 'KloopClaim', 'KloopRelease', 'KloopIntercept', 'KloopLeave', 'KloopStatus', 'KloopRelaunch', 'KloopEnv' }) do
+    for _, c in ipairs({ 'KloopClaim', 'KloopRelease', 'KloopIntercept', 'KloopLeave', 'KloopStatus', 'KloopRelaunch', 'KloopEnv', 'KloopLogs' }) do
       T.eq(2, vim.fn.exists(':' .. c), ':' .. c .. ' exists')
     end
     T.eq('', kloop.statusline(), 'statusline before any kloop buffer')

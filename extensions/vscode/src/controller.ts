@@ -43,6 +43,7 @@ export class Controller implements vscode.Disposable {
       ['kloop.status.ui', () => this.showStatus()],
       ['kloop.relaunch.ui', () => this.relaunch()],
       ['kloop.env.ui', () => this.copyEnv()],
+      ['kloop.logs.ui', () => this.showLogs()],
       ['kloop.actions', () => this.actions()],
       ['kloop.showOutput', async () => this.output.show(true)],
     ];
@@ -190,6 +191,16 @@ export class Controller implements vscode.Disposable {
     this.output.appendLine(JSON.stringify(st, null, 2));
     this.output.show(true);
     return st;
+  }
+
+  /** showLogs puts the program's last output lines (kept by the daemon, in memory) in the output channel. */
+  async showLogs(): Promise<number | undefined> {
+    const res = await this.execute<{ program: string; lines: { stream: string; line: string }[] }>('kloop.logs', {});
+    if (!res) return undefined;
+    this.output.appendLine(`kloop: last ${res.lines.length} lines of ${res.program}:`);
+    for (const l of res.lines) this.output.appendLine(l.line);
+    this.output.show(true);
+    return res.lines.length;
   }
 
   async copyEnv(): Promise<string | undefined> {

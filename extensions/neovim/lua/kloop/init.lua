@@ -200,7 +200,7 @@ end
 -- so their failures read the same as the user commands'.
 local function client_commands()
   local cmds = {}
-  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env' }) do
+  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs' }) do
     cmds[name] = function(command, ctx)
       local arg = command.arguments and command.arguments[1] or nil
       -- "Intercept … & debug" starts an nvim-dap session when nvim-dap is there.
@@ -404,6 +404,15 @@ local function create_commands()
       M.execute('kloop.env', { workload = w, format = o.fargs[2] or 'dotenv' }, M._env_result(w))
     end)
   end, { nargs = '*', desc = 'kloop: yank WORKLOAD env [dotenv|json|shell]' })
+  cmd('KloopLogs', function(o)
+    M.execute('kloop.logs', o.args ~= '' and { tail = tonumber(o.args) } or {}, function(res)
+      local lines = { 'kloop: last output of ' .. (res.program or '?') }
+      for _, l in ipairs(res.lines or {}) do
+        table.insert(lines, l.line)
+      end
+      vim.api.nvim_echo({ { table.concat(lines, '\n') } }, true, {})
+    end)
+  end, { nargs = '?', desc = 'kloop: show the program output kloop keeps [TAIL]' })
 end
 
 -- debug_intercept runs a `kloop` nvim-dap session for a lens's arguments;
