@@ -56,6 +56,11 @@ func TestSecurity(t *testing.T) {
 	f.servedBy(t, "laptop-v2 after the relaunch", onLaptop("laptop-v2"))
 	run("status")
 	run("status", "-o", "json")
+	// The program's output is there for kloop logs (and in the outputs the
+	// secret grep below reads).
+	if r := run("logs"); !strings.Contains(r.Stdout+r.Stderr, "orders listening") {
+		t.Errorf("kloop logs printed %q; want the program's output", r.Stdout+r.Stderr)
+	}
 
 	// `kloop env` is the one place the secret belongs.
 	var vars map[string]string
@@ -253,8 +258,10 @@ func TestSecurity(t *testing.T) {
 	if agentLogs < 2 {
 		t.Errorf("found %d agent logs among the stand-in logs; the grep would miss them", agentLogs)
 	}
-	if !strings.Contains(logs["the daemon log"], "orders listening") {
-		t.Errorf("the daemon log lacks the program's output; the grep would miss it")
+	// The program's output stays in memory (kloop logs), out of the daemon's
+	// log on disk.
+	if strings.Contains(logs["the daemon log"], "orders listening") {
+		t.Errorf("the daemon log holds the program's output; it belongs in memory only (kloop logs)")
 	}
 	for name, text := range logs {
 		for what, secret := range secrets {
