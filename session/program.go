@@ -135,10 +135,13 @@ func (s *Session) startProgram(ctx context.Context, spec programSpec) (*program,
 		OnStatus: func(st relaunch.Status) {
 			prog.mu.Lock()
 			prog.last = st
+			prog.mu.Unlock()
+			s.publishProgram(prog)
+			// Waiters (relaunchNow) wake once the session's status says it too.
+			prog.mu.Lock()
 			close(prog.changed)
 			prog.changed = make(chan struct{})
 			prog.mu.Unlock()
-			s.publishProgram(prog)
 			if spec.onStatus != nil {
 				spec.onStatus(st)
 			}

@@ -156,7 +156,7 @@ func must(t *testing.T, err error) {
 func TestOrphanedDebuggeeIsReaped(t *testing.T) {
 	fx := newFixture(t)
 	dir := t.TempDir()
-	env := append(os.Environ(), "KLOOP_SOCKET="+filepath.Join(dir, "d.sock"), "KLOOP_STATE_DIR="+filepath.Join(dir, "state"))
+	env := append(os.Environ(), "KLOOP_SOCKET="+filepath.Join(dir, "run", "d.sock"), "KLOOP_STATE_DIR="+filepath.Join(dir, "state"))
 	cmd := exec.Command(kloopBin, "dap")
 	cmd.Env = env
 	e := startEditorCmd(t, cmd, fx.dir)

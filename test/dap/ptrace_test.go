@@ -51,7 +51,7 @@ func TestPtraceDeniedSaysHowToFix(t *testing.T) {
 	// The daemon this `kloop dap` starts inherits the filter; it is its own, so
 	// the package's shared daemon keeps ptrace.
 	dir := t.TempDir()
-	env := append(os.Environ(), "KLOOP_SOCKET="+dir+"/d.sock", "KLOOP_STATE_DIR="+dir+"/state")
+	env := append(os.Environ(), "KLOOP_SOCKET="+dir+"/run/d.sock", "KLOOP_STATE_DIR="+dir+"/state")
 	cmd := exec.Command(self)
 	cmd.Env = append(env, denyPtraceEnv+"="+kloopBin)
 	t.Cleanup(func() {
