@@ -224,7 +224,7 @@ func TestLoopbackPeerSameUID(t *testing.T) {
 func TestLoopbackPeerSameUIDIPv6(t *testing.T) {
 	l, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		t.Fatalf("listen on IPv6 loopback (the kernel must have IPv6 for this test): %v", err)
 	}
 	defer l.Close()
 	srv, _ := acceptOne(t, l, func() (net.Conn, error) { return net.Dial("tcp6", l.Addr().String()) })
@@ -237,16 +237,16 @@ func TestLoopbackPeerSameUIDIPv6(t *testing.T) {
 func TestLoopbackPeerSameUIDV4Mapped(t *testing.T) {
 	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		t.Skipf("no IPv6: %v", err)
+		t.Fatalf("IPv6 socket (the kernel must have IPv6 for this test): %v", err)
 	}
 	f := os.NewFile(uintptr(fd), "v4-mapped listener")
 	defer f.Close()
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
-		t.Skipf("IPV6_V6ONLY: %v", err)
+		t.Fatalf("IPV6_V6ONLY: %v", err)
 	}
 	sa := &unix.SockaddrInet6{Addr: netip.MustParseAddr("::ffff:127.0.0.1").As16()}
 	if err := unix.Bind(fd, sa); err != nil {
-		t.Skipf("binding ::ffff:127.0.0.1: %v", err)
+		t.Fatalf("binding ::ffff:127.0.0.1: %v", err)
 	}
 	if err := unix.Listen(fd, 8); err != nil {
 		t.Fatal(err)
@@ -365,7 +365,7 @@ func binaryForOthers(t *testing.T) string {
 		t.Fatal(err)
 	}
 	if !runnableByOthers(copyPath) {
-		t.Skipf("cannot put the test binary where other users can run it: %s is not reachable (TMPDIR=%q)", copyPath, os.Getenv("TMPDIR"))
+		t.Fatalf("cannot put the test binary where other users can run it: %s is not reachable (TMPDIR=%q)", copyPath, os.Getenv("TMPDIR"))
 	}
 	return copyPath
 }
@@ -375,7 +375,7 @@ func binaryForOthers(t *testing.T) string {
 func TestLoopbackPeerOtherUID(t *testing.T) {
 	const nobody = 65534
 	if os.Getuid() != 0 {
-		t.Skipf("needs root to run a helper process as uid %d (running as uid %d; CI runs this as root)", nobody, os.Getuid())
+		t.Fatalf("this test runs a helper process as uid %d and needs root (running as uid %d; CI runs as root)", nobody, os.Getuid())
 	}
 	bin := binaryForOthers(t)
 

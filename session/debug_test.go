@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -182,7 +183,7 @@ func TestDebugMakesAndLeavesTheIntercept(t *testing.T) {
 // loop's gate; when it ends the intercept stays.
 func TestDebugJoinsTheWorkspacesIntercept(t *testing.T) {
 	s, f, dir := newDebugSession(t)
-	if _, err := s.Intercept(t.Context(), InterceptArgs{Workload: "orders", Port: "8080:18080", Debug: true}, NoProgress{}); err != nil {
+	if _, err := s.Intercept(t.Context(), InterceptArgs{Workload: "orders", Port: fmt.Sprintf("8080:%d", freePort(t)), Debug: true}, NoProgress{}); err != nil {
 		t.Fatal(err)
 	}
 	var dbg fakeDebugger
@@ -197,9 +198,9 @@ func TestDebugJoinsTheWorkspacesIntercept(t *testing.T) {
 		t.Errorf("a second debug session of orders: %v", err)
 	}
 	// A tunneled connection goes to the debugged program's port.
-	ln, err := net.Listen("tcp", "127.0.0.1:18080")
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", dbg.last(t).spec.Port))
 	if err != nil {
-		t.Skipf("port 18080 is taken here: %v", err)
+		t.Fatal(err)
 	}
 	dbg.last(t).ln = ln
 	go func() {
@@ -265,4 +266,15 @@ func TestDebugWaitsForALeaveInFlight(t *testing.T) {
 	if d := <-got; d == nil || f.count() != 2 {
 		t.Fatalf("debug after the leave: %+v after %d engine intercepts; want a new one", d, f.count())
 	}
+}
+
+// freePort is a loopback port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
