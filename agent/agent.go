@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -38,76 +37,22 @@ type Agent struct {
 	control net.Listener
 	ports   []*port
 
-	// route is what the current tunnel client asked for; nil sends
-	// everything to the app.
-	route atomic.Pointer[route]
+	// table routes traffic to the holders' laptops; nil or empty sends
+	// everything to the app. Changed only under mu.
+	table atomic.Pointer[routes]
 
-	mu     sync.Mutex
-	client *tunnel.ServerConn // the one connected tunnel client, if any
-	conns  map[net.Conn]struct{}
-	closed bool
+	mu sync.Mutex
+	// clients are the connected tunnels, one per holder: a daemon that
+	// reconnects replaces its own old tunnel, never another holder's.
+	clients map[string]*tunnel.ServerConn
+	stats   map[string]*holderStats // per holder, for as long as the agent runs
+	conns   map[net.Conn]struct{}
+	closed  bool
 }
 
-// route is one client's intercept, bound to that client's tunnel.
-type route struct {
-	conn   *tunnel.ServerConn
-	ports  map[int]*tunnel.HeaderMatch // app port -> header (nil: global)
-	laptop *transports                 // HTTP to the laptop through conn
-
-	mu      sync.Mutex
-	spliced map[net.Conn]struct{} // whole connections sent to the laptop
-	ended   bool
-}
-
-// adopt records a connection spliced to the laptop under this route; it
-// refuses once the route has ended.
-func (r *route) adopt(c net.Conn) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.ended {
-		return false
-	}
-	if r.spliced == nil {
-		r.spliced = map[net.Conn]struct{}{}
-	}
-	r.spliced[c] = struct{}{}
-	return true
-}
-
-func (r *route) release(c net.Conn) {
-	r.mu.Lock()
-	delete(r.spliced, c)
-	r.mu.Unlock()
-}
-
-// end closes what this route sent to the laptop: when an intercept changes
-// or ends, clients reconnect and are routed afresh instead of staying on
-// the laptop.
-func (r *route) end() {
-	r.mu.Lock()
-	r.ended = true
-	for c := range r.spliced {
-		c.Close()
-	}
-	r.mu.Unlock()
-	r.laptop.closeIdle()
-}
-
-func (r *route) takesConn(appPort int) bool {
-	if r == nil {
-		return false
-	}
-	h, ok := r.ports[appPort]
-	return ok && h == nil
-}
-
-func (r *route) takesRequest(appPort int, header http.Header) bool {
-	if r == nil {
-		return false
-	}
-	h, ok := r.ports[appPort]
-	return ok && (h == nil || h.Matches(header))
-}
+// maxClients bounds the holders connected at once, so that a client
+// holding the token cannot exhaust the agent with made-up holder IDs.
+const maxClients = 64
 
 // Start binds every listener and starts serving. Traffic goes to the app
 // until a tunnel client sets an intercept.
@@ -122,7 +67,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, log: log, conns: map[net.Conn]struct{}{}}
+	a := &Agent{cfg: cfg, log: log, conns: map[net.Conn]struct{}{}, clients: map[string]*tunnel.ServerConn{}, stats: map[string]*holderStats{}}
 	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
 
 	var lc net.ListenConfig
@@ -139,7 +84,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 			a.Close()
 			return nil, fmt.Errorf("listen on %s for app port %d: %w", addr, f.AppPort(), err)
 		}
-		a.ports = append(a.ports, newPort(a, f, pln))
+		a.ports = append(a.ports, newPort(a, len(a.ports), f, pln))
 	}
 	a.wg.Add(1)
 	go func() {
@@ -189,7 +134,10 @@ func (a *Agent) Close() error {
 		return nil
 	}
 	a.closed = true
-	client := a.client
+	clients := make([]*tunnel.ServerConn, 0, len(a.clients))
+	for _, c := range a.clients {
+		clients = append(clients, c)
+	}
 	for c := range a.conns {
 		c.Close()
 	}
@@ -198,8 +146,8 @@ func (a *Agent) Close() error {
 	if a.control != nil {
 		a.control.Close()
 	}
-	if client != nil {
-		client.Close()
+	for _, c := range clients {
+		c.Close()
 	}
 	for _, p := range a.ports {
 		p.close()
@@ -274,38 +222,53 @@ func (a *Agent) serveTunnel(conn net.Conn) {
 		a.log.Warn("refused tunnel client", "err", err)
 		return
 	}
+	holder := tc.HolderID()
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
 		tc.Close()
 		return
 	}
-	// One client at a time: a daemon that restarted reconnects with the
-	// same token while its old tunnel may not have timed out yet.
-	old := a.client
-	a.client = tc
+	old := a.clients[holder]
+	if old == nil && len(a.clients) >= maxClients {
+		a.mu.Unlock()
+		a.log.Warn("refused tunnel client: too many holders connected", "client", tc.Remote(), "holders", maxClients)
+		tc.Close()
+		return
+	}
+	// One tunnel per holder: a daemon that restarted reconnects while its
+	// old tunnel may not have timed out yet.
+	a.clients[holder] = tc
+	if a.stats[holder] == nil {
+		a.stats[holder] = newHolderStats(len(a.ports))
+	}
 	a.mu.Unlock()
 	if old != nil {
-		a.log.Info("tunnel client replaced by a newer one", "old", old.Remote(), "new", tc.Remote())
+		a.log.Info("tunnel client replaced by a newer one of the same holder", "holder", tc.Holder(), "old", old.Remote(), "new", tc.Remote())
 		old.Close()
 	}
-	a.log.Info("tunnel client connected", "client", tc.Remote())
+	a.log.Info("tunnel client connected", "client", tc.Remote(), "holder", tc.Holder())
 
 	err = tc.Serve(a.ctx, &controller{a: a, conn: tc})
 	tc.Close()
 	a.mu.Lock()
-	if a.client == tc {
-		a.client = nil
+	if a.clients[holder] == tc {
+		delete(a.clients, holder)
 	}
 	a.mu.Unlock()
 	a.dropRoute(tc)
-	a.log.Info("tunnel client gone; traffic goes to the app", "client", tc.Remote(), "err", err)
+	a.log.Info("tunnel client gone; its traffic goes to the app", "client", tc.Remote(), "holder", tc.Holder(), "err", err)
 }
 
-// dropRoute sends traffic back to the app if tc's intercept is the active one.
+// dropRoute sends tc's share of the traffic back to the app.
 func (a *Agent) dropRoute(tc *tunnel.ServerConn) {
-	r := a.route.Load()
-	if r != nil && r.conn == tc && a.route.CompareAndSwap(r, nil) {
+	a.mu.Lock()
+	next, gone := a.table.Load().without(tc)
+	if len(gone) > 0 {
+		a.table.Store(next)
+	}
+	a.mu.Unlock()
+	for _, r := range gone {
 		r.end()
 	}
 }
@@ -328,13 +291,10 @@ type controller struct {
 func (c *controller) current() bool {
 	c.a.mu.Lock()
 	defer c.a.mu.Unlock()
-	return c.a.client == c.conn
+	return c.a.clients[c.conn.HolderID()] == c.conn
 }
 
 func (c *controller) SetIntercept(ic tunnel.Intercept) error {
-	if !c.current() {
-		return errors.New("this tunnel was replaced by a newer client")
-	}
 	if ic.Header != nil {
 		if err := ic.Header.Validate(); err != nil {
 			return err
@@ -362,16 +322,30 @@ func (c *controller) SetIntercept(ic tunnel.Intercept) error {
 		}
 		ports[n] = ic.Header
 	}
-	next := &route{conn: c.conn, ports: ports, laptop: newLaptopTransports(c.conn)}
-	old := c.a.route.Swap(next)
-	if old != nil {
-		old.end()
+	holder := c.conn.HolderID()
+	a := c.a
+	a.mu.Lock()
+	if a.clients[holder] != c.conn {
+		a.mu.Unlock()
+		return errors.New("this tunnel was replaced by a newer one of the same holder")
+	}
+	cur := a.table.Load()
+	if err := cur.conflict(holder, ports); err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	next, old := cur.without(c.conn)
+	next.list = append(next.list, &route{conn: c.conn, holder: holder, ports: ports, laptop: newLaptopTransports(c.conn), stats: a.stats[holder]})
+	a.table.Store(next)
+	a.mu.Unlock()
+	for _, r := range old {
+		r.end()
 	}
 	// The client may have gone while we built the route; never leave a
 	// route pointing at a dead tunnel.
 	select {
 	case <-c.conn.Done():
-		c.a.dropRoute(c.conn)
+		a.dropRoute(c.conn)
 		return errors.New("tunnel closed")
 	default:
 	}
@@ -384,15 +358,19 @@ func (c *controller) ClearIntercept() {
 	}
 }
 
+// Stats counts, per port, what went to this holder's laptop, and what the
+// app answered for everyone.
 func (c *controller) Stats() tunnel.Stats {
+	c.a.mu.Lock()
+	hs := c.a.stats[c.conn.HolderID()]
+	c.a.mu.Unlock()
 	var st tunnel.Stats
-	for _, p := range c.a.ports {
-		st.Ports = append(st.Ports, tunnel.PortStats{
-			Port:      p.fwd.AppPort(),
-			ToLaptop:  p.toLaptop.Load(),
-			ToApp:     p.toApp.Load(),
-			Fallbacks: p.fallbacks.Load(),
-		})
+	for i, p := range c.a.ports {
+		ps := tunnel.PortStats{Port: p.fwd.AppPort(), ToApp: p.toApp.Load()}
+		if hs != nil {
+			ps.ToLaptop, ps.Fallbacks = hs.toLaptop[i].Load(), hs.fallbacks[i].Load()
+		}
+		st.Ports = append(st.Ports, ps)
 	}
 	slices.SortFunc(st.Ports, func(x, y tunnel.PortStats) int { return x.Port - y.Port })
 	return st

@@ -158,6 +158,12 @@ type laptop struct {
 // (a relay standing in for a Kubernetes port-forward).
 func connect(t testing.TB, a *agent.Agent, local map[int]string, via string) *laptop {
 	t.Helper()
+	return connectAs(t, a, local, via, "alice@laptop", "alice-install")
+}
+
+// connectAs is connect for a holder of its own (a developer's daemon).
+func connectAs(t testing.TB, a *agent.Agent, local map[int]string, via, holder, holderID string) *laptop {
+	t.Helper()
 	addr := a.ControlAddr()
 	if via != "" {
 		addr = via
@@ -168,7 +174,7 @@ func connect(t testing.TB, a *agent.Agent, local map[int]string, via string) *la
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	client, err := tunnel.Dial(ctx, conn, testToken)
+	client, err := tunnel.Dial(ctx, conn, testToken, tunnel.WithHolder(holder, holderID))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,8 +157,8 @@ type router struct{ p *port }
 
 func (rt *router) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := rt.p
-	r := p.a.route.Load()
-	if !r.takesRequest(p.fwd.AppPort(), req.Header) {
+	r := p.a.table.Load().forRequest(p.fwd.AppPort(), req.Header)
+	if r == nil {
 		p.toApp.Add(1)
 		return p.app.pick(req).RoundTrip(req)
 	}
@@ -170,7 +170,7 @@ func (rt *router) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := r.laptop.pick(req).RoundTrip(out)
 	if err == nil {
-		p.toLaptop.Add(1)
+		r.sentToLaptop(p)
 		return resp, nil
 	}
 	if req.Context().Err() != nil || body.touched() || !(isLaptopUnavailable(err) || idempotent(req)) {
@@ -178,8 +178,7 @@ func (rt *router) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// Nothing of the request reached the laptop, or it is safe to repeat:
 	// the app answers it rather than the client seeing an error.
-	p.fallbacks.Add(1)
-	p.toApp.Add(1)
+	r.fellBack(p)
 	p.a.log.Info("laptop did not answer; the app answers this request", "port", p.fwd.AppPort(), "method", req.Method, "path", req.URL.Path, "err", err)
 	return p.app.pick(req).RoundTrip(req)
 }

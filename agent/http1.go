@@ -162,17 +162,17 @@ func (c *h1conn) serve(head []byte, req *http.Request) bool {
 	// The parsed request only describes the head; its body is the client's.
 	n := len(head)
 	req.Body = http.NoBody
-	r := p.a.route.Load()
+	r := p.a.table.Load().forRequest(p.fwd.AppPort(), req.Header)
 	var resp *http.Response
 	var up *upstream
 	var err error
-	if r.takesRequest(p.fwd.AppPort(), req.Header) {
+	if r != nil {
 		up, err = c.laptopFor(r)
 		if err == nil {
 			resp, err = c.roundTrip(up, req, n)
 		}
 		if err == nil {
-			p.toLaptop.Add(1)
+			r.sentToLaptop(p)
 		} else {
 			var consumed *bodyConsumed
 			if errors.As(err, &consumed) || !(isLaptopUnavailable(err) || idempotent(req)) {
@@ -181,7 +181,7 @@ func (c *h1conn) serve(head []byte, req *http.Request) bool {
 				c.bw.Flush()
 				return false
 			}
-			p.fallbacks.Add(1)
+			r.stats.fallbacks[p.idx].Add(1)
 			p.a.log.Info("laptop did not answer; the app answers this request", "port", p.fwd.AppPort(), "method", req.Method, "path", req.URL.Path, "err", err)
 			resp = nil
 		}
@@ -202,7 +202,8 @@ func (c *h1conn) serve(head []byte, req *http.Request) bool {
 
 func (c *h1conn) laptopFor(r *route) (*upstream, error) {
 	if c.route != r {
-		// The intercept changed: never reuse a connection of an old tunnel.
+		// The intercept changed, or this request is another holder's:
+		// never send it on a connection of another tunnel.
 		c.laptop.close()
 		c.route = r
 	}

@@ -16,16 +16,19 @@ import (
 // port serves one forward.
 type port struct {
 	a   *Agent
+	idx int // in Agent.ports, and in each holder's stats
 	fwd Forward
 	ln  net.Listener
 	app *transports // HTTP to the app container
 	srv *http.Server
 
-	toLaptop, toApp, fallbacks atomic.Uint64
+	// toApp counts what the app answered, for every holder; what went to
+	// a laptop is counted per holder (holderStats).
+	toApp atomic.Uint64
 }
 
-func newPort(a *Agent, f Forward, ln net.Listener) *port {
-	p := &port{a: a, fwd: f, ln: ln}
+func newPort(a *Agent, idx int, f Forward, ln net.Listener) *port {
+	p := &port{a: a, idx: idx, fwd: f, ln: ln}
 	d := &net.Dialer{Timeout: appDialTimeout}
 	p.app = newTransports(func(ctx context.Context, _ int, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, "tcp", f.Target)
@@ -86,8 +89,8 @@ func (p *port) serveConn(conn net.Conn, httpConns *connListener) {
 	}
 	ctx := p.a.ctx
 	for {
-		r := p.a.route.Load()
-		if !r.takesConn(p.fwd.AppPort()) {
+		r := p.a.table.Load().forConn(p.fwd.AppPort())
+		if r == nil {
 			break
 		}
 		lctx, cancel := context.WithTimeout(ctx, laptopDialTimeout)
@@ -100,12 +103,11 @@ func (p *port) serveConn(conn net.Conn, httpConns *connListener) {
 				// laptop once it can.
 				break
 			}
-			p.fallbacks.Add(1)
 			p.a.log.Info("laptop did not take the connection; sending it to the app", "port", p.fwd.AppPort(), "err", err)
 			// Adopted, so a change of intercept closes it and the
 			// client reconnects to wherever traffic goes then.
 			if r.adopt(conn) {
-				p.toApp.Add(1)
+				r.fellBack(p)
 				p.spliceToApp(ctx, conn)
 				r.release(conn)
 				p.a.untrack(conn)
@@ -114,7 +116,7 @@ func (p *port) serveConn(conn net.Conn, httpConns *connListener) {
 			continue
 		}
 		if r.adopt(conn) {
-			p.toLaptop.Add(1)
+			r.sentToLaptop(p)
 			tunnel.Splice(ctx, conn, up)
 			r.release(conn)
 			p.a.untrack(conn)

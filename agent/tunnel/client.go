@@ -22,9 +22,11 @@ type LocalDialFunc func(ctx context.Context, port int) (net.Conn, error)
 
 // Client is the daemon's end of one tunnel to one agent (one pod).
 type Client struct {
-	sess  *yamux.Session
-	agent AgentInfo
-	log   *slog.Logger
+	sess     *yamux.Session
+	agent    AgentInfo
+	log      *slog.Logger
+	holder   string
+	holderID string
 
 	mu      sync.Mutex
 	streams map[net.Conn]struct{} // live inbound and dialed streams
@@ -39,6 +41,14 @@ func WithLogger(log *slog.Logger) DialOption {
 	return func(c *Client) { c.log = log }
 }
 
+// WithHolder names the developer (user@host) and their kloop installation
+// (id). An agent keeps one tunnel and one routing rule per id, so several
+// developers share a pod's agent, and a restarted daemon replaces its own
+// old tunnel.
+func WithHolder(name, id string) DialOption {
+	return func(c *Client) { c.holder, c.holderID = name, id }
+}
+
 // Dial runs the handshake on conn (typically a Kubernetes port-forward to the
 // agent's control port) and returns the multiplexed tunnel. The client owns
 // conn from then on; Close closes it.
@@ -47,7 +57,7 @@ func Dial(ctx context.Context, conn net.Conn, token string, opts ...DialOption) 
 	for _, opt := range opts {
 		opt(c)
 	}
-	w, err := clientHandshake(ctx, conn, token)
+	w, err := c.handshake(ctx, conn, token)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -62,7 +72,10 @@ func Dial(ctx context.Context, conn net.Conn, token string, opts ...DialOption) 
 	return c, nil
 }
 
-func clientHandshake(ctx context.Context, conn net.Conn, token string) (welcome, error) {
+// handshake checks the agent's proof of the token before proving it in
+// turn, so a process that took the control port first learns nothing it
+// could use: not the token, and no proof it could replay.
+func (c *Client) handshake(ctx context.Context, conn net.Conn, token string) (welcome, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok || time.Until(deadline) > handshakeTimeout {
 		deadline = time.Now().Add(handshakeTimeout)
@@ -78,23 +91,40 @@ func clientHandshake(ctx context.Context, conn net.Conn, token string) (welcome,
 		}
 		return w, fmt.Errorf("tunnel handshake: %s: %w", what, err)
 	}
+	nonce, err := newNonce()
+	if err != nil {
+		return w, err
+	}
 	if _, err := conn.Write([]byte(magic)); err != nil {
 		return fail("send hello", err)
 	}
-	if err := writeFrame(conn, hello{Versions: []int{Version}, Token: token}); err != nil {
+	if err := writeFrame(conn, hello{Versions: []int{Version}, Nonce: nonce, Holder: c.holder, HolderID: c.holderID}); err != nil {
 		return fail("send hello", err)
 	}
-	if err := readFrame(conn, &w); err != nil {
+	var ch challenge
+	if err := readFrame(conn, &ch); err != nil {
 		return fail("no answer from the agent (is this the agent's control port?)", err)
+	}
+	if ch.Error != "" {
+		return w, fmt.Errorf("tunnel handshake: agent says: %s", ch.Error)
+	}
+	if ch.Version != Version {
+		return w, fmt.Errorf("tunnel handshake: agent chose protocol version %d, this kloop speaks %d", ch.Version, Version)
+	}
+	if !proofValid(token, roleAgent, nonce, ch.Nonce, ch.Proof) {
+		return w, fmt.Errorf("%w: it is not this intercept's agent: another process holds the control port, or the intercept was replaced since (then run kloop leave and intercept again); nothing that grants access was sent to it", ErrAgentUnproven)
+	}
+	if err := writeFrame(conn, clientProof{Proof: prove(token, roleClient, nonce, ch.Nonce)}); err != nil {
+		return fail("send proof", err)
+	}
+	if err := readFrame(conn, &w); err != nil {
+		return fail("no welcome from the agent", err)
 	}
 	if w.Error != "" {
 		if strings.HasPrefix(w.Error, tokenRefusedPrefix) {
 			return w, fmt.Errorf("%w: %s", ErrTokenRefused, w.Error)
 		}
 		return w, fmt.Errorf("tunnel handshake: agent says: %s", w.Error)
-	}
-	if w.Version != Version {
-		return w, fmt.Errorf("tunnel handshake: agent chose protocol version %d, this kloop speaks %d", w.Version, Version)
 	}
 	conn.SetDeadline(time.Time{})
 	return w, nil

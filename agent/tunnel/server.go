@@ -2,8 +2,6 @@ package tunnel
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -45,10 +43,12 @@ type ServerConfig struct {
 
 // ServerConn is the agent's end of one authenticated tunnel.
 type ServerConn struct {
-	sess   *yamux.Session
-	remote string
-	log    *slog.Logger
-	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	sess     *yamux.Session
+	remote   string
+	holder   string
+	holderID string
+	log      *slog.Logger
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Accept runs the agent's side of the handshake on conn. A client with a
@@ -60,7 +60,8 @@ func Accept(ctx context.Context, conn net.Conn, cfg ServerConfig) (*ServerConn, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	remote := conn.RemoteAddr().String()
-	if err := serverHandshake(ctx, conn, cfg); err != nil {
+	h, err := serverHandshake(ctx, conn, cfg)
+	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("tunnel client %s: %w", remote, err)
 	}
@@ -74,54 +75,70 @@ func Accept(ctx context.Context, conn net.Conn, cfg ServerConfig) (*ServerConn, 
 		d := &net.Dialer{}
 		dial = d.DialContext
 	}
-	return &ServerConn{sess: sess, remote: remote, log: log, dial: dial}, nil
+	return &ServerConn{sess: sess, remote: remote, holder: h.Holder, holderID: h.HolderID, log: log, dial: dial}, nil
 }
 
-func serverHandshake(ctx context.Context, conn net.Conn, cfg ServerConfig) error {
+// serverHandshake proves the token to the client first, so that the client
+// sends nothing that grants access to an impostor, then checks the client's
+// proof.
+func serverHandshake(ctx context.Context, conn net.Conn, cfg ServerConfig) (hello, error) {
 	conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
+	var h hello
 	var m [len(magic)]byte
 	if _, err := io.ReadFull(conn, m[:]); err != nil {
-		return fmt.Errorf("read hello: %w", err)
+		return h, fmt.Errorf("read hello: %w", err)
 	}
 	if string(m[:]) != magic {
-		return errors.New("not a kloop tunnel client (bad magic)")
+		return h, errors.New("not a kloop tunnel client (bad magic)")
 	}
-	var h hello
 	if err := readFrame(conn, &h); err != nil {
-		return fmt.Errorf("read hello: %w", err)
+		return h, fmt.Errorf("read hello: %w", err)
 	}
 	if !slices.Contains(h.Versions, Version) {
-		msg := fmt.Sprintf("protocol versions %v are not supported; this agent speaks %d: use a kloop whose agent image matches, or re-run kloop intercept to update the agent", h.Versions, Version)
-		writeFrame(conn, welcome{Error: msg})
-		return errors.New(msg)
+		msg := fmt.Sprintf("protocol versions %v are not supported; this agent speaks %d: use a kloop whose agent image matches, or run kloop leave and intercept again to update the agent", h.Versions, Version)
+		writeFrame(conn, challenge{Error: msg})
+		return h, errors.New(msg)
 	}
-	if !tokenEqual(h.Token, cfg.Token) {
-		writeFrame(conn, welcome{Error: tokenRefusedPrefix + ": the token does not match this agent's intercept; it was probably replaced by a newer intercept, run kloop leave and intercept again"})
-		return ErrTokenRefused
+	if len(h.Nonce) != nonceSize {
+		msg := fmt.Sprintf("hello carries a %d-byte nonce, not %d", len(h.Nonce), nonceSize)
+		writeFrame(conn, challenge{Error: msg})
+		return h, errors.New(msg)
+	}
+	nonce, err := newNonce()
+	if err != nil {
+		return h, err
+	}
+	if err := writeFrame(conn, challenge{Version: Version, Nonce: nonce, Proof: prove(cfg.Token, roleAgent, h.Nonce, nonce)}); err != nil {
+		return h, fmt.Errorf("send challenge: %w", err)
+	}
+	var p clientProof
+	if err := readFrame(conn, &p); err != nil {
+		// A client that found our proof wrong hangs up here.
+		return h, fmt.Errorf("read proof: %w", err)
+	}
+	if !proofValid(cfg.Token, roleClient, h.Nonce, nonce, p.Proof) {
+		writeFrame(conn, welcome{Error: tokenRefusedPrefix + ": the client does not hold this agent's intercept secret; it was probably replaced by a newer intercept, run kloop leave and intercept again"})
+		return h, ErrTokenRefused
 	}
 	if err := writeFrame(conn, welcome{Version: Version, Agent: cfg.Agent}); err != nil {
-		return fmt.Errorf("send welcome: %w", err)
+		return h, fmt.Errorf("send welcome: %w", err)
 	}
 	conn.SetDeadline(time.Time{})
-	return nil
-}
-
-// tokenEqual compares in constant time, hashing first so the length of the
-// expected token does not leak either.
-func tokenEqual(got, want string) bool {
-	if want == "" {
-		return false
-	}
-	g := sha256.Sum256([]byte(got))
-	w := sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+	return h, nil
 }
 
 // Remote is the client's address as the agent sees it.
 func (s *ServerConn) Remote() string { return s.remote }
+
+// Holder is the developer (user@host) the client says it acts for.
+func (s *ServerConn) Holder() string { return s.holder }
+
+// HolderID names the client's kloop installation; the agent keeps one
+// tunnel per HolderID and replaces an older one of the same ID.
+func (s *ServerConn) HolderID() string { return s.holderID }
 
 // Done is closed when the tunnel has ended.
 func (s *ServerConn) Done() <-chan struct{} { return s.sess.CloseChan() }

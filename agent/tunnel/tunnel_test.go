@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -46,16 +47,36 @@ func TestHandshake(t *testing.T) {
 		wantAgent  string // substring of the agent's error
 	}{
 		{name: "right token", token: "tok"},
-		{name: "wrong token", token: "other", wantClient: "refused the token", wantAgent: "refused the token"},
-		{name: "empty token", token: "", wantClient: "refused the token", wantAgent: "refused the token"},
+		// A client with another token cannot check the agent's proof, so
+		// it hangs up before proving anything.
+		{name: "wrong token", token: "other", wantClient: "did not prove", wantAgent: "read proof"},
+		{name: "empty token", token: "", wantClient: "did not prove", wantAgent: "read proof"},
 		{
 			name: "newer protocol only",
 			hello: func(conn net.Conn) error {
 				conn.Write([]byte(magic))
-				return writeFrame(conn, hello{Versions: []int{99}, Token: "tok"})
+				return writeFrame(conn, hello{Versions: []int{99}, Nonce: make([]byte, nonceSize)})
 			},
-			wantClient: "this agent speaks 1",
+			wantClient: "this agent speaks 2",
 			wantAgent:  "protocol versions [99] are not supported",
+		},
+		{
+			name: "forged proof",
+			hello: func(conn net.Conn) error {
+				conn.Write([]byte(magic))
+				nonce := make([]byte, nonceSize)
+				if err := writeFrame(conn, hello{Versions: []int{Version}, Nonce: nonce}); err != nil {
+					return err
+				}
+				var ch challenge
+				if err := readFrame(conn, &ch); err != nil {
+					return err
+				}
+				// The agent's own proof, replayed as the client's.
+				return writeFrame(conn, clientProof{Proof: ch.Proof})
+			},
+			wantClient: "does not hold",
+			wantAgent:  "refused the token",
 		},
 		{
 			name: "not a kloop client",
@@ -90,10 +111,14 @@ func TestHandshake(t *testing.T) {
 				if err := tc.hello(conn); err != nil {
 					t.Fatal(err)
 				}
-				var w welcome
-				readFrame(conn, &w)
-				if tc.wantClient != "" && !strings.Contains(w.Error, tc.wantClient) {
-					t.Errorf("welcome error %q; want %q", w.Error, tc.wantClient)
+				// The last frame the agent sent says why it refused.
+				var last struct {
+					Error string `json:"error"`
+				}
+				for readFrame(conn, &last) == nil && last.Error == "" {
+				}
+				if tc.wantClient != "" && !strings.Contains(last.Error, tc.wantClient) {
+					t.Errorf("agent's error %q; want %q", last.Error, tc.wantClient)
 				}
 			}
 			select {
@@ -159,21 +184,85 @@ func TestDialGivesUpWithItsContext(t *testing.T) {
 	}
 }
 
-func TestTokenEqual(t *testing.T) {
+func TestProofs(t *testing.T) {
+	cn, an := []byte("client-nonce"), []byte("agent-nonce")
+	good := prove("tok", roleClient, cn, an)
 	for _, tc := range []struct {
-		got, want string
-		eq        bool
+		name      string
+		token     string
+		role      string
+		cn, an    []byte
+		proof     []byte
+		wantValid bool
 	}{
-		{"abc", "abc", true},
-		{"abc", "abd", false},
-		{"abc", "abcd", false},
-		{"", "", false}, // an agent without a token accepts nobody
-		{"x", "", false},
+		{"the proof", "tok", roleClient, cn, an, good, true},
+		{"another token", "tok2", roleClient, cn, an, good, false},
+		{"the other role", "tok", roleAgent, cn, an, good, false},
+		{"another client nonce", "tok", roleClient, []byte("x"), an, good, false},
+		{"another agent nonce", "tok", roleClient, cn, []byte("y"), good, false},
+		{"no token proves nothing", "", roleClient, cn, an, prove("", roleClient, cn, an), false},
 	} {
-		if got := tokenEqual(tc.got, tc.want); got != tc.eq {
-			t.Errorf("tokenEqual(%q, %q) = %v; want %v", tc.got, tc.want, got, tc.eq)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := proofValid(tc.token, tc.role, tc.cn, tc.an, tc.proof); got != tc.wantValid {
+				t.Errorf("proofValid = %v; want %v", got, tc.wantValid)
+			}
+		})
 	}
+}
+
+// An impostor that binds the agent's control port first (a rogue pod or
+// process) gets the client's hello and nothing else: no token, no proof it
+// could replay, and no inbound stream is ever opened for it.
+func TestImpostorOnTheControlPortGetsNothing(t *testing.T) {
+	const token = "the-intercepts-secret-token"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	received := make(chan []byte, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			received <- nil
+			return
+		}
+		defer conn.Close()
+		var m [len(magic)]byte
+		io.ReadFull(conn, m[:])
+		var h hello
+		readFrame(conn, &h)
+		// The impostor claims to be the agent with a made-up proof, then
+		// records whatever the client sends next.
+		writeFrame(conn, challenge{Version: Version, Nonce: make([]byte, nonceSize), Proof: make([]byte, 32)})
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		rest, _ := io.ReadAll(conn)
+		received <- append(append(m[:], mustMarshal(t, h)...), rest...)
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Dial(context.Background(), conn, token, WithHolder("alice@laptop", "id-alice"))
+	if !errors.Is(err, ErrAgentUnproven) {
+		t.Fatalf("Dial err = %v; want ErrAgentUnproven", err)
+	}
+	got := <-received
+	if strings.Contains(string(got), token) {
+		t.Fatal("the impostor received the token")
+	}
+	if i := strings.Index(string(got), "proof"); i >= 0 {
+		t.Fatalf("the client sent the impostor a proof: %q", got[i:])
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestParseHeaderMatch(t *testing.T) {

@@ -15,8 +15,10 @@ import (
 
 // Version is the protocol version this build speaks. The client offers the
 // versions it knows and the agent picks one, so a newer daemon can still talk
-// to an agent image that was injected by an older kloop.
-const Version = 1
+// to an agent image that was injected by an older kloop. Version 2 proves the
+// secret both ways (version 1 sent the token itself, to whoever listened on
+// the control port) and names the holder of each tunnel.
+const Version = 2
 
 // magic opens every tunnel connection so that an agent reached by something
 // other than kloop (a browser, a stray port-forward) fails fast and clearly.
@@ -52,9 +54,31 @@ const (
 	ProtoH2C  = "h2c"  // inbound stream that carries HTTP/2 prior-knowledge
 )
 
+// hello opens the handshake. It carries no secret: the client proves the
+// token only after the agent has proved it (see challenge).
 type hello struct {
-	Versions []int  `json:"versions"`
-	Token    string `json:"token"`
+	Versions []int `json:"versions"`
+	// Nonce is the client's fresh random challenge to the agent.
+	Nonce []byte `json:"nonce"`
+	// Holder names the developer (user@host) and HolderID their kloop
+	// installation: the agent keeps one tunnel and one rule per HolderID.
+	Holder   string `json:"holder,omitempty"`
+	HolderID string `json:"holderID,omitempty"`
+}
+
+// challenge is the agent's answer to hello: its own nonce and its proof
+// that it holds the token, bound to both nonces.
+type challenge struct {
+	Version int    `json:"version,omitempty"`
+	Error   string `json:"error,omitempty"`
+	Nonce   []byte `json:"nonce,omitempty"`
+	Proof   []byte `json:"proof,omitempty"`
+}
+
+// clientProof is the client's proof that it holds the token, sent only
+// once the agent's proof checked out.
+type clientProof struct {
+	Proof []byte `json:"proof"`
 }
 
 type welcome struct {
@@ -174,6 +198,11 @@ func yamuxConfig(log *slog.Logger) *yamux.Config {
 
 // ErrTokenRefused is returned by Dial when the agent does not accept the token.
 var ErrTokenRefused = errors.New("the agent refused the token")
+
+// ErrAgentUnproven is returned by Dial when whatever answers on the control
+// port cannot prove it holds the intercept's token: it is not this
+// intercept's agent, and nothing that grants access was sent to it.
+var ErrAgentUnproven = errors.New("the peer on the agent's control port did not prove it holds the intercept's secret")
 
 // ErrClosed is returned by calls on a tunnel that has ended.
 var ErrClosed = errors.New("tunnel closed")

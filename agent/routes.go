@@ -1,0 +1,172 @@
+package agent
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/kloop/kloop/agent/tunnel"
+)
+
+// route is one holder's intercept, bound to that holder's tunnel.
+type route struct {
+	conn   *tunnel.ServerConn
+	holder string                      // the holder's ID (its key in the table)
+	ports  map[int]*tunnel.HeaderMatch // app port -> header (nil: global)
+	laptop *transports                 // HTTP to the laptop through conn
+	stats  *holderStats
+
+	mu      sync.Mutex
+	spliced map[net.Conn]struct{} // whole connections sent to the laptop
+	ended   bool
+}
+
+// adopt records a connection spliced to the laptop under this route; it
+// refuses once the route has ended.
+func (r *route) adopt(c net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return false
+	}
+	if r.spliced == nil {
+		r.spliced = map[net.Conn]struct{}{}
+	}
+	r.spliced[c] = struct{}{}
+	return true
+}
+
+func (r *route) release(c net.Conn) {
+	r.mu.Lock()
+	delete(r.spliced, c)
+	r.mu.Unlock()
+}
+
+// end closes what this route sent to the laptop: when an intercept changes
+// or ends, clients reconnect and are routed afresh instead of staying on
+// the laptop.
+func (r *route) end() {
+	r.mu.Lock()
+	r.ended = true
+	for c := range r.spliced {
+		c.Close()
+	}
+	r.mu.Unlock()
+	r.laptop.closeIdle()
+}
+
+// describe names the route's holder and rule on port for error messages.
+func (r *route) describe(port int) string {
+	who := r.conn.Holder()
+	if who == "" {
+		who = "another kloop client"
+	}
+	if h := r.ports[port]; h != nil {
+		return fmt.Sprintf("%s (personal, %s)", who, h)
+	}
+	return who + " (global)"
+}
+
+// routes is the agent's routing table, replaced whole on every change so
+// the request path reads it without a lock: at most one global route per
+// port, or any number of personal ones with distinct headers.
+type routes struct{ list []*route }
+
+// forConn returns the route that takes whole connections on port: the
+// global one, if any.
+func (rs *routes) forConn(port int) *route {
+	if rs == nil {
+		return nil
+	}
+	for _, r := range rs.list {
+		if h, ok := r.ports[port]; ok && h == nil {
+			return r
+		}
+	}
+	return nil
+}
+
+// forRequest returns the route whose rule takes an HTTP request on port, or
+// nil when the app answers it. Rules of different holders never overlap on
+// a header value, so the first match is the only one in practice; the
+// order (oldest rule first) settles requests that carry two holders'
+// different headers.
+func (rs *routes) forRequest(port int, header http.Header) *route {
+	if rs == nil {
+		return nil
+	}
+	for _, r := range rs.list {
+		if h, ok := r.ports[port]; ok && (h == nil || h.Matches(header)) {
+			return r
+		}
+	}
+	return nil
+}
+
+// without returns the table minus conn's routes, and those routes.
+func (rs *routes) without(conn *tunnel.ServerConn) (*routes, []*route) {
+	next := &routes{}
+	var gone []*route
+	if rs != nil {
+		for _, r := range rs.list {
+			if r.conn == conn {
+				gone = append(gone, r)
+			} else {
+				next.list = append(next.list, r)
+			}
+		}
+	}
+	return next, gone
+}
+
+// conflict reports why rule (ports -> header) of holder cannot join the
+// table: a global rule shares no port with another holder's rule, and two
+// holders' personal rules never select the same requests.
+func (rs *routes) conflict(holder string, ports map[int]*tunnel.HeaderMatch) error {
+	if rs == nil {
+		return nil
+	}
+	for _, r := range rs.list {
+		if r.holder == holder {
+			continue
+		}
+		for port, mine := range ports {
+			theirs, ok := r.ports[port]
+			if !ok {
+				continue
+			}
+			switch {
+			case mine == nil:
+				return fmt.Errorf("port %d is intercepted by %s; a global intercept takes every request, so it cannot share the port: use a personal intercept (--header) or wait until they leave", port, r.describe(port))
+			case theirs == nil:
+				return fmt.Errorf("port %d is intercepted globally by %s, which takes every request; wait until they leave", port, r.describe(port))
+			case strings.EqualFold(mine.Name, theirs.Name) && mine.Value == theirs.Value:
+				return fmt.Errorf("port %d: header %s is already routed to %s; pick a value only your requests carry", port, mine, r.describe(port))
+			}
+		}
+	}
+	return nil
+}
+
+// holderStats counts what the agent sent to one holder's laptop, per port
+// (indexed like Agent.ports). They outlive the holder's tunnels, so a
+// daemon that reconnects sees its counts grow, never reset.
+type holderStats struct {
+	toLaptop, fallbacks []atomic.Uint64
+}
+
+func newHolderStats(ports int) *holderStats {
+	return &holderStats{toLaptop: make([]atomic.Uint64, ports), fallbacks: make([]atomic.Uint64, ports)}
+}
+
+// sentToLaptop counts one request or connection on p that the laptop took.
+func (r *route) sentToLaptop(p *port) { r.stats.toLaptop[p.idx].Add(1) }
+
+// fellBack counts one meant for the laptop that the app answered instead.
+func (r *route) fellBack(p *port) {
+	r.stats.fallbacks[p.idx].Add(1)
+	p.toApp.Add(1)
+}
