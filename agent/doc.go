@@ -19,7 +19,13 @@
 // laptop are closed, so clients with long-lived keep-alive connections (an
 // ingress controller) reconnect and are routed afresh.
 //
-// The intercept is set at runtime by the connected client over the tunnel and
+// Several developers share one agent: each holder's daemon has its own
+// tunnel and sets its own rule. At most one global rule per port, which then
+// excludes every other holder's rule on it, or any number of personal rules
+// whose headers differ; a rule that would take another holder's requests is
+// refused with their name. Requests no rule takes go to the app.
+//
+// A rule is set at runtime by its holder's client over the tunnel and
 // lives exactly as long as that tunnel, so changing it needs no rollout, and
 // when the laptop goes away (tunnel closed, or keep-alives unanswered for
 // about 5 s) everything goes to the app again. A request the laptop cannot
@@ -28,7 +34,8 @@
 // black-holes traffic.
 //
 // Stats count, per port, HTTP requests the router sent each way plus whole
-// connections routed under a global intercept (one each).
+// connections routed under a global intercept (one each): what went to the
+// asking holder's laptop, and what the app answered for everyone.
 //
 // Apart from globally intercepted connections, HTTP/1.x requests on HTTP
 // ports take a fast path: the request head goes upstream byte for byte,

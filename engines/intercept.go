@@ -30,6 +30,9 @@ type InterceptsOptions struct {
 	// Holder names whose intercept it is (user@host); "" is
 	// kubeconfig.DefaultHolder().
 	Holder string
+	// HolderID tells this kloop installation apart from others with the
+	// same user@host (HolderID reads or creates it); "" is Holder.
+	HolderID string
 	// Image is the agent image; "" is intercept.DefaultImage().
 	Image  string
 	Logger *slog.Logger
@@ -47,6 +50,9 @@ var _ session.InterceptEngine = (*Intercepts)(nil)
 func NewIntercepts(opts InterceptsOptions) *Intercepts {
 	if opts.Holder == "" {
 		opts.Holder = kubeconfig.DefaultHolder()
+	}
+	if opts.HolderID == "" {
+		opts.HolderID = opts.Holder
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -80,7 +86,7 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	if err != nil {
 		return nil, err
 	}
-	spec := intercept.Spec{Workload: w, Holder: e.opts.Holder, Image: e.opts.Image}
+	spec := intercept.Spec{Workload: w, Holder: e.opts.Holder, HolderID: e.opts.HolderID, Image: e.opts.Image}
 	if req.Port != 0 {
 		spec.Ports = []string{strconv.Itoa(req.Port)}
 	}
@@ -145,7 +151,7 @@ func (e *Intercepts) Restore(ctx context.Context, t session.Target, ref string, 
 	}
 	progress := func(pr intercept.Progress) { p.Report(pr.Message, -1) }
 	if ref == "" {
-		ws, err := intercept.LeaveAll(ctx, cs, ns, e.opts.Holder, progress)
+		ws, err := intercept.LeaveAll(ctx, cs, ns, e.holder(), progress)
 		out := make([]string, 0, len(ws))
 		for _, w := range ws {
 			out = append(out, w.String())
@@ -157,13 +163,17 @@ func (e *Intercepts) Restore(ctx context.Context, t session.Target, ref string, 
 		return nil, err
 	}
 	inj := &intercept.Injector{Client: cs, Namespace: ns, Progress: progress, Logger: e.log}
-	if err := inj.Leave(ctx, w, e.opts.Holder, 0); err != nil {
+	if err := inj.Leave(ctx, w, e.holder(), 0); err != nil {
 		if errors.Is(err, intercept.ErrNotIntercepted) {
 			return nil, nil
 		}
 		return nil, err
 	}
 	return []string{w.String()}, nil
+}
+
+func (e *Intercepts) holder() intercept.Holder {
+	return intercept.Holder{Name: e.opts.Holder, ID: e.opts.HolderID}
 }
 
 // interception is a live intercept with its outbound proxies.

@@ -3,17 +3,33 @@
 // agent's loopback control port through Kubernetes port-forward), with many
 // streams multiplexed on it by yamux.
 //
-// A connection opens with the client writing "KLOOP-TUNNEL\r\n" and a hello frame
-// (protocol versions it speaks, the token); the agent answers with a welcome
-// frame (the chosen version and its ports) or an error, compares tokens in
-// constant time, and logs refusals without the token. A frame is a 4-byte
-// big-endian length and a JSON object. Then yamux runs with keep-alives every
-// 2 s; a peer that does not answer within 3 s ends the tunnel.
+// A connection opens with a handshake in which each side proves it holds the
+// intercept's token without sending it, the agent first:
+//
+//  1. the client writes "KLOOP-TUNNEL\r\n" and a hello frame: the protocol
+//     versions it speaks, a fresh 32-byte nonce, and the holder (user@host)
+//     and holder ID of its kloop installation;
+//  2. the agent answers with a challenge frame: the chosen version, a nonce
+//     of its own, and HMAC-SHA256(token, "kloop-tunnel-agent" 0x00 client
+//     nonce agent nonce);
+//  3. the client checks that proof and, only if it holds, sends its own
+//     (the same HMAC under role "kloop-tunnel-client"); otherwise it stops
+//     with ErrAgentUnproven, having sent nothing that grants access, so a
+//     process that binds the control port first learns nothing usable;
+//  4. the agent checks the client's proof in constant time and answers with
+//     a welcome frame (its ports) or an error (ErrTokenRefused), logging
+//     refusals without any secret.
+//
+// A frame is a 4-byte big-endian length and a JSON object. Then yamux runs
+// with keep-alives every 2 s; a peer that does not answer within 3 s ends the
+// tunnel. The agent keeps one tunnel per holder ID: a new tunnel of the same
+// holder replaces its old one (a restarted daemon), others are untouched.
 //
 // Every stream starts with a kind byte and a header frame:
 //
-//   - control (daemon to agent): set or clear the intercept, read stats; one
-//     request and one response per stream.
+//   - control (daemon to agent): set or clear this holder's intercept rule,
+//     read stats (this holder's counts); one request and one response per
+//     stream.
 //   - dial (daemon to agent): connect to HOST:PORT from inside the pod; the
 //     agent replies with an error or success, then the stream is a byte pipe.
 //     This backs the daemon's HTTP proxy and SOCKS5 listener (kube/intercept/proxy).

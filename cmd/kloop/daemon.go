@@ -281,13 +281,23 @@ func envDuration(name string, def time.Duration) time.Duration {
 
 // wireEngines wires the cluster work of the daemon's sessions.
 func wireEngines(log *slog.Logger) session.Engines {
+	// KLOOP_AGENT_IMAGE overrides the agent image injected into workloads.
+	iopts := engines.InterceptsOptions{Image: os.Getenv("KLOOP_AGENT_IMAGE"), Logger: log}
+	paths, perr := server.DefaultPaths()
+	if perr == nil {
+		var err error
+		if iopts.HolderID, err = engines.HolderID(paths.State); err != nil {
+			// user@host alone still works; only installations that share
+			// it could then adopt each other's intercepts.
+			log.Warn("no holder ID; intercepts are held as user@host alone", "err", err)
+		}
+	}
 	e := session.Engines{
-		// KLOOP_AGENT_IMAGE overrides the agent image injected into workloads.
-		Intercepts: engines.NewIntercepts(engines.InterceptsOptions{Image: os.Getenv("KLOOP_AGENT_IMAGE"), Logger: log}),
+		Intercepts: engines.NewIntercepts(iopts),
 		Env:        engines.Env{},
 	}
-	if paths, err := server.DefaultPaths(); err != nil {
-		log.Warn("claim pools unavailable", "err", err)
+	if perr != nil {
+		log.Warn("claim pools unavailable", "err", perr)
 	} else {
 		// KLOOP_CLAIM_LEASE shortens leases (and renewals) for tests.
 		e.Claims = engines.NewClaims(engines.ClaimsOptions{Dir: filepath.Join(paths.State, "claims"), Logger: log, LeaseDuration: envDuration("KLOOP_CLAIM_LEASE", 0)})

@@ -24,6 +24,8 @@ var (
 	ErrInterceptedOther = errors.New("intercepted by someone else")
 	ErrNotIntercepted   = errors.New("not intercepted")
 	ErrUnsupported      = errors.New("unsupported workload")
+	ErrSharedService    = errors.New("service shared with another workload")
+	ErrRestoreConflict  = errors.New("edited since the intercept")
 )
 
 // NoWorkloadError: the workload does not exist in the namespace.
@@ -127,23 +129,80 @@ func (e *PodNotReadyError) Error() string {
 
 func (e *PodNotReadyError) Is(target error) bool { return target == ErrPodNotReady }
 
-// InterceptedError: the workload is already intercepted by another holder.
+// InterceptedError: another holder's intercept of the workload takes the
+// requests this one asks for.
 type InterceptedError struct {
 	Workload workload.Workload
 	Holder   string
 	Since    time.Time
-	Header   string
+	// Header is the other holder's rule ("" for global).
+	Header string
+	// Why says which rules collide; empty when the holder is simply not
+	// the one asking (leave).
+	Why string
 }
 
 func (e *InterceptedError) Error() string {
-	msg := fmt.Sprintf("%s is already intercepted by %s since %s", e.Workload, e.Holder, e.Since.UTC().Format(time.RFC3339))
+	msg := fmt.Sprintf("%s is intercepted by %s since %s", e.Workload, e.Holder, e.Since.UTC().Format(time.RFC3339))
 	if e.Header != "" {
 		msg += " (header " + e.Header + ")"
+	} else {
+		msg += " (global)"
 	}
-	return msg + "; ask them to run `kloop leave`, or use a workload of your own"
+	switch e.Why {
+	case "":
+		return msg + "; only they can end their intercept (`kloop leave` on their machine)"
+	case whyTheyAreGlobal:
+		return msg + ", which takes every request; ask them to run `kloop leave`, or use a workload of your own"
+	case whyYouAreGlobal:
+		return msg + "; a global intercept would take their requests too: intercept with --header NAME=VALUE to share the workload, or ask them to leave"
+	case whySameHeader:
+		return msg + "; the same header would send their requests to you: pick a --header value only your requests carry"
+	}
+	return msg + "; " + e.Why
 }
 
+const (
+	whyTheyAreGlobal = "global"
+	whyYouAreGlobal  = "you-global"
+	whySameHeader    = "same-header"
+)
+
 func (e *InterceptedError) Is(target error) bool { return target == ErrInterceptedOther }
+
+// SharedServiceError: a Service of the workload also sends traffic to pods
+// of other workloads, which have no agent; pointing it at the agent port
+// would make their share of its traffic fail.
+type SharedServiceError struct {
+	Service  string
+	Selector string
+	Workload workload.Workload
+	// Others are the other workloads ("deployment/orders-canary") or pods
+	// the selector matches.
+	Others []string
+}
+
+func (e *SharedServiceError) Error() string {
+	return fmt.Sprintf("Service %s (selector %s) sends traffic to %s as well as to %s; those pods have no kloop agent and would refuse their share of it once the Service points at the agent. "+
+		"Give %s a Service of its own (add a label only its pods carry to the selector), or intercept a workload whose Services select only its pods",
+		e.Service, e.Selector, strings.Join(e.Others, ", "), e.Workload, e.Workload)
+}
+
+func (e *SharedServiceError) Is(target error) bool { return target == ErrSharedService }
+
+// RestoreConflictError: leave undid what kloop added except what someone
+// edited since; it names each such edit and leaves it as it is.
+type RestoreConflictError struct {
+	Workload  workload.Workload
+	Conflicts []string
+}
+
+func (e *RestoreConflictError) Error() string {
+	return fmt.Sprintf("%s was restored, except what was edited during the intercept, left as it is: %s; check these by hand",
+		e.Workload, strings.Join(e.Conflicts, "; "))
+}
+
+func (e *RestoreConflictError) Is(target error) bool { return target == ErrRestoreConflict }
 
 // ForbiddenError: RBAC refused an operation.
 type ForbiddenError struct {

@@ -43,8 +43,14 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureWith(t, cluster.DefaultImages())
+}
+
+// newFixtureWith runs the pods' containers from images.
+func newFixtureWith(t testing.TB, images cluster.Images) *fixture {
+	t.Helper()
 	env := cluster.New(t)
-	si := env.StartStandIns(t, cluster.DefaultImages())
+	si := env.StartStandIns(t, images)
 	env.Apply(t, usersManifest, ordersManifest)
 	for _, pod := range env.WaitPodsRunning(t, "app=orders", 2) {
 		si.Wait(t, pod.Name, "orders")
@@ -60,13 +66,16 @@ type laptop struct {
 	n   int
 }
 
-func newLaptop(t testing.TB) *laptop {
+func newLaptop(t testing.TB) *laptop { return newNamedLaptop(t, "laptop") }
+
+// newNamedLaptop is another developer's machine: it answers "NAME PATH".
+func newNamedLaptop(t testing.TB, name string) *laptop {
 	l := &laptop{}
 	l.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l.mu.Lock()
 		l.n++
 		l.mu.Unlock()
-		fmt.Fprintf(w, "laptop %s", r.URL.Path)
+		fmt.Fprintf(w, "%s %s", name, r.URL.Path)
 	}))
 	t.Cleanup(l.srv.Close)
 	return l

@@ -3,12 +3,12 @@ package intercept
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -54,8 +54,12 @@ type Spec struct {
 	Ports []string
 	// Header makes it a personal intercept; nil is global.
 	Header *tunnel.HeaderMatch
-	// Holder (user@host) owns the intercept; another holder is refused.
+	// Holder (user@host) names who intercepts, for people.
 	Holder string
+	// HolderID is unique per kloop installation (engines keeps one in
+	// the state dir); Holder when empty. Holders with different IDs share
+	// the workload, each with their own rule; the same ID adopts its own.
+	HolderID string
 	// Image of the agent; DefaultImage() when empty.
 	Image string
 	// ControlPort is the agent's loopback tunnel port; 7650 when 0.
@@ -104,16 +108,30 @@ type Result struct {
 	Token string
 	// Adopted: the holder's intercept already existed and was reused.
 	Adopted bool
+	// Joined: the agent was there for other holders; this one added a rule.
+	Joined bool
+	// Holder is this holder's entry in Record.
+	Holder HolderRecord
 	// Selector selects the workload's pods.
 	Selector labels.Selector
 }
 
-// Inject puts the agent into the workload (or adopts the holder's existing
-// intercept), waits for the rollout and points the Services at the agent.
-// If the rollout fails the workload is restored before Inject returns.
+// errRaced: the workload's intercept changed between reading and writing
+// it (another holder injected or restored at the same time); Inject starts
+// over from what the cluster holds then.
+var errRaced = errors.New("the workload's intercept changed meanwhile")
+
+// Inject puts the agent into the workload and adds the holder's rule, joins
+// the agent other holders already use (no rollout), or adopts the holder's
+// own intercept (after a daemon restart). It waits for the rollout and
+// points the Services at the agent. If a new injection's rollout fails the
+// workload is restored before Inject returns.
 func (in *Injector) Inject(ctx context.Context, spec Spec) (*Result, error) {
 	if spec.Holder == "" {
 		return nil, errors.New("intercept: Spec.Holder (user@host) is required")
+	}
+	if spec.HolderID == "" {
+		spec.HolderID = spec.Holder
 	}
 	if spec.Image == "" {
 		spec.Image = DefaultImage()
@@ -124,6 +142,30 @@ func (in *Injector) Inject(ctx context.Context, spec Spec) (*Result, error) {
 	if spec.RolloutTimeout == 0 {
 		spec.RolloutTimeout = DefaultRolloutTimeout
 	}
+	if spec.Header != nil {
+		if err := spec.Header.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		res, err := in.inject(ctx, spec)
+		if !errors.Is(err, errRaced) || attempt >= 4 {
+			return res, err
+		}
+		in.log().Info("intercept changed while joining it; trying again", "workload", spec.Workload.String())
+	}
+}
+
+func (spec Spec) holder() Holder { return Holder{Name: spec.Holder, ID: spec.HolderID} }
+
+func (spec Spec) header() string {
+	if spec.Header == nil {
+		return ""
+	}
+	return spec.Header.String()
+}
+
+func (in *Injector) inject(ctx context.Context, spec Spec) (*Result, error) {
 	cs, ns := in.Client, in.Namespace
 	obj, err := getObject(ctx, cs, ns, spec.Workload)
 	if err != nil {
@@ -136,10 +178,7 @@ func (in *Injector) Inject(ctx context.Context, spec Spec) (*Result, error) {
 	if rec, err := readRecord(obj.meta().Annotations); err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Workload, err)
 	} else if rec != nil {
-		if rec.Holder != spec.Holder {
-			return nil, &InterceptedError{Workload: spec.Workload, Holder: rec.Holder, Since: rec.Since, Header: rec.Header}
-		}
-		return in.adopt(ctx, obj, rec, spec, sel)
+		return in.join(ctx, obj, rec, spec, sel)
 	}
 	if obj.sts != nil && obj.sts.Spec.UpdateStrategy.Type == "OnDelete" {
 		return nil, fmt.Errorf("%w: %s uses updateStrategy OnDelete, so its pods would not get the agent; use RollingUpdate", ErrUnsupported, spec.Workload)
@@ -156,7 +195,7 @@ func (in *Injector) Inject(ctx context.Context, spec Spec) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	svcs, err := in.servicesFor(ctx, spec.Workload, tmpl, ctr, ports, len(spec.Ports) == 0)
+	svcs, err := in.servicesFor(ctx, obj, tmpl, ctr, ports, len(spec.Ports) == 0)
 	if err != nil {
 		return nil, err
 	}
@@ -170,23 +209,9 @@ func (in *Injector) Inject(ctx context.Context, spec Spec) (*Result, error) {
 		}
 		ports = targeted
 	}
-	if spec.Header != nil {
-		if err := spec.Header.Validate(); err != nil {
-			return nil, err
-		}
-		http := 0
-		for _, p := range ports {
-			if p.Protocol == tunnel.ProtoHTTP {
-				http++
-			} else if len(spec.Ports) > 0 {
-				return nil, &NoPortError{Workload: spec.Workload, Container: ctr.Name, Port: strconv.Itoa(p.Port),
-					Why: "it is tcp, and a header intercept routes HTTP requests; intercept it globally or mark it /http"}
-			}
-		}
-		if http == 0 {
-			return nil, &NoPortError{Workload: spec.Workload, Container: ctr.Name, Port: joinInts(portNumbers(ports)),
-				Why: "no HTTP port to route by header; intercept globally instead"}
-		}
+	mine, err := holderRule(spec, ctr.Name, ports)
+	if err != nil {
+		return nil, err
 	}
 	if err := allocateAgentPorts(tmpl, ports, spec.ControlPort); err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Workload, err)
@@ -201,32 +226,32 @@ func (in *Injector) Inject(ctx context.Context, spec Spec) (*Result, error) {
 		return nil, err
 	}
 	rec := Record{
-		Holder: spec.Holder, Since: time.Now().UTC().Truncate(time.Second), ID: id,
+		Since: time.Now().UTC().Truncate(time.Second), ID: id,
 		Secret: secretName(spec.Workload, id), Container: ctr.Name, Ports: ports,
 		Image: spec.Image, ControlPort: spec.ControlPort, Services: svcs.names,
+		Holders: []HolderRecord{mine},
 	}
-	if spec.Header != nil {
-		rec.Header = spec.Header.String()
-	}
+	mine.Since = rec.Since
+	rec.Holders[0].Since = rec.Since
 
 	in.Progress.report("inject", fmt.Sprintf("injecting the kloop agent into %s (ports %s)", spec.Workload, joinInts(rec.AppPorts())), 0, 0)
-	if err := in.createSecret(ctx, obj, rec, token); err != nil {
+	if err := in.createSecret(ctx, obj, rec, spec.Holder, token); err != nil {
 		return nil, err
 	}
-	// Write the agent into the template; the annotations say what it was.
+	// Write the agent into the template; the record says what was added,
+	// so that leave removes exactly that.
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := getObject(ctx, cs, ns, spec.Workload)
 		if err != nil {
 			return err
 		}
 		if other, _ := readRecord(cur.meta().Annotations); other != nil {
-			return &InterceptedError{Workload: spec.Workload, Holder: other.Holder, Since: other.Since, Header: other.Header}
+			return errRaced
 		}
 		m := cur.meta()
 		if m.Annotations == nil {
 			m.Annotations = map[string]string{}
 		}
-		m.Annotations[AnnotationOriginalTemplate] = mustJSON(cur.template())
 		m.Annotations[AnnotationIntercept] = mustJSON(rec)
 		injectAgent(cur.template(), rec)
 		obj = cur
@@ -236,58 +261,114 @@ func (in *Injector) Inject(ctx context.Context, spec Spec) (*Result, error) {
 		in.deleteSecret(context.WithoutCancel(ctx), rec.Secret)
 		return nil, err
 	}
-	in.log().Info("agent injected", "workload", spec.Workload.String(), "namespace", ns, "ports", rec.AppPorts(), "holder", rec.Holder)
+	in.log().Info("agent injected", "workload", spec.Workload.String(), "namespace", ns, "ports", rec.AppPorts(), "holder", spec.Holder)
 
 	if err := in.waitRollout(ctx, spec.Workload, spec.RolloutTimeout); err != nil {
 		var nr *PodNotReadyError
 		rctx := context.WithoutCancel(ctx)
-		if rerr := in.restore(rctx, spec.Workload, spec.RolloutTimeout, false); rerr != nil {
+		restored, rerr := in.leaveHolder(rctx, spec.Workload, spec.holder(), spec.RolloutTimeout, false)
+		if rerr != nil {
 			return nil, fmt.Errorf("%w; restoring the workload also failed: %v", err, rerr)
 		}
 		if errors.As(err, &nr) {
-			nr.RolledBack = true
+			nr.RolledBack = restored
 		}
 		return nil, err
 	}
 	in.Progress.report("service", fmt.Sprintf("pointing Service %s at the agent", strings.Join(rec.Services, ", ")), 0, 0)
 	if err := in.pointServices(ctx, spec.Workload, rec); err != nil {
 		rctx := context.WithoutCancel(ctx)
-		if rerr := in.restore(rctx, spec.Workload, spec.RolloutTimeout, false); rerr != nil {
+		if _, rerr := in.leaveHolder(rctx, spec.Workload, spec.holder(), spec.RolloutTimeout, false); rerr != nil {
 			return nil, fmt.Errorf("%w; restoring the workload also failed: %v", err, rerr)
 		}
 		return nil, err
 	}
-	return &Result{Record: rec, Token: token, Selector: sel}, nil
+	return &Result{Record: rec, Token: token, Selector: sel, Holder: mine}, nil
 }
 
-// adopt reuses the holder's own intercept, after a daemon restart.
-func (in *Injector) adopt(ctx context.Context, obj *object, rec *Record, spec Spec, sel labels.Selector) (*Result, error) {
-	sec, err := in.Client.CoreV1().Secrets(in.Namespace).Get(ctx, rec.Secret, metav1.GetOptions{})
-	if err != nil {
-		return nil, apiErr(err, "get", "secrets", in.Namespace)
+// holderRule is the holder's entry for ports: a header intercept routes the
+// HTTP ports, a global one all of them.
+func holderRule(spec Spec, container string, ports []PortRecord) (HolderRecord, error) {
+	h := HolderRecord{Name: spec.Holder, ID: spec.HolderID, Since: time.Now().UTC().Truncate(time.Second), Header: spec.header()}
+	for _, p := range ports {
+		switch {
+		case spec.Header == nil || p.Protocol == tunnel.ProtoHTTP:
+			h.Ports = append(h.Ports, p.Port)
+		case len(spec.Ports) > 0:
+			return h, &NoPortError{Workload: spec.Workload, Container: container, Port: strconv.Itoa(p.Port),
+				Why: "it is tcp, and a header intercept routes HTTP requests; intercept it globally or mark it /http"}
+		}
 	}
-	token := strings.TrimSpace(string(sec.Data[TokenKey]))
-	if token == "" {
-		return nil, fmt.Errorf("%s: Secret %s holds no token; run `kloop leave` and intercept again", spec.Workload, rec.Secret)
+	if len(h.Ports) == 0 {
+		return h, &NoPortError{Workload: spec.Workload, Container: container, Port: joinInts(portNumbers(ports)),
+			Why: "no HTTP port to route by header; intercept globally instead"}
 	}
+	return h, nil
+}
+
+// collision reports why mine cannot route beside other: a global rule
+// shares no port with anyone, and two personal rules never select the same
+// requests. The agent checks the same when the rules are set.
+func collision(w workload.Workload, mine, other HolderRecord) error {
+	shared := false
+	for _, p := range mine.Ports {
+		shared = shared || slices.Contains(other.Ports, p)
+	}
+	why := ""
+	switch {
+	case !shared:
+		return nil
+	case other.Header == "":
+		why = whyTheyAreGlobal
+	case mine.Header == "":
+		why = whyYouAreGlobal
+	default:
+		mn, mv, _ := strings.Cut(mine.Header, "=")
+		on, ov, _ := strings.Cut(other.Header, "=")
+		if !strings.EqualFold(mn, on) || mv != ov {
+			return nil
+		}
+		why = whySameHeader
+	}
+	return &InterceptedError{Workload: w, Holder: other.Name, Since: other.Since, Header: other.Header, Why: why}
+}
+
+// join adds the holder's rule to an agent already in the workload (or
+// adopts the holder's own): only the record changes, so no pod restarts.
+func (in *Injector) join(ctx context.Context, obj *object, rec *Record, spec Spec, sel labels.Selector) (*Result, error) {
+	me := spec.holder()
+	tmpl := strippedTemplate(obj.template())
+	ports := rec.Ports
 	if len(spec.Ports) > 0 {
-		_, want, err := choosePorts(spec, restoredTemplate(obj))
+		_, want, err := choosePorts(spec, tmpl)
 		if err != nil {
 			return nil, err
 		}
+		ports = nil
 		for _, p := range want {
-			if _, ok := rec.AgentPort(p.Port); !ok {
-				return nil, fmt.Errorf("%s is already intercepted by you on ports %s, not %d; run `kloop leave %s` first to change ports",
-					spec.Workload, joinInts(rec.AppPorts()), p.Port, spec.Workload)
+			pr, ok := rec.port(p.Port)
+			if !ok {
+				return nil, fmt.Errorf("%s carries a kloop agent for ports %s (held by %s), not %d; intercept one of those ports, or change ports once everyone has left",
+					spec.Workload, joinInts(rec.AppPorts()), strings.Join(rec.HolderNames(), ", "), p.Port)
 			}
+			ports = append(ports, pr)
 		}
 	}
-	header := ""
-	if spec.Header != nil {
-		header = spec.Header.String()
+	mine, err := holderRule(spec, rec.Container, ports)
+	if err != nil {
+		return nil, err
 	}
-	if header != rec.Header {
-		// The header is applied over the tunnel; the record shows it to others.
+	own := rec.heldBy(me)
+	var sharing []string
+	for _, o := range rec.others(me) {
+		sharing = append(sharing, (&Record{Holders: []HolderRecord{o}}).HolderNames()...)
+	}
+	if own != nil && own.Header == mine.Header && slices.Equal(own.Ports, mine.Ports) {
+		mine = *own
+	} else {
+		if own != nil {
+			mine.Since = own.Since
+		}
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			cur, err := getObject(ctx, in.Client, in.Namespace, spec.Workload)
 			if err != nil {
@@ -295,32 +376,63 @@ func (in *Injector) adopt(ctx context.Context, obj *object, rec *Record, spec Sp
 			}
 			r, err := readRecord(cur.meta().Annotations)
 			if err != nil || r == nil || r.ID != rec.ID {
-				return fmt.Errorf("%s: the intercept changed while adopting it; try again", spec.Workload)
+				return errRaced
 			}
-			r.Header = header
+			for _, o := range r.others(me) {
+				if err := collision(spec.Workload, mine, o); err != nil {
+					return err
+				}
+			}
+			r.Holders = append(r.others(me), mine)
 			cur.meta().Annotations[AnnotationIntercept] = mustJSON(r)
-			return cur.update(ctx, in.Client)
+			if err := cur.update(ctx, in.Client); err != nil {
+				return err
+			}
+			*rec = *r
+			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		rec.Header = header
 	}
-	in.Progress.report("inject", fmt.Sprintf("%s already carries your agent; reusing it", spec.Workload), 0, 0)
-	if err := in.waitRollout(ctx, spec.Workload, spec.RolloutTimeout); err != nil {
+	sec, err := in.Client.CoreV1().Secrets(in.Namespace).Get(ctx, rec.Secret, metav1.GetOptions{})
+	if err != nil {
+		return nil, apiErr(err, "get", "secrets", in.Namespace)
+	}
+	token := strings.TrimSpace(string(sec.Data[TokenKey]))
+	if token == "" {
+		return nil, fmt.Errorf("%s: Secret %s holds no token; run `kloop leave --all` when nobody else intercepts it, and intercept again", spec.Workload, rec.Secret)
+	}
+	if own != nil {
+		in.Progress.report("inject", fmt.Sprintf("%s already carries your agent; reusing it", spec.Workload), 0, 0)
+	} else {
+		in.Progress.report("inject", fmt.Sprintf("%s already carries the kloop agent (for %s); adding your rule", spec.Workload, strings.Join(sharing, ", ")), 0, 0)
+	}
+	undo := func(err error) (*Result, error) {
+		if own == nil {
+			if _, rerr := in.leaveHolder(context.WithoutCancel(ctx), spec.Workload, me, spec.RolloutTimeout, false); rerr != nil {
+				return nil, fmt.Errorf("%w; removing your rule also failed: %v", err, rerr)
+			}
+		}
 		return nil, err
+	}
+	if err := in.waitRollout(ctx, spec.Workload, spec.RolloutTimeout); err != nil {
+		return undo(err)
 	}
 	if err := in.pointServices(ctx, spec.Workload, *rec); err != nil {
-		return nil, err
+		return undo(err)
 	}
-	return &Result{Record: *rec, Token: token, Adopted: true, Selector: sel}, nil
+	return &Result{Record: *rec, Token: token, Adopted: own != nil, Joined: own == nil, Selector: sel, Holder: mine}, nil
 }
 
-func restoredTemplate(o *object) *corev1.PodTemplateSpec {
-	if t, err := readTemplate(o.meta().Annotations); err == nil {
-		return t
+// port returns the record's entry for container port n.
+func (r *Record) port(n int) (PortRecord, bool) {
+	for _, p := range r.Ports {
+		if p.Port == n {
+			return p, true
+		}
 	}
-	return o.template()
+	return PortRecord{}, false
 }
 
 // choosePorts resolves the container and the ports to intercept.
@@ -513,7 +625,7 @@ func injectAgent(tmpl *corev1.PodTemplateSpec, rec Record) {
 	}
 	args = append(args, "--control", fmt.Sprintf("127.0.0.1:%d", rec.ControlPort), "--token-file", TokenKey)
 	cports = append(cports, corev1.ContainerPort{Name: "kloop-control", ContainerPort: int32(rec.ControlPort), Protocol: corev1.ProtocolTCP})
-	vol := "kloop-agent-token"
+	vol := AgentVolume
 	// Secret files are owned by root (the pod's fsGroup, which kloop does
 	// not touch, aside); the agent image runs as a non-root user, so the
 	// token must be world-readable inside this container's mount.
@@ -558,21 +670,36 @@ func injectAgent(tmpl *corev1.PodTemplateSpec, rec Record) {
 }
 
 // secretName is unique per intercept, so a racing intercept of the same
-// workload never touches another's Secret.
+// workload never touches another's Secret. Long workload names are cut
+// and made unique again with a hash, within a Secret name's 253.
 func secretName(w workload.Workload, id string) string {
-	return "kloop-" + string(w.Kind[0]) + "-" + w.Name + "-" + id
+	return "kloop-" + string(w.Kind[0]) + "-" + fitName(w.Name, 253-len("kloop-x--")-len(id)) + "-" + id
 }
 
-func secretLabel(w workload.Workload) string { return string(w.Kind) + "." + w.Name }
+// secretLabel names the workload in the Secret's label (at most 63).
+func secretLabel(w workload.Workload) string {
+	return string(w.Kind) + "." + fitName(w.Name, 62-len(w.Kind))
+}
 
-func (in *Injector) createSecret(ctx context.Context, obj *object, rec Record, token string) error {
+// fitName returns name if it fits in n, else a prefix and a hash of the
+// whole name that fit: distinct names stay distinct.
+func fitName(name string, n int) string {
+	if len(name) <= n {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	h := hex.EncodeToString(sum[:])[:10]
+	return strings.TrimRight(name[:n-len(h)-1], "-.") + "-" + h
+}
+
+func (in *Injector) createSecret(ctx context.Context, obj *object, rec Record, holder, token string) error {
 	m := obj.meta()
 	isController := false
 	sec := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        rec.Secret,
 			Labels:      map[string]string{LabelIntercept: secretLabel(obj.w)},
-			Annotations: map[string]string{"kloop.dev/holder": rec.Holder},
+			Annotations: map[string]string{"kloop.dev/holder": holder},
 			// Garbage-collected with the workload.
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "apps/v1", Kind: obj.w.Kind.Title(), Name: m.Name, UID: m.UID, Controller: &isController,
@@ -607,353 +734,6 @@ func (in *Injector) deleteSecret(ctx context.Context, name string) error {
 	return apiErr(err, "delete", "secrets", in.Namespace)
 }
 
-// services is what servicesFor found.
-type services struct {
-	names   []string
-	targets map[int]bool // container ports some Service targets
-}
-
-// servicesFor finds the Services that select the workload's pods and
-// target the ports.
-func (in *Injector) servicesFor(ctx context.Context, w workload.Workload, tmpl *corev1.PodTemplateSpec, ctr *corev1.Container, ports []PortRecord, anyPort bool) (*services, error) {
-	list, err := in.Client.CoreV1().Services(in.Namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, apiErr(err, "list", "services", in.Namespace)
-	}
-	podLabels := labels.Set(tmpl.Labels)
-	found := &services{targets: map[int]bool{}}
-	var mismatched []corev1.Service
-	for _, svc := range list.Items {
-		targeted := false
-		for _, sp := range svc.Spec.Ports {
-			if p, ok := targetedPort(sp, ctr, ports); ok {
-				targeted = true
-				if len(svc.Spec.Selector) > 0 && labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
-					found.targets[p] = true
-				}
-			}
-		}
-		if !targeted || len(svc.Spec.Selector) == 0 {
-			continue
-		}
-		if labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
-			found.names = append(found.names, svc.Name)
-		} else {
-			mismatched = append(mismatched, svc)
-		}
-	}
-	sort.Strings(found.names)
-	missing := 0
-	for _, p := range ports {
-		if !found.targets[p.Port] {
-			missing++
-		}
-	}
-	if len(found.names) > 0 && (anyPort || missing == 0) {
-		return found, nil
-	}
-	// A Service that names the workload or targets its ports but selects
-	// none of its pods is the likely mistake; say so.
-	slices.SortFunc(mismatched, func(a, b corev1.Service) int {
-		if (a.Name == w.Name) != (b.Name == w.Name) {
-			if a.Name == w.Name {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
-	// Services that select another workload's pods are theirs; one named
-	// after this workload, or selecting no workload's pods at all, was
-	// meant for this one.
-	var templates []labels.Set
-	if len(mismatched) > 0 {
-		templates = in.templateLabels(ctx)
-	}
-	for _, svc := range mismatched {
-		sel := labels.SelectorFromSet(svc.Spec.Selector)
-		other := false
-		for _, l := range templates {
-			other = other || sel.Matches(l)
-		}
-		if svc.Name != w.Name && (other || len(found.names) > 0) {
-			continue
-		}
-		n := 0
-		if pods, err := in.Client.CoreV1().Pods(in.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()}); err == nil {
-			n = len(pods.Items)
-		}
-		return nil, &SelectorError{Service: svc.Name, Selector: labels.SelectorFromSet(svc.Spec.Selector).String(),
-			Workload: w, PodLabels: podLabels.String(), Pods: n}
-	}
-	var want []int
-	for _, p := range ports {
-		if !found.targets[p.Port] {
-			want = append(want, p.Port)
-		}
-	}
-	return nil, &NoServiceError{Workload: w, Namespace: in.Namespace, Ports: want}
-}
-
-// templateLabels returns the pod template labels of the namespace's
-// Deployments and StatefulSets (what it can read).
-func (in *Injector) templateLabels(ctx context.Context) []labels.Set {
-	var out []labels.Set
-	if l, err := in.Client.AppsV1().Deployments(in.Namespace).List(ctx, metav1.ListOptions{}); err == nil {
-		for _, d := range l.Items {
-			out = append(out, labels.Set(d.Spec.Template.Labels))
-		}
-	}
-	if l, err := in.Client.AppsV1().StatefulSets(in.Namespace).List(ctx, metav1.ListOptions{}); err == nil {
-		for _, s := range l.Items {
-			out = append(out, labels.Set(s.Spec.Template.Labels))
-		}
-	}
-	return out
-}
-
-// targetedPort reports the intercepted container port a Service port sends to.
-func targetedPort(sp corev1.ServicePort, ctr *corev1.Container, ports []PortRecord) (int, bool) {
-	if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
-		return 0, false
-	}
-	tp := sp.TargetPort
-	for _, p := range ports {
-		switch {
-		case tp.Type == intstr.String && tp.StrVal != "" && tp.StrVal == p.Name:
-			return p.Port, true
-		case tp.Type == intstr.Int && tp.IntVal == int32(p.Port):
-			return p.Port, true
-		case tp.Type == intstr.Int && tp.IntVal == 0 && sp.Port == int32(p.Port):
-			return p.Port, true
-		}
-	}
-	return 0, false
-}
-
-// pointServices sets the targetPort of every Service port that reaches an
-// intercepted port to the agent's port, keeping the original ports in an
-// annotation. Services already pointed (by an earlier run) are left as is.
-func (in *Injector) pointServices(ctx context.Context, w workload.Workload, rec Record) error {
-	svcs := in.Client.CoreV1().Services(in.Namespace)
-	for _, name := range rec.Services {
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			svc, err := svcs.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return apiErr(err, "get", "services", in.Namespace)
-			}
-			if _, done := svc.Annotations[AnnotationOriginalPorts]; done {
-				return nil
-			}
-			orig := mustJSON(svc.Spec.Ports)
-			changed := false
-			for i, sp := range svc.Spec.Ports {
-				// The Service's targetPort names the app container's port.
-				if p, ok := targetedPort(sp, &corev1.Container{}, rec.Ports); ok {
-					ap, _ := rec.AgentPort(p)
-					svc.Spec.Ports[i].TargetPort = intstr.FromInt32(int32(ap))
-					changed = true
-				}
-			}
-			if !changed {
-				return nil
-			}
-			if svc.Annotations == nil {
-				svc.Annotations = map[string]string{}
-			}
-			svc.Annotations[AnnotationOriginalPorts] = orig
-			svc.Annotations[AnnotationInterceptedBy] = w.String()
-			_, err = svcs.Update(ctx, svc, metav1.UpdateOptions{})
-			if err != nil && !apierrors.IsConflict(err) {
-				return apiErr(err, "update", "services", in.Namespace)
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// restoreServices puts back the ports of every Service kloop changed for w
-// (every workload when w is nil).
-func (in *Injector) restoreServices(ctx context.Context, w *workload.Workload) error {
-	svcs := in.Client.CoreV1().Services(in.Namespace)
-	list, err := svcs.List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return apiErr(err, "list", "services", in.Namespace)
-	}
-	for _, s := range list.Items {
-		if _, ok := s.Annotations[AnnotationOriginalPorts]; !ok {
-			continue
-		}
-		if w != nil && s.Annotations[AnnotationInterceptedBy] != w.String() {
-			continue
-		}
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			svc, err := svcs.Get(ctx, s.Name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return nil
-			}
-			if err != nil {
-				return apiErr(err, "get", "services", in.Namespace)
-			}
-			v, ok := svc.Annotations[AnnotationOriginalPorts]
-			if !ok {
-				return nil
-			}
-			var ports []corev1.ServicePort
-			if err := unmarshal(v, &ports); err != nil {
-				return fmt.Errorf("service %s: annotation %s: %w", svc.Name, AnnotationOriginalPorts, err)
-			}
-			svc.Spec.Ports = ports
-			delete(svc.Annotations, AnnotationOriginalPorts)
-			delete(svc.Annotations, AnnotationInterceptedBy)
-			if len(svc.Annotations) == 0 {
-				svc.Annotations = nil
-			}
-			_, err = svcs.Update(ctx, svc, metav1.UpdateOptions{})
-			if err != nil && !apierrors.IsConflict(err) {
-				return apiErr(err, "update", "services", in.Namespace)
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		in.log().Info("service restored", "service", s.Name, "namespace", in.Namespace)
-	}
-	return nil
-}
-
-// Leave ends holder's intercept of w: the Services and the pod template are
-// restored exactly, the token Secret is deleted, and it waits for the
-// rollout. Another holder's intercept is refused unless holder is "". If w
-// was deleted meanwhile, its Services and Secret are still cleaned up.
-func (in *Injector) Leave(ctx context.Context, w workload.Workload, holder string, timeout time.Duration) error {
-	obj, err := getObject(ctx, in.Client, in.Namespace, w)
-	if errors.Is(err, ErrNoWorkload) {
-		// Deleted meanwhile: put back its Services, drop its Secret.
-		if err := in.restoreServices(ctx, &w); err != nil {
-			return err
-		}
-		return in.deleteSecretsOf(ctx, w)
-	}
-	if err != nil {
-		return err
-	}
-	rec, err := readRecord(obj.meta().Annotations)
-	if err != nil {
-		return fmt.Errorf("%s: %w", w, err)
-	}
-	if rec == nil {
-		return fmt.Errorf("%w: %s carries no kloop intercept", ErrNotIntercepted, w)
-	}
-	if holder != "" && rec.Holder != holder {
-		return &InterceptedError{Workload: w, Holder: rec.Holder, Since: rec.Since, Header: rec.Header}
-	}
-	if timeout == 0 {
-		timeout = DefaultRolloutTimeout
-	}
-	return in.restore(ctx, w, timeout, true)
-}
-
-// restore undoes an intercept from the annotations alone: Services first
-// (the agent still forwards to the app meanwhile), then the template.
-func (in *Injector) restore(ctx context.Context, w workload.Workload, timeout time.Duration, wait bool) error {
-	in.Progress.report("restore", fmt.Sprintf("restoring %s", w), 0, 0)
-	if err := in.restoreServices(ctx, &w); err != nil {
-		return err
-	}
-	var secret string
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		obj, err := getObject(ctx, in.Client, in.Namespace, w)
-		if err != nil {
-			return err
-		}
-		m := obj.meta()
-		if rec, _ := readRecord(m.Annotations); rec != nil {
-			secret = rec.Secret
-		}
-		if _, ok := m.Annotations[AnnotationOriginalTemplate]; !ok {
-			return nil
-		}
-		orig, err := readTemplate(m.Annotations)
-		if err != nil {
-			return fmt.Errorf("%s: %w", w, err)
-		}
-		*obj.template() = *orig
-		delete(m.Annotations, AnnotationOriginalTemplate)
-		delete(m.Annotations, AnnotationIntercept)
-		if len(m.Annotations) == 0 {
-			m.Annotations = nil
-		}
-		return obj.update(ctx, in.Client)
-	})
-	if err != nil {
-		return err
-	}
-	if secret != "" {
-		if err := in.deleteSecret(ctx, secret); err != nil {
-			return err
-		}
-	}
-	in.log().Info("workload restored", "workload", w.String(), "namespace", in.Namespace)
-	if !wait {
-		return nil
-	}
-	return in.waitRollout(ctx, w, timeout)
-}
-
-// LeaveAll restores every workload of the namespace that carries an
-// intercept (only holder's when holder is not ""), every Service pointed at
-// an agent, and deletes leftover token Secrets, from the cluster's
-// annotations alone. It returns the workloads it restored.
-func (in *Injector) LeaveAll(ctx context.Context, holder string, timeout time.Duration) ([]workload.Workload, error) {
-	recs, err := in.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if timeout == 0 {
-		timeout = DefaultRolloutTimeout
-	}
-	var done []workload.Workload
-	var errs []error
-	for _, r := range recs {
-		if holder != "" && r.Record.Holder != holder {
-			continue
-		}
-		if err := in.restore(ctx, r.Workload, timeout, false); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		done = append(done, r.Workload)
-	}
-	if holder == "" {
-		// Services and Secrets whose workload is gone.
-		if err := in.restoreServices(ctx, nil); err != nil {
-			errs = append(errs, err)
-		}
-		secs, err := in.Client.CoreV1().Secrets(in.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelIntercept})
-		if err != nil {
-			errs = append(errs, apiErr(err, "list", "secrets", in.Namespace))
-		} else {
-			for _, s := range secs.Items {
-				if err := in.deleteSecret(ctx, s.Name); err != nil {
-					errs = append(errs, err)
-				}
-			}
-		}
-	}
-	for _, w := range done {
-		if err := in.waitRollout(ctx, w, timeout); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return done, errors.Join(errs...)
-}
-
 // Listed is an intercept found in the cluster.
 type Listed struct {
 	Workload workload.Workload
@@ -970,8 +750,6 @@ func (in *Injector) List(ctx context.Context) ([]Listed, error) {
 	for _, d := range deps.Items {
 		if rec, err := readRecord(d.Annotations); err == nil && rec != nil {
 			out = append(out, Listed{workload.Workload{Kind: workload.Deployment, Name: d.Name}, *rec})
-		} else if _, ok := d.Annotations[AnnotationOriginalTemplate]; ok {
-			out = append(out, Listed{Workload: workload.Workload{Kind: workload.Deployment, Name: d.Name}})
 		}
 	}
 	sts, err := in.Client.AppsV1().StatefulSets(in.Namespace).List(ctx, metav1.ListOptions{})
@@ -981,8 +759,6 @@ func (in *Injector) List(ctx context.Context) ([]Listed, error) {
 	for _, s := range sts.Items {
 		if rec, err := readRecord(s.Annotations); err == nil && rec != nil {
 			out = append(out, Listed{workload.Workload{Kind: workload.StatefulSet, Name: s.Name}, *rec})
-		} else if _, ok := s.Annotations[AnnotationOriginalTemplate]; ok {
-			out = append(out, Listed{Workload: workload.Workload{Kind: workload.StatefulSet, Name: s.Name}})
 		}
 	}
 	return out, nil

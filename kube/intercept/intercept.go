@@ -39,6 +39,7 @@ type Config struct {
 type Intercept struct {
 	inj      *Injector
 	spec     Spec
+	holder   Holder
 	res      *Result
 	tunnels  *Tunnels
 	closeOne sync.Once
@@ -69,29 +70,33 @@ func Start(ctx context.Context, cfg Config, spec Spec) (*Intercept, error) {
 	if err != nil {
 		return nil, err
 	}
+	holder := Holder{Name: spec.Holder, ID: spec.HolderID}
+	if holder.ID == "" {
+		holder.ID = holder.Name
+	}
 	undo := func(cause error) error {
 		if res.Adopted {
 			return cause
 		}
-		if rerr := inj.restore(context.WithoutCancel(ctx), spec.Workload, spec.RolloutTimeout, false); rerr != nil {
+		restored, rerr := inj.leaveHolder(context.WithoutCancel(ctx), spec.Workload, holder, spec.RolloutTimeout, false)
+		switch {
+		case rerr != nil:
 			return fmt.Errorf("%w; restoring %s also failed: %v", cause, spec.Workload, rerr)
+		case restored:
+			return fmt.Errorf("%w; %s was restored", cause, spec.Workload)
+		default:
+			return fmt.Errorf("%w; your rule was removed from %s (others still intercept it)", cause, spec.Workload)
 		}
-		return fmt.Errorf("%w; %s was restored", cause, spec.Workload)
 	}
 	// A header intercept routes the HTTP ports; tcp ports stay on the app.
-	ic := tunnel.Intercept{Header: spec.Header}
-	for _, p := range res.Record.Ports {
-		if spec.Header == nil || p.Protocol == tunnel.ProtoHTTP {
-			ic.Ports = append(ic.Ports, p.Port)
-		}
-	}
+	ic := tunnel.Intercept{Header: spec.Header, Ports: res.Holder.Ports}
 	dialer := cfg.PortForward
 	if dialer == nil {
 		dialer = portforward.NewDialer(cfg.Rest)
 	}
 	t, err := StartTunnels(ctx, TunnelsConfig{
 		Client: cs, Namespace: cfg.Namespace, Selector: res.Selector, InterceptID: res.Record.ID,
-		ControlPort: res.Record.ControlPort, Token: res.Token,
+		ControlPort: res.Record.ControlPort, Token: res.Token, Holder: holder,
 		Dial: func(ctx context.Context, pod string, port int) (net.Conn, error) {
 			return dialer.Dial(ctx, cfg.Namespace, pod, port)
 		},
@@ -109,7 +114,7 @@ func Start(ctx context.Context, cfg Config, spec Spec) (*Intercept, error) {
 	}
 	n := len(t.Pods())
 	cfg.Progress.report("tunnel", fmt.Sprintf("intercepting %s: %d pods tunneled", spec.Workload, n), n, n)
-	return &Intercept{inj: inj, spec: spec, res: res, tunnels: t}, nil
+	return &Intercept{inj: inj, spec: spec, holder: holder, res: res, tunnels: t}, nil
 }
 
 // Record is what the cluster stores about this intercept.
@@ -121,6 +126,10 @@ func (i *Intercept) Workload() workload.Workload { return i.spec.Workload }
 // Adopted reports that Start reused the holder's existing intercept.
 func (i *Intercept) Adopted() bool { return i.res.Adopted }
 
+// Joined reports that Start added the holder's rule to an agent other
+// holders use.
+func (i *Intercept) Joined() bool { return i.res.Joined }
+
 // Tunnels are the tunnels to the pods (state, stats, outbound dialing).
 func (i *Intercept) Tunnels() *Tunnels { return i.tunnels }
 
@@ -128,21 +137,22 @@ func (i *Intercept) Tunnels() *Tunnels { return i.tunnels }
 // send traffic to the app, and Start by the same holder adopts it again.
 func (i *Intercept) Close() { i.closeOne.Do(i.tunnels.Close) }
 
-// Leave ends the tunnels and restores the workload and its Services exactly,
-// waiting for the rollout.
+// Leave ends the tunnels and the holder's rule; the last holder out
+// restores the workload and its Services (a minimal undo), waiting for the
+// rollout.
 func (i *Intercept) Leave(ctx context.Context) error {
 	i.Close()
 	timeout := i.spec.RolloutTimeout
 	if timeout == 0 {
 		timeout = DefaultRolloutTimeout
 	}
-	return i.inj.Leave(ctx, i.spec.Workload, i.spec.Holder, timeout)
+	return i.inj.Leave(ctx, i.spec.Workload, i.holder, timeout)
 }
 
-// LeaveAll restores every intercepted workload of namespace from the
-// cluster's annotations alone (only holder's, unless holder is ""), for
-// `kloop leave --all` and for releasing a claim.
-func LeaveAll(ctx context.Context, cs kubernetes.Interface, namespace, holder string, progress ProgressFunc) ([]workload.Workload, error) {
+// LeaveAll ends holder's intercepts in namespace from the cluster's
+// annotations alone (everyone's for the zero Holder), for `kloop leave
+// --all` and for releasing a claim.
+func LeaveAll(ctx context.Context, cs kubernetes.Interface, namespace string, holder Holder, progress ProgressFunc) ([]workload.Workload, error) {
 	inj := &Injector{Client: cs, Namespace: namespace, Progress: progress}
 	return inj.LeaveAll(ctx, holder, DefaultRolloutTimeout)
 }

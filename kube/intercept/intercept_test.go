@@ -188,17 +188,30 @@ func TestInterceptedBySomeoneElseIsRefused(t *testing.T) {
 	defer ic.Leave(context.Background())
 	intercepted := f.snapshot(t)
 
-	_, err = intercept.Start(context.Background(), f.config(newLaptop(t), t), intercept.Spec{Workload: orders, Holder: "bob@desk"})
-	var ie *intercept.InterceptedError
-	if !errors.Is(err, intercept.ErrInterceptedOther) || !errors.As(err, &ie) || ie.Holder != "alice@laptop" || !strings.Contains(err.Error(), "alice@laptop") {
-		t.Fatalf("bob's intercept: %v, want refusal naming alice@laptop", err)
+	// Alice's intercept is global: it takes every request, so Bob can
+	// share the workload neither globally nor with a header of his own.
+	bobHeader := tunnel.HeaderMatch{Name: "X-Dev", Value: "bob"}
+	for _, spec := range []intercept.Spec{
+		{Workload: orders, Holder: "bob@desk"},
+		{Workload: orders, Holder: "bob@desk", Header: &bobHeader},
+	} {
+		_, err = intercept.Start(context.Background(), f.config(newLaptop(t), t), spec)
+		var ie *intercept.InterceptedError
+		if !errors.Is(err, intercept.ErrInterceptedOther) || !errors.As(err, &ie) || ie.Holder != "alice@laptop" || !strings.Contains(err.Error(), "alice@laptop") {
+			t.Fatalf("bob's intercept (header %v): %v, want refusal naming alice@laptop", spec.Header, err)
+		}
 	}
 	if !reflect.DeepEqual(intercepted, f.snapshot(t)) {
 		t.Errorf("the refused intercept changed the workload or Service")
 	}
 	inj := &intercept.Injector{Client: f.env.Client, Namespace: f.env.Namespace}
-	if err := inj.Leave(context.Background(), orders, "bob@desk", 0); !errors.Is(err, intercept.ErrInterceptedOther) {
+	if err := inj.Leave(context.Background(), orders, intercept.Holder{Name: "bob@desk", ID: "bob@desk"}, 0); !errors.Is(err, intercept.ErrInterceptedOther) {
 		t.Errorf("bob's leave of alice's intercept: %v, want refusal", err)
+	}
+	// Another installation with alice's user@host is not alice.
+	twin := intercept.Spec{Workload: orders, Holder: "alice@laptop", HolderID: "another-install"}
+	if _, err := intercept.Start(context.Background(), f.config(newLaptop(t), t), twin); !errors.Is(err, intercept.ErrInterceptedOther) {
+		t.Errorf("a second installation named alice@laptop: %v, want refusal, not adoption", err)
 	}
 
 	// alice's daemon restarted: the same holder adopts with no rollout.
@@ -231,7 +244,7 @@ func TestLeaveAllRestoresFromAnnotationsAlone(t *testing.T) {
 	// The daemon is gone: no handle, no local state.
 	ic.Close()
 
-	done, err := intercept.LeaveAll(context.Background(), f.env.Client, f.env.Namespace, "", nil)
+	done, err := intercept.LeaveAll(context.Background(), f.env.Client, f.env.Namespace, intercept.Holder{}, nil)
 	if err != nil {
 		t.Fatalf("leave --all: %v", err)
 	}

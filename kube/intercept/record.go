@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
 )
 
 // Annotations and labels kloop writes. Everything needed to undo an
@@ -13,12 +11,17 @@ import (
 const (
 	// AnnotationIntercept on the workload holds the Record (JSON).
 	AnnotationIntercept = "kloop.dev/intercept"
-	// AnnotationOriginalTemplate on the workload holds its pod template as
-	// it was before the intercept (JSON).
+	// AnnotationOriginalTemplate was written by kloop before restore
+	// became a minimal undo; leave removes it.
 	AnnotationOriginalTemplate = "kloop.dev/original-template"
-	// AnnotationOriginalPorts on a Service holds its ports as they were
-	// before the intercept (JSON).
+	// AnnotationOriginalPorts on a Service holds its whole port list as
+	// it was before an intercept by an older kloop (JSON); leave restores
+	// it as that kloop would have.
 	AnnotationOriginalPorts = "kloop.dev/original-ports"
+	// AnnotationPointedPorts on a Service lists the ports kloop pointed at
+	// the agent, each with its original targetPort (JSON); leave moves
+	// back only those still pointing at the agent.
+	AnnotationPointedPorts = "kloop.dev/pointed-ports"
 	// AnnotationInterceptedBy on a Service names the workload ("deployment/orders").
 	AnnotationInterceptedBy = "kloop.dev/intercepted-by"
 	// AnnotationInterceptID on the pod template identifies one intercept,
@@ -28,6 +31,8 @@ const (
 	LabelIntercept = "kloop.dev/intercept"
 	// AgentContainer is the name of the injected sidecar.
 	AgentContainer = "kloop-agent"
+	// AgentVolume is the injected volume holding the token.
+	AgentVolume = "kloop-agent-token"
 	// TokenKey is the token's key in the Secret, and the file name the
 	// agent reads.
 	TokenKey = "token"
@@ -36,21 +41,94 @@ const (
 	TokenMountPath = "/var/run/kloop"
 )
 
-// Record is what kloop stores on an intercepted workload.
+// Record is what kloop stores on an intercepted workload: what it
+// injected (shared by every holder) and who routes which requests.
 type Record struct {
-	Holder string    `json:"holder"`
-	Since  time.Time `json:"since"`
-	// ID is unique per intercept; pods with the agent carry it.
+	// ID is unique per injection; pods with the agent carry it.
 	ID string `json:"id"`
+	// Since is when the agent was injected.
+	Since time.Time `json:"since"`
 	// Secret holds the tunnel token (key "token").
 	Secret      string       `json:"secret"`
 	Container   string       `json:"container"`
 	Ports       []PortRecord `json:"ports"`
-	Header      string       `json:"header,omitempty"`
 	Image       string       `json:"image"`
 	ControlPort int          `json:"controlPort"`
 	// Services whose targetPorts point at the agent.
 	Services []string `json:"services"`
+	// Holders route requests through the agent; the last to leave
+	// restores the workload.
+	Holders []HolderRecord `json:"holders"`
+
+	// The single holder of records written before intercepts had many;
+	// readRecord moves them into Holders.
+	LegacyHolder string `json:"holder,omitempty"`
+	LegacyHeader string `json:"header,omitempty"`
+}
+
+// HolderRecord is one developer's intercept of the workload.
+type HolderRecord struct {
+	// Name is user@host, for people; ID tells installations apart.
+	Name  string    `json:"name"`
+	ID    string    `json:"id,omitempty"`
+	Since time.Time `json:"since"`
+	// Header is NAME=VALUE for a personal intercept, "" for a global one.
+	Header string `json:"header,omitempty"`
+	// Ports are the app ports this holder's rule routes.
+	Ports []int `json:"ports"`
+}
+
+// Holder identifies who holds an intercept.
+type Holder struct {
+	// Name is user@host; ID is unique per kloop installation. Records
+	// written without an ID match by Name.
+	Name, ID string
+}
+
+// owns reports whether h is r's holder; the zero Holder owns every record
+// (`kloop leave --all` of a whole namespace).
+func (h Holder) owns(r HolderRecord) bool {
+	switch {
+	case h == Holder{}:
+		return true
+	case r.ID != "":
+		return r.ID == h.ID
+	default:
+		return r.Name == h.Name
+	}
+}
+
+// heldBy returns h's entry in the record, or nil.
+func (r *Record) heldBy(h Holder) *HolderRecord {
+	for i := range r.Holders {
+		if h.owns(r.Holders[i]) {
+			return &r.Holders[i]
+		}
+	}
+	return nil
+}
+
+// others returns the holders that are not h.
+func (r *Record) others(h Holder) []HolderRecord {
+	var out []HolderRecord
+	for _, x := range r.Holders {
+		if !h.owns(x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// HolderNames lists the holders for people.
+func (r Record) HolderNames() []string {
+	out := make([]string, len(r.Holders))
+	for i, h := range r.Holders {
+		out[i] = h.Name
+		if h.Header != "" {
+			out[i] += " (" + h.Header + ")"
+		}
+	}
+	return out
 }
 
 // PortRecord is one intercepted container port.
@@ -89,19 +167,11 @@ func readRecord(annotations map[string]string) (*Record, error) {
 	if err := json.Unmarshal([]byte(v), &r); err != nil {
 		return nil, fmt.Errorf("annotation %s: %w", AnnotationIntercept, err)
 	}
+	if r.LegacyHolder != "" && len(r.Holders) == 0 {
+		r.Holders = []HolderRecord{{Name: r.LegacyHolder, Since: r.Since, Header: r.LegacyHeader, Ports: r.AppPorts()}}
+	}
+	r.LegacyHolder, r.LegacyHeader = "", ""
 	return &r, nil
-}
-
-func readTemplate(annotations map[string]string) (*corev1.PodTemplateSpec, error) {
-	v, ok := annotations[AnnotationOriginalTemplate]
-	if !ok {
-		return nil, fmt.Errorf("annotation %s is missing, so the original pod template is unknown", AnnotationOriginalTemplate)
-	}
-	var t corev1.PodTemplateSpec
-	if err := json.Unmarshal([]byte(v), &t); err != nil {
-		return nil, fmt.Errorf("annotation %s: %w", AnnotationOriginalTemplate, err)
-	}
-	return &t, nil
 }
 
 func mustJSON(v any) string {

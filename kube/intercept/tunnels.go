@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -32,11 +33,15 @@ type TunnelsConfig struct {
 	InterceptID string
 	ControlPort int
 	Token       string
+	// Holder is sent to the agents, which keep one tunnel and rule per
+	// holder ID.
+	Holder Holder
 	// Dial reaches a pod's port; kube/portforward's Dialer.Dial.
 	Dial PodDialFunc
 	// Intercept is set on every agent as soon as its tunnel is up.
 	Intercept tunnel.Intercept
-	// Local connects to the local process for an app port.
+	// Local connects to the local process for an app port; only the
+	// ports of Intercept are ever dialed, whatever an agent asks for.
 	Local  tunnel.LocalDialFunc
 	Logger *slog.Logger
 	// OnChange is called (without locks held) whenever a pod's tunnel
@@ -233,7 +238,7 @@ func (t *Tunnels) run(ctx context.Context, pt *podTunnel) {
 			return
 		case <-time.After(backoff):
 		}
-		if errors.Is(err, tunnel.ErrTokenRefused) {
+		if errors.Is(err, tunnel.ErrTokenRefused) || errors.Is(err, tunnel.ErrAgentUnproven) {
 			backoff = 5 * time.Second
 		} else {
 			backoff = min(backoff*2, 3*time.Second)
@@ -252,7 +257,7 @@ func (t *Tunnels) connect(ctx context.Context, pt *podTunnel) error {
 	if err != nil {
 		return err
 	}
-	c, err := tunnel.Dial(dctx, conn, t.cfg.Token, tunnel.WithLogger(t.log.With("pod", pod)))
+	c, err := tunnel.Dial(dctx, conn, t.cfg.Token, tunnel.WithLogger(t.log.With("pod", pod)), tunnel.WithHolder(t.cfg.Holder.Name, t.cfg.Holder.ID))
 	if err != nil {
 		return fmt.Errorf("pod %s: %w", pod, err)
 	}
@@ -260,7 +265,7 @@ func (t *Tunnels) connect(ctx context.Context, pt *podTunnel) error {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	served := make(chan error, 1)
-	go func() { served <- c.ServeInbound(ctx, t.cfg.Local) }()
+	go func() { served <- c.ServeInbound(ctx, t.localDial) }()
 	if err := c.SetIntercept(dctx, t.cfg.Intercept); err != nil {
 		return fmt.Errorf("pod %s: %w", pod, err)
 	}
@@ -276,6 +281,17 @@ func (t *Tunnels) connect(ctx context.Context, pt *podTunnel) error {
 	t.mu.Unlock()
 	t.log.Info("tunnel ended", "pod", pod, "err", err)
 	return nil
+}
+
+// localDial connects an agent's inbound stream to the local process, for
+// the intercept's ports only: an agent (or whatever holds its port) never
+// reaches another port of this machine.
+func (t *Tunnels) localDial(ctx context.Context, port int) (net.Conn, error) {
+	if len(t.cfg.Intercept.Ports) > 0 && !slices.Contains(t.cfg.Intercept.Ports, port) {
+		t.log.Warn("agent asked for a port this intercept does not route; refused", "port", port, "routed", t.cfg.Intercept.Ports)
+		return nil, fmt.Errorf("port %d is not intercepted by this client; it routes %v", port, t.cfg.Intercept.Ports)
+	}
+	return t.cfg.Local(ctx, port)
 }
 
 func (t *Tunnels) update(pt *podTunnel, f func(*PodTunnel)) {

@@ -177,8 +177,10 @@ func TestSecurity(t *testing.T) {
 					t.Fatalf("the agent of %s accepted the forged token %q", pod, forged)
 				}
 				conn.Close()
-				if !errors.Is(err, tunnel.ErrTokenRefused) || !strings.Contains(err.Error(), "token does not match") {
-					t.Errorf("forged token %q at %s: %v, want a refusal saying the token does not match", forged, pod, err)
+				// The agent proves it holds the token before the client
+				// sends anything; a forger cannot check that proof.
+				if !errors.Is(err, tunnel.ErrAgentUnproven) || !strings.Contains(err.Error(), "nothing that grants access was sent") {
+					t.Errorf("forged token %q at %s: %v, want the client to stop at the agent's proof", forged, pod, err)
 				}
 			}
 			// The real intercept is unaffected.
