@@ -82,4 +82,3 @@ func WorldExecutable(t testing.TB, binary, dir string) string {
 	}
 	return path
 }
-
