@@ -3,13 +3,17 @@
 # `make test` is what CI runs (.ci/run): it builds the sandbox control plane
 # once (cached outside the repo by version, ~13 min on 2 cores the first
 # time), then runs every Go test with the race detector, the fuzz seed
-# corpora, and the editor suites.
+# corpora, and the editor suites. With RACE=1 (the default) the kloop
+# binaries the suites spawn are race-built too: the Go harnesses follow the
+# test binary's -race (internal/racecheck), the editor suites take RACE.
 
 GO        ?= go
 BIN       ?= bin/kloop
 STATICCHECK_VERSION ?= v0.8.2
+# RACE=0 runs the tests, and the kloop binaries they spawn, without -race.
+RACE      ?= 1
 # Two cores: the sandbox-backed packages each start a control plane.
-TEST_FLAGS ?= -race -count=1 -timeout 40m
+TEST_FLAGS ?= $(if $(filter 1,$(RACE)),-race) -count=1 -timeout 40m
 BENCH_PKGS ?= ./...
 
 .PHONY: all build test test-go sandbox lint bench demo soak clean agent-image test-agent-image

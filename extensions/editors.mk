@@ -4,6 +4,8 @@
 #
 #   make editors-deps   npm ci for the VS Code extension; Neovim from apt if missing
 #   make test-editors   build kloop to a temp path and run every editor test
+#                       (with -race unless RACE=0; a race report of any kloop
+#                       process the suites start fails them)
 #   make vsix           package extensions/vscode/kloop.vsix
 
 # Keep the including Makefile's default goal: these targets run only when named.
@@ -19,6 +21,9 @@ EDITORS_KLOOP_BIN ?= $(EDITORS_TMP)/kloop
 EDITORS_NVIM ?= nvim
 EDITORS_NPM ?= npm
 EDITORS_GO ?= go
+# 1 builds the editors' kloop with -race; the top Makefile's RACE (on by
+# default, so `make test` checks the daemon the editors talk to).
+EDITORS_RACE ?= $(or $(RACE),1)
 # The node_modules stamp npm ci writes; newer than the lock file means installed.
 EDITORS_NODE_STAMP := $(EDITORS_VSCODE)/node_modules/.package-lock.json
 
@@ -37,7 +42,7 @@ $(EDITORS_NODE_STAMP): $(EDITORS_VSCODE)/package-lock.json $(EDITORS_VSCODE)/pac
 # Always rebuilt: the tests must run against the tree's kloop.
 editors-kloop:
 	@mkdir -p $(dir $(EDITORS_KLOOP_BIN))
-	cd $(EDITORS_ROOT) && $(EDITORS_GO) build -o $(EDITORS_KLOOP_BIN) ./cmd/kloop
+	cd $(EDITORS_ROOT) && $(EDITORS_GO) build $(if $(filter 1,$(EDITORS_RACE)),-race) -o $(EDITORS_KLOOP_BIN) ./cmd/kloop
 
 test-editors: test-editors-vscode test-editors-neovim test-editors-goland
 

@@ -222,8 +222,8 @@ func readLog(t *testing.T, env *editor.Env) string {
 // TestConcurrentRequestsFromTwoEditors: editors fire requests without
 // waiting for answers (VS Code asks for lenses again on every change). Two
 // of them on one daemon, many requests in flight on the same documents:
-// every request gets the right answer. Run with KLOOP_TEST_RACE=1 this is
-// also the daemon's data race check.
+// every request gets the right answer. Under `go test -race` (the daemon is
+// then race-built too) this is also the daemon's data race check.
 func TestConcurrentRequestsFromTwoEditors(t *testing.T) {
 	env := editor.NewEnv(t, kloopBin)
 	root := workspace(t, map[string]string{"go.mod": "module x\n", "cmd/orders/main.go": ordersMain})

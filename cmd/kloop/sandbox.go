@@ -177,6 +177,7 @@ func printSandboxStatus(w io.Writer, st *sandbox.ClusterStatus) {
 func newSandboxRunCmd(name *string) *cobra.Command {
 	var files, images []string
 	var namespace string
+	var race bool
 	cmd := &cobra.Command{
 		Use:   "run [-f MANIFEST]... [--image IMAGE=GO_PACKAGE]...",
 		Short: "Run the sandbox's pods as local processes (kwok runs no containers) until interrupted",
@@ -247,6 +248,7 @@ samples in test/testdata). Port-forward through the apiserver then reaches them.
 				Client: client, Dynamic: dyn, Namespace: namespace, Images: table, Dir: dir,
 				DialCommand: []string{self, "sandbox", "dial"},
 				Logf:        func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) },
+				Race:        race,
 			})
 			if err != nil {
 				return err
@@ -254,15 +256,16 @@ samples in test/testdata). Port-forward through the apiserver then reaches them.
 			fmt.Fprintf(out, "Running the pods of %s as local processes (%s networking). Ctrl-C stops them.\n",
 				nsLabel(namespace), r.Network())
 			<-ctx.Done()
-			r.Stop()
+			races := r.Stop()
 			standin.Reap(dir)
 			fmt.Fprintln(out, "Stopped every stand-in.")
-			return nil
+			return races
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest to create first (repeatable)")
 	cmd.Flags().StringArrayVar(&images, "image", nil, "IMAGE=GO_PACKAGE: build GO_PACKAGE for containers of IMAGE (repeatable)")
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "only this namespace's pods, and where -f creates objects (default: all namespaces; -f into default)")
+	cmd.Flags().BoolVar(&race, "race", false, "build the stand-ins with -race; exit non-zero when one reported a data race")
 	return cmd
 }
 

@@ -219,8 +219,28 @@ function stopDaemons(env) {
 
 function privateEnv() {
   const dir = fs.mkdtempSync('/tmp/kloop-gl-');
-  // KUBECONFIG points nowhere: a test never reaches a real cluster.
-  return { dir, env: { ...process.env, KLOOP_SOCKET: `${dir}/d/daemon.sock`, KLOOP_STATE_DIR: `${dir}/state`, KUBECONFIG: `${dir}/no-kubeconfig` } };
+  // KUBECONFIG points nowhere: a test never reaches a real cluster. A -race
+  // kloop (make test-editors builds one), and every kloop it starts, writes
+  // its race reports to ${dir}/race.PID (checkRaces reads them).
+  const gorace = `${process.env.GORACE ?? ''} log_path=${dir}/race`.trim();
+  return { dir, env: { ...process.env, KLOOP_SOCKET: `${dir}/d/daemon.sock`, KLOOP_STATE_DIR: `${dir}/state`, KUBECONFIG: `${dir}/no-kubeconfig`, GORACE: gorace } };
+}
+
+// checkRaces throws, failing the test whose after hook calls it, with every
+// race report of a privateEnv's kloop processes: the GORACE log files and the
+// daemon's logs (where a daemon with a GORACE of its own prints them).
+function checkRaces(dir) {
+  const found = [];
+  for (const [d, re] of [[dir, /^race\.\d+$/], [`${dir}/state`, /^daemon\.log/]]) {
+    let names = [];
+    try { names = fs.readdirSync(d); } catch { continue; } // none written
+    for (const f of names.filter((n) => re.test(n)).sort()) {
+      const text = fs.readFileSync(path.join(d, f), 'utf8');
+      const i = text.indexOf('WARNING: DATA RACE');
+      if (i >= 0) found.push(`${f}:\n${text.slice(i)}`);
+    }
+  }
+  if (found.length) throw new Error(`a kloop process reported a data race:\n${found.join('\n')}`);
 }
 
 test('the language server template starts `kloop lsp`, which initializes for Go and YAML', async (ctx) => {
@@ -237,7 +257,7 @@ test('the language server template starts `kloop lsp`, which initializes for Go 
   const { dir, env } = privateEnv();
   ctx.after(() => {
     stopDaemons(env);
-    fs.rmSync(dir, { recursive: true, force: true });
+    try { checkRaces(dir); } finally { fs.rmSync(dir, { recursive: true, force: true }); }
   });
   const proc = spawn(bin, args.slice(1), { env, cwd: repo });
   const rd = readLSP(proc);
@@ -267,7 +287,7 @@ test('the debug adapter template starts `kloop dap --listen`, its ready pattern 
   ctx.after(() => {
     stopDaemons(env);
     fs.rmSync(ws, { recursive: true, force: true });
-    fs.rmSync(dir, { recursive: true, force: true });
+    try { checkRaces(dir); } finally { fs.rmSync(dir, { recursive: true, force: true }); }
   });
 
   async function session(configFile) {

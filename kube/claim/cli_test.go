@@ -14,28 +14,40 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kloop/kloop/internal/racecheck"
 	"github.com/kloop/kloop/test/cluster"
 )
 
-// kloopCLI builds the real kloop binary and returns a runner for it whose
-// default kubeconfig is the sandbox cluster's (through $KUBECONFIG, as an
-// admin's shell would have it).
+// kloopCLI builds the real kloop binary (with -race under `go test -race`)
+// and returns a runner for it whose default kubeconfig is the sandbox
+// cluster's (through $KUBECONFIG, as an admin's shell would have it). A race
+// report of any command it ran fails the test.
 func kloopCLI(t *testing.T) func(args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "kloop")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/kloop/kloop/cmd/kloop")
+	args := append([]string{"build", "-o", bin}, racecheck.BuildFlags()...)
+	build := exec.CommandContext(t.Context(), "go", append(args, "github.com/kloop/kloop/cmd/kloop")...)
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build kloop: %v\n%s", err, out)
+		t.Fatalf("build kloop %v: %v\n%s", racecheck.BuildFlags(), err, out)
 	}
 	kubeconfig := cluster.Shared(t).Kubeconfig
+	raceLog := filepath.Join(dir, "race")
+	// Registered after t.TempDir, so it runs before the directory goes, and
+	// after the cleanups that run the CLI (registered later, run first).
+	t.Cleanup(func() {
+		if err := racecheck.CheckLogs(raceLog); err != nil {
+			t.Error(err)
+		}
+	})
 	return func(args ...string) (string, string, int) {
 		t.Helper()
 		// Not t.Context(): cleanups run the CLI after it is cancelled.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "HOME="+dir, "XDG_RUNTIME_DIR="+dir, "XDG_STATE_HOME="+dir)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "HOME="+dir, "XDG_RUNTIME_DIR="+dir, "XDG_STATE_HOME="+dir,
+			racecheck.LogEnv(raceLog))
 		var out, errOut bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		err := cmd.Run()

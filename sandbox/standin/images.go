@@ -68,7 +68,9 @@ func (im Images) lookup(image string) (Image, bool) {
 // builder builds stand-in binaries once per package per test binary.
 type builder struct {
 	dir string
-	mu  sync.Mutex
+	// race builds with -race (Options.Race).
+	race bool
+	mu   sync.Mutex
 	// built maps a package to its binary or its build error.
 	built map[string]buildResult
 }
@@ -94,6 +96,12 @@ func (b *builder) binary(ctx context.Context, img Image) (string, error) {
 		return "", fmt.Errorf("stand-in binary dir: %w", err)
 	}
 	out := filepath.Join(b.dir, strings.NewReplacer("/", "_", ".", "_").Replace(img.Package))
+	args := []string{"build"}
+	if b.race {
+		// Its own name: runners of one run sharing dir may differ in Race.
+		out += "-race"
+		args = append(args, "-race")
+	}
 	if b.built == nil {
 		b.built = map[string]buildResult{}
 	}
@@ -106,10 +114,11 @@ func (b *builder) binary(ctx context.Context, img Image) (string, error) {
 	defer cancel()
 	// Built aside and renamed, so a concurrent runner never runs half a file.
 	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, img.Package)
+	args = append(args, "-o", tmp, img.Package)
+	cmd := exec.CommandContext(ctx, "go", args...)
 	output, err := cmd.CombinedOutput()
 	if err != nil {
-		err = fmt.Errorf("go build %s: %v\n%s", img.Package, err, output)
+		err = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, output)
 	} else if err = os.Rename(tmp, out); err != nil {
 		err = fmt.Errorf("install stand-in binary: %w", err)
 	}

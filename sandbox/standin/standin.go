@@ -10,6 +10,7 @@ package standin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -33,6 +34,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kloop/kloop/internal/racecheck"
 )
 
 var portForwardGVR = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "portforwards"}
@@ -59,6 +62,11 @@ type Options struct {
 	DialCommand []string
 	// Logf reports stand-ins that cannot start (nil: discard).
 	Logf func(format string, args ...any)
+	// Race builds stand-ins from Go packages with -race (test harnesses set
+	// it when they run under the race detector), so the kloop agent and the
+	// samples are checked for data races. Whatever the builds, Stop fails
+	// with the race reports found in stand-in logs.
+	Race bool
 }
 
 // Runner runs stand-ins until Stop.
@@ -74,6 +82,9 @@ type Runner struct {
 
 	stop chan struct{}
 	done chan struct{}
+	// races holds the race reports found in the logs of stopped stand-ins
+	// (under mu).
+	races []error
 }
 
 // podRun is one pod's stand-ins.
@@ -156,7 +167,7 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 		return nil, fmt.Errorf("stand-in directory: %w", err)
 	}
 	r := &Runner{
-		opts: opts, net: newNetwork(opts.Network, opts.RecordDir, nextRunID()), build: &builder{dir: opts.BuildDir},
+		opts: opts, net: newNetwork(opts.Network, opts.RecordDir, nextRunID()), build: &builder{dir: opts.BuildDir, race: opts.Race},
 		pods: map[types.UID]*podRun{}, lastHosts: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go r.loop()
@@ -175,16 +186,18 @@ func nextRunID() string {
 // Network is the networking in use.
 func (s *Runner) Network() Network { return s.net.mode }
 
-// Stop stops every stand-in and removes the pod networks. Safe to call twice.
-func (s *Runner) Stop() {
+// Stop stops every stand-in and removes the pod networks. It returns the
+// data races that stand-ins reported in their logs (of every pod this runner
+// ran, including pods that went away before), nil when none did. Safe to call
+// twice; a second call returns the same error.
+func (s *Runner) Stop() error {
 	select {
 	case <-s.stop:
 		<-s.done
-		return
 	default:
+		close(s.stop)
+		<-s.done
 	}
-	close(s.stop)
-	<-s.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for uid, pr := range s.pods {
@@ -192,6 +205,7 @@ func (s *Runner) Stop() {
 		delete(s.pods, uid)
 	}
 	s.net.close()
+	return errors.Join(s.races...)
 }
 
 func (s *Runner) loop() {
@@ -482,7 +496,8 @@ func (s *Runner) ensurePortForward(ctx context.Context, pod *corev1.Pod, pn *pod
 }
 
 // stopPod stops the pod's processes (SIGTERM to each process group, then
-// SIGKILL) and removes its network namespace. Callers hold s.mu.
+// SIGKILL), keeps the race reports in their logs for Stop, and removes its
+// network namespace. Callers hold s.mu.
 func (s *Runner) stopPod(pr *podRun) {
 	var wg sync.WaitGroup
 	for _, p := range pr.procs {
@@ -493,6 +508,19 @@ func (s *Runner) stopPod(pr *podRun) {
 		}()
 	}
 	wg.Wait()
+	// Sorted, so the reports of one pod come in container order.
+	names := make([]string, 0, len(pr.procs))
+	for name := range pr.procs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p := pr.procs[name]
+		what := fmt.Sprintf("stand-in %s/%s container %s (log %s)", pr.pod.Namespace, p.Pod, p.Container, p.LogPath)
+		if err := racecheck.Check(what, p.Logs()); err != nil {
+			s.races = append(s.races, err)
+		}
+	}
 	s.net.teardownPod(pr.net)
 }
 

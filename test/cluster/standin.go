@@ -2,10 +2,13 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/kloop/kloop/internal/racecheck"
 	"github.com/kloop/kloop/sandbox/standin"
 )
 
@@ -45,7 +48,9 @@ type StandIns struct {
 }
 
 // StartStandIns starts stand-ins for the pods of the test's namespace
-// (existing and future); they stop when t ends.
+// (existing and future); they stop when t ends, and t fails if one of them
+// reported a data race. Under `go test -race` the stand-ins built from Go
+// packages (the kloop agent, the samples) are built with -race too.
 func (e *Env) StartStandIns(t testing.TB, images Images, opts ...StandInOption) *StandIns {
 	t.Helper()
 	o := standin.Options{
@@ -58,6 +63,7 @@ func (e *Env) StartStandIns(t testing.TB, images Images, opts ...StandInOption) 
 		RecordDir:   e.Cluster.runDir,
 		DialCommand: e.Cluster.dialCommand,
 		Logf:        t.Logf,
+		Race:        racecheck.Enabled,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -66,10 +72,20 @@ func (e *Env) StartStandIns(t testing.TB, images Images, opts ...StandInOption) 
 	if err != nil {
 		t.Fatalf("start stand-ins: %v", err)
 	}
-	stop := sync.OnceFunc(r.Stop)
+	// The first of t's cleanup and the cluster's teardown (an interrupt)
+	// stops the stand-ins and reports their races: to t when it is still
+	// there, to stderr otherwise.
+	var once sync.Once
+	stop := func(report func(error)) {
+		once.Do(func() {
+			if err := r.Stop(); err != nil {
+				report(err)
+			}
+		})
+	}
 	// Logf must not be called after t ends; Stop first.
-	t.Cleanup(stop)
-	e.Cluster.onTeardown(stop)
+	t.Cleanup(func() { stop(func(err error) { t.Error(err) }) })
+	e.Cluster.onTeardown(func() { stop(func(err error) { fmt.Fprintf(os.Stderr, "sandbox: %v\n", err) }) })
 	return &StandIns{env: e, runner: r}
 }
 

@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kloop/kloop/kube/portforward"
+	"github.com/kloop/kloop/sandbox/standin"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -302,6 +304,80 @@ func TestPortForwardEndsWhenThePodClosesTheConnection(t *testing.T) {
 		}
 		if !strings.HasPrefix(string(answer), "HTTP/1.1 200") {
 			t.Errorf("answer: %q", answer)
+		}
+	})
+}
+
+// A stand-in built with Options.Race that races fails its runner's Stop with
+// the report (StartStandIns turns that into a failed test; here the runner is
+// started directly so the failure is the one under test), and a runner that
+// never ran a racy stand-in stops clean.
+func TestARaceInAStandInFailsStop(t *testing.T) {
+	env := New(t)
+	start := func(t *testing.T, race bool) *standin.Runner {
+		r, err := standin.Start(context.Background(), standin.Options{
+			Client: env.Client, Dynamic: env.Dynamic, Namespace: env.Namespace, Images: DefaultImages(),
+			Dir:         filepath.Join(env.Cluster.runDir, "standins", env.Namespace+"-"+strconv.FormatBool(race)),
+			BuildDir:    filepath.Join(env.Cluster.runDir, "bin"),
+			RecordDir:   env.Cluster.runDir,
+			DialCommand: env.Cluster.dialCommand,
+			Logf:        t.Logf,
+			Race:        race,
+		})
+		if err != nil {
+			t.Fatalf("start stand-ins: %v", err)
+		}
+		t.Cleanup(func() { _ = r.Stop() })
+		return r
+	}
+	const pod = `
+apiVersion: v1
+kind: Pod
+metadata: {name: racy, labels: {app: racy}}
+spec:
+  containers:
+    - name: app
+      image: ko://github.com/kloop/kloop/test/testdata/racy
+`
+	if err := env.ApplyYAML(context.Background(), []byte(pod)); err != nil {
+		t.Fatal(err)
+	}
+	env.WaitPodsRunning(t, "app=racy", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), WaitTimeout)
+	defer cancel()
+
+	t.Run("without -race", func(t *testing.T) {
+		r := start(t, false)
+		p, err := r.Wait(ctx, env.Namespace, "racy", "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := poll(ctx, WaitTimeout, func(context.Context) (bool, error) { return strings.Contains(p.Logs(), "raced:"), nil }); err != nil {
+			t.Fatalf("racy never printed: %v; log:\n%s", err, p.Logs())
+		}
+		if err := r.Stop(); err != nil {
+			t.Errorf("Stop of a stand-in built without -race = %v, want nil", err)
+		}
+	})
+	t.Run("with -race", func(t *testing.T) {
+		r := start(t, true)
+		p, err := r.Wait(ctx, env.Namespace, "racy", "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(p.Argv[0], "-race") {
+			t.Errorf("stand-in runs %q, want the -race build", p.Argv[0])
+		}
+		if err := poll(ctx, WaitTimeout, func(context.Context) (bool, error) { return strings.Contains(p.Logs(), "raced:"), nil }); err != nil {
+			t.Fatalf("racy never printed: %v; log:\n%s", err, p.Logs())
+		}
+		err = r.Stop()
+		if err == nil || !strings.Contains(err.Error(), "WARNING: DATA RACE") || !strings.Contains(err.Error(), "racy/main.go:") ||
+			!strings.Contains(err.Error(), "container app") {
+			t.Fatalf("Stop = %v, want the race report of container app with its stack", err)
+		}
+		if again := r.Stop(); again == nil || again.Error() != err.Error() {
+			t.Errorf("second Stop = %v, want the same error", again)
 		}
 	})
 }

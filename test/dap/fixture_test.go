@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kloop/kloop/internal/racecheck"
 	"github.com/kloop/kloop/test/dapclient"
 )
 
 var (
-	kloopBin        string
-	kloopBuildFlags []string
-	waitLong        = 4 * time.Minute // a cold debug build of net/http takes ~45 s on 2 shared cores
+	kloopBin string
+	waitLong = 4 * time.Minute // a cold debug build of net/http takes ~45 s on 2 shared cores
 )
 
 func TestMain(m *testing.M) {
@@ -33,7 +33,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	kloopBin = filepath.Join(dir, "kloop")
-	args := append([]string{"build", "-o", kloopBin}, kloopBuildFlags...)
+	// With -race the kloop binary under test is built with the race detector
+	// too, so the bridge's concurrency is checked, not only this client's.
+	args := append([]string{"build", "-o", kloopBin}, racecheck.BuildFlags()...)
 	build := exec.Command("go", append(args, "github.com/kloop/kloop/cmd/kloop")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -49,6 +51,19 @@ func TestMain(m *testing.M) {
 	os.Setenv("KUBECONFIG", filepath.Join(dir, "no-kubeconfig"))
 	code := m.Run()
 	exec.Command(kloopBin, "daemon", "stop").Run()
+	// dapclient checks each adapter's stderr and its worker's output; the
+	// daemon the adapters share writes its reports to its log.
+	logs, _ := filepath.Glob(filepath.Join(dir, "state", "daemon.log*"))
+	for _, path := range logs {
+		log, err := os.ReadFile(path)
+		if err == nil {
+			err = racecheck.Check("the kloop daemon ("+filepath.Base(path)+")", string(log))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL:", err)
+			code = 1
+		}
+	}
 	if code != 0 || os.Getenv("KLOOP_DAP_TEST_LOG") != "" {
 		// The debug sessions ran in the daemon: its log says what they did.
 		if log, err := os.ReadFile(filepath.Join(dir, "state", "daemon.log")); err == nil {

@@ -28,6 +28,8 @@ import (
 	"time"
 
 	godap "github.com/google/go-dap"
+
+	"github.com/kloop/kloop/internal/racecheck"
 )
 
 // DefaultWait is Options.Wait when unset: test/cluster's WaitTimeout.
@@ -181,8 +183,11 @@ func Start(t testing.TB, cmd *exec.Cmd, opts ...Options) *Client {
 		// Under -race the adapter and its worker are race-built: a report
 		// from either (the adapter's stderr, or the worker's relayed as
 		// output) fails the test.
-		if strings.Contains(c.Stderr(), "DATA RACE") || strings.Contains(c.OutputText(), "DATA RACE") {
-			t.Errorf("the race detector fired in kloop dap or its worker:\n%s", c.OutputText())
+		if err := racecheck.Check("kloop dap (its stderr)", c.Stderr()); err != nil {
+			t.Error(err)
+		}
+		if err := racecheck.Check("kloop dap's debug worker (its output events)", c.OutputText()); err != nil {
+			t.Error(err)
 		}
 		if t.Failed() || os.Getenv("KLOOP_DAP_TEST_LOG") != "" {
 			t.Logf("kloop dap stderr:\n%s", c.Stderr())

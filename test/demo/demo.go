@@ -41,18 +41,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kloop/kloop/internal/racecheck"
 	"github.com/kloop/kloop/kube/claim"
 	"github.com/kloop/kloop/kube/portforward"
 	"github.com/kloop/kloop/sandbox"
 	"github.com/kloop/kloop/session"
 	"github.com/kloop/kloop/test/dapclient"
 )
-
-// raceEnv builds kloop with the race detector (see test/editor.RaceEnv).
-const raceEnv = "KLOOP_TEST_RACE"
-
-// raceReport starts what a -race build prints.
-const raceReport = "WARNING: DATA RACE"
 
 // DefaultCluster is the sandbox cluster the demo starts and removes.
 const DefaultCluster = "kloop-demo"
@@ -90,6 +85,10 @@ type Options struct {
 	// profile at each soak sample (daemon-heap-NN.pprof; compare two with
 	// go tool pprof -base).
 	HeapProfiles string
+	// Race builds kloop (when Run builds it) and the stand-ins with -race,
+	// and fails the run on any race report of the daemon, kloop dap or a
+	// stand-in; TestDemo sets it under `go test -race`.
+	Race bool
 }
 
 // Step is one step of the run.
@@ -499,9 +498,7 @@ func (r *run) clusterStepName() string {
 func (r *run) buildKloop(ctx context.Context) (string, error) {
 	bin := filepath.Join(r.work, "bin", "kloop")
 	args := []string{"build", "-o", bin}
-	// As the other end-to-end suites do (test/editor.RaceEnv): `make test`
-	// with KLOOP_TEST_RACE=1 checks the daemon and kloop dap for races.
-	if os.Getenv(raceEnv) != "" {
+	if r.opts.Race {
 		args = append(args, "-race")
 	}
 	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/kloop")...)
@@ -668,8 +665,14 @@ func (r *run) deploy(ctx context.Context) (string, error) {
 		return "", err
 	}
 	// Not bound to ctx: cleanup stops it, after the release.
-	cmd := r.command(context.Background(), r.repo, "sandbox", "run", "--name", r.opts.Cluster, "-n", r.rep.Namespace,
-		"-f", "test/testdata/users.yaml", "-f", "test/testdata/orders.yaml")
+	args := []string{"sandbox", "run", "--name", r.opts.Cluster, "-n", r.rep.Namespace,
+		"-f", "test/testdata/users.yaml", "-f", "test/testdata/orders.yaml"}
+	if r.opts.Race {
+		// The agent and the samples under the race detector; sandbox run
+		// exits non-zero with their reports when it stops.
+		args = append(args, "--race")
+	}
+	cmd := r.command(context.Background(), r.repo, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -889,8 +892,8 @@ func (r *run) leave(ctx context.Context, origTemplate, origPorts any) (string, e
 		return "", err
 	}
 	disconnected := time.Since(t0)
-	if i := strings.Index(c.Stderr(), raceReport); i >= 0 {
-		return "", fmt.Errorf("kloop dap reported a data race:\n%s", c.Stderr()[i:])
+	if err := racecheck.Check("kloop dap", c.Stderr()); err != nil {
+		return "", err
 	}
 	err = poll(ctx, r.opts.Wait, "the workload restored after the debug session", func(ctx context.Context) (bool, error) {
 		tmpl, ports, err := r.specs(ctx)
@@ -964,7 +967,12 @@ func (r *run) cleanup() error {
 			_ = r.standIns.Process.Signal(os.Interrupt)
 			select {
 			case err := <-r.standInsErr:
-				return "kloop sandbox run stopped every stand-in", err
+				if err != nil {
+					// Its reasons (a stand-in's race reports) are in its log.
+					log, _ := os.ReadFile(filepath.Join(r.work, "sandbox-run.log"))
+					return "", fmt.Errorf("kloop sandbox run: %w\n%s", err, lastLines(string(log), 200))
+				}
+				return "kloop sandbox run stopped every stand-in", nil
 			case <-time.After(time.Minute):
 				_ = syscall.Kill(-r.standIns.Process.Pid, syscall.SIGKILL)
 				<-r.standInsErr
@@ -979,9 +987,12 @@ func (r *run) cleanup() error {
 				return "", err
 			}
 			// A -race build's reports make the run fail.
-			log, _ := os.ReadFile(filepath.Join(r.work, "state", "daemon.log"))
-			if i := strings.Index(string(log), raceReport); i >= 0 {
-				return "", fmt.Errorf("the daemon reported a data race:\n%s", string(log[i:]))
+			logs, _ := filepath.Glob(filepath.Join(r.work, "state", "daemon.log*"))
+			for _, path := range logs {
+				log, _ := os.ReadFile(path)
+				if err := racecheck.Check("the daemon ("+filepath.Base(path)+")", string(log)); err != nil {
+					return "", err
+				}
 			}
 			return strings.TrimSpace(out), nil
 		})

@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kloop/kloop/internal/racecheck"
 	"github.com/kloop/kloop/kube/claim"
 	"github.com/kloop/kloop/test/cluster"
 	"github.com/kloop/kloop/test/demo"
@@ -29,7 +30,7 @@ func TestMain(m *testing.M) { cluster.Main(m) }
 // and after the edit, the workload restored and the slot released.
 func TestDemo(t *testing.T) {
 	c := cluster.Shared(t)
-	rep, err := demo.Run(t.Context(), demo.Options{Cluster: c.Name, Existing: true, Out: t.Output()})
+	rep, err := demo.Run(t.Context(), demo.Options{Cluster: c.Name, Existing: true, Out: t.Output(), Race: racecheck.Enabled})
 	var table strings.Builder
 	rep.WriteTable(&table)
 	t.Logf("\n%s", table.String())

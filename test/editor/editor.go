@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kloop/kloop/internal/racecheck"
 )
 
 // Mode says how the editor reaches kloop.
@@ -48,6 +50,9 @@ type Env struct {
 	// Credential, when set, runs kloop processes as another user: the
 	// peer-uid tests need a client that is not the daemon's owner.
 	Credential *syscall.Credential
+	// RaceLog is the prefix of the files a -race kloop process of this Env
+	// writes its reports to (racecheck.LogEnv); the test fails on any.
+	RaceLog string
 }
 
 // NewEnv makes a private daemon environment under t.TempDir. Unix socket
@@ -58,20 +63,50 @@ func NewEnv(t testing.TB, binary string) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &Env{Binary: binary, Socket: filepath.Join(dir, "d", "daemon.sock"), State: filepath.Join(t.TempDir(), "state")}
+	// Not under dir (0700): a process run as another user (Credential)
+	// must be able to create its report file, or the race runtime aborts it.
+	raceDir, err := os.MkdirTemp("", "kloop-race-")
+	if err == nil {
+		err = os.Chmod(raceDir, 0o777)
+	}
+	if err != nil {
+		t.Fatalf("race log directory: %v", err)
+	}
+	env := &Env{Binary: binary, Socket: filepath.Join(dir, "d", "daemon.sock"), State: filepath.Join(t.TempDir(), "state"),
+		RaceLog: filepath.Join(raceDir, "race")}
 	t.Cleanup(func() {
 		env.StopDaemon(t)
-		if log, err := os.ReadFile(filepath.Join(env.State, "daemon.log")); err == nil && bytes.Contains(log, []byte(raceReport)) {
-			t.Errorf("the daemon reported a data race:\n%s", log)
+		if err := env.CheckRaces(); err != nil {
+			t.Error(err)
 		}
 		os.RemoveAll(dir)
+		os.RemoveAll(raceDir)
 	})
 	return env
 }
 
+// CheckRaces returns the race reports the kloop processes of this Env
+// printed so far: those in RaceLog files, and those in the daemon's log
+// (daemon.log and its rotations), where a daemon started with its own
+// GORACE would print them.
+func (e *Env) CheckRaces() error {
+	errs := []error{racecheck.CheckLogs(e.RaceLog)}
+	logs, _ := filepath.Glob(filepath.Join(e.State, "daemon.log*"))
+	for _, path := range logs {
+		if log, err := os.ReadFile(path); err == nil {
+			errs = append(errs, racecheck.Check("the daemon ("+filepath.Base(path)+")", string(log)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Environ is the environment for a kloop process of this Env.
 func (e *Env) Environ() []string {
-	return append(append(os.Environ(), "KLOOP_SOCKET="+e.Socket, "KLOOP_STATE_DIR="+e.State), e.Extra...)
+	env := append(os.Environ(), "KLOOP_SOCKET="+e.Socket, "KLOOP_STATE_DIR="+e.State)
+	if e.RaceLog != "" {
+		env = append(env, racecheck.LogEnv(e.RaceLog))
+	}
+	return append(env, e.Extra...)
 }
 
 // Command returns a kloop command in this environment.
@@ -143,9 +178,6 @@ func (e *Env) StopDaemon(t testing.TB) {
 	}
 }
 
-// raceReport starts what a -race build prints (see RaceEnv).
-const raceReport = "WARNING: DATA RACE"
-
 // Editor is one running LSP client.
 type Editor struct {
 	t    testing.TB
@@ -210,8 +242,10 @@ func Start(t testing.TB, env *Env, mode Mode) *Editor {
 	go e.read(bufio.NewReader(out))
 	t.Cleanup(func() {
 		e.Kill()
-		if stderr := e.Stderr(); strings.Contains(stderr, raceReport) {
-			t.Errorf("kloop %v reported a data race:\n%s", args, stderr)
+		// The Env's RaceLog gets the reports; a GORACE in Extra may send
+		// them to stderr instead.
+		if err := racecheck.Check(fmt.Sprintf("kloop %v", args), e.Stderr()); err != nil {
+			t.Error(err)
 		}
 	})
 	return e

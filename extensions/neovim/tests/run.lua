@@ -69,6 +69,26 @@ vim.env.KLOOP_SOCKET = T.tmp .. '/d/daemon.sock'
 vim.env.KLOOP_STATE_DIR = T.tmp .. '/state'
 -- Never reach a real cluster from a test: no kubeconfig.
 vim.env.KUBECONFIG = T.tmp .. '/no-kubeconfig'
+-- A -race kloop (make test-editors builds one), and every kloop it starts,
+-- writes its race reports to T.tmp/race.PID; the run fails on any (below).
+vim.env.GORACE = vim.fn.trim((os.getenv('GORACE') or '') .. ' log_path=' .. T.tmp .. '/race')
+
+-- race_reports returns the race reports of this run's kloop processes: the
+-- GORACE log files, and the daemon's logs (where a daemon started with a
+-- GORACE of its own prints them); '' when there is none.
+local function race_reports()
+  local found = {}
+  local files = vim.fn.glob(T.tmp .. '/race.*', false, true)
+  vim.list_extend(files, vim.fn.glob(T.tmp .. '/state/daemon.log*', false, true))
+  for _, f in ipairs(files) do
+    local text = table.concat(vim.fn.readfile(f, 'b'), '\n')
+    local i = text:find('WARNING: DATA RACE', 1, true)
+    if i then
+      table.insert(found, vim.fn.fnamemodify(f, ':t') .. ':\n' .. text:sub(i))
+    end
+  end
+  return table.concat(found, '\n')
+end
 
 local failed, passed = 0, 0
 local files = vim.fn.glob(here .. '/*_spec.lua', false, true)
@@ -100,6 +120,11 @@ for _, c in pairs(vim.lsp.get_active_clients()) do
 end
 vim.wait(2000, function() return #vim.lsp.get_active_clients() == 0 end, 50)
 vim.fn.system({ T.bin, 'daemon', 'stop' })
+local races = race_reports()
+if races ~= '' then
+  failed = failed + 1
+  out('not ok - a kloop process reported a data race\n    ' .. races:gsub('\n', '\n    '))
+end
 vim.fn.delete(T.tmp, 'rf')
 out(string.format('# %d passed, %d failed (Neovim %s)', passed, failed, tostring(vim.version().major) .. '.' .. vim.version().minor .. '.' .. vim.version().patch))
 if os.getenv("KLOOP_NVIM_VERBOSE") then for _, n in ipairs(T.notes) do out("# note [" .. n.level .. "] " .. n.msg:gsub("\n", " | ")) end end

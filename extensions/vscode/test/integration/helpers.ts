@@ -30,7 +30,12 @@ export interface Env {
   cleanup(): void;
 }
 
-/** privateEnv gives kloop its own daemon socket and state directory. */
+/**
+ * privateEnv gives kloop its own daemon socket and state directory. Its
+ * cleanup throws (failing the suite whose hook calls it) when a kloop
+ * process of the env reported a data race: `make test-editors` builds
+ * KLOOP_BIN with -race.
+ */
 export function privateEnv(): Env {
   // Unix socket paths are short: keep it directly under /tmp.
   const dir = fs.mkdtempSync(path.join('/tmp', 'kloop-vsc-'));
@@ -40,15 +45,53 @@ export function privateEnv(): Env {
     KLOOP_SOCKET: path.join(dir, 'd', 'daemon.sock'),
     KLOOP_STATE_DIR: path.join(dir, 'state'),
     KUBECONFIG: path.join(dir, 'no-kubeconfig'),
+    // A -race kloop (and every kloop it starts: the daemon, the debug
+    // worker) writes its reports to dir/race.PID, not to a stderr the test
+    // may not read.
+    GORACE: `${process.env.GORACE ?? ''} log_path=${path.join(dir, 'race')}`.trim(),
   };
   return {
     env,
     dir,
     cleanup() {
       stopDaemons(env.KLOOP_SOCKET!);
+      const races = raceReports(dir);
       fs.rmSync(dir, { recursive: true, force: true });
+      if (races) throw new Error(`a kloop process reported a data race:\n${races}`);
     },
   };
+}
+
+const RACE = 'WARNING: DATA RACE';
+
+/** reportsIn returns the race reports in text, each up to the separator line that ends it. */
+export function reportsIn(text: string): string {
+  const out: string[] = [];
+  for (let i = text.indexOf(RACE); i >= 0; i = text.indexOf(RACE, i + RACE.length)) {
+    const end = text.indexOf('\n==================', i);
+    out.push(end < 0 ? text.slice(i) : text.slice(i, end + 1));
+  }
+  return out.join('\n');
+}
+
+/**
+ * raceReports collects the race reports of a privateEnv's processes: the
+ * GORACE log files dir/race.PID, and the daemon's log (where a daemon
+ * started with a GORACE of its own would print them).
+ */
+export function raceReports(dir: string): string {
+  const found: string[] = [];
+  const scan = (d: string, re: RegExp, what: (f: string) => string) => {
+    let names: string[] = [];
+    try { names = fs.readdirSync(d); } catch { return; } // none written
+    for (const f of names.filter((n) => re.test(n)).sort()) {
+      const r = reportsIn(fs.readFileSync(path.join(d, f), 'utf8'));
+      if (r) found.push(`${what(f)}:\n${r}`);
+    }
+  };
+  scan(dir, /^race\.\d+$/, (f) => `process ${f.slice('race.'.length)}`);
+  scan(path.join(dir, 'state'), /^daemon\.log/, (f) => `the daemon (${f})`);
+  return found.join('\n');
 }
 
 /** stopDaemons kills the `kloop daemon` processes of one private socket. */

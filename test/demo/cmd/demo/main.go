@@ -28,6 +28,7 @@ func main() {
 	flag.BoolVar(&opts.KeepOnFailure, "keep", true, "keep the logs and the workspace when the demo fails")
 	flag.DurationVar(&opts.Soak, "soak", 0, "after the loop, repeat it under steady traffic for this long and report the daemon's goroutines, heap, memory and open files (make soak: 10m)")
 	flag.StringVar(&opts.HeapProfiles, "heap-profiles", "", "with -soak: write the daemon's heap profile at each sample into this directory")
+	flag.BoolVar(&opts.Race, "race", false, "build kloop and the stand-ins with -race and fail on any data race they report")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
