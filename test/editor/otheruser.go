@@ -28,7 +28,7 @@ func NewEnvAs(t testing.TB, binary string, uid int) *Env {
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	dirs := map[string]os.FileMode{"home": 0o700, "xdg": 0o700, "run": 0o700, "bin": 0o755}
+	dirs := map[string]os.FileMode{"home": 0o700, "xdg": 0o700, "run": 0o700, "bin": 0o755, "race": 0o700}
 	for name, mode := range dirs {
 		dir := filepath.Join(base, name)
 		if err := os.Mkdir(dir, mode); err != nil {
@@ -44,8 +44,14 @@ func NewEnvAs(t testing.TB, binary string, uid int) *Env {
 		State:      filepath.Join(base, "home", "state"),
 		Extra:      []string{"HOME=" + filepath.Join(base, "home"), "XDG_RUNTIME_DIR=" + filepath.Join(base, "xdg"), "USER=uid" + strconv.Itoa(uid)},
 		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)},
+		RaceLog:    filepath.Join(base, "race", "race"),
 	}
-	t.Cleanup(func() { env.StopDaemon(t) })
+	t.Cleanup(func() {
+		env.StopDaemon(t)
+		if err := env.CheckRaces(); err != nil {
+			t.Error(err)
+		}
+	})
 	return env
 }
 
