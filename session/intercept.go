@@ -241,6 +241,9 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 			if err != nil {
 				return nil, err
 			}
+			if args.ReplayOnSave {
+				spec.onStatus = s.replayOnRelaunch(plan.workload, spec.name)
+			}
 			return s.startProgram(ctx, spec)
 		}
 	}

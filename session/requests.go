@@ -8,6 +8,8 @@ import (
 
 	"github.com/kloop/kloop/kube/workload"
 	"github.com/kloop/kloop/session/capture"
+	"github.com/kloop/kloop/session/relaunch"
+	"github.com/kloop/kloop/session/run"
 )
 
 // RequestsArgs select the recorded requests to list.
@@ -147,4 +149,45 @@ func canonicalWorkload(ref string) (string, error) {
 		return "", err
 	}
 	return w.String(), nil
+}
+
+// replayOnRelaunch returns a program status hook that, each time a new
+// process of workload is running after a relaunch, replays the last safe
+// request recorded for it and reports the outcome in the program's output
+// (`kloop logs`, editors) and the status.
+func (s *Session) replayOnRelaunch(workload, program string) func(relaunch.Status) {
+	var lastPid int // the hook runs on the loop's goroutine only
+	return func(st relaunch.Status) {
+		if st.State != relaunch.StateRunning || st.Pid == lastPid {
+			return
+		}
+		first := lastPid == 0
+		lastPid = st.Pid
+		if first {
+			return
+		}
+		ex, ok := s.captures.LastSafe(workload)
+		if !ok {
+			return
+		}
+		go func() {
+			res, err := s.Replay(context.Background(), ReplayArgs{ID: ex.ID}, nil)
+			// The program's own output, so `kloop logs` shows it with
+			// what the new build printed for the request.
+			name := program
+			if err != nil {
+				s.programLine(name, run.Stderr, fmt.Sprintf("kloop: replay of #%d %s %s after the relaunch failed: %v", ex.ID, ex.Method, ex.Target, err))
+				return
+			}
+			s.update(func(st *Status) { st.LastReplay = res })
+			verdict := "same answer as before"
+			if !res.Same {
+				verdict = "the answer changed:"
+			}
+			s.programLine(name, run.Stderr, fmt.Sprintf("kloop: replayed #%d %s %s to pid %d after the relaunch: %d, %s", ex.ID, ex.Method, ex.Target, res.Pid, res.Response.Status, verdict))
+			for _, d := range res.Diff {
+				s.programLine(name, run.Stderr, "kloop:   "+d)
+			}
+		}()
+	}
 }

@@ -116,6 +116,19 @@ func (s *Store) Last(workload string) (Exchange, bool) {
 	return Exchange{}, false
 }
 
+// LastSafe returns the newest exchange of workload whose method is safe
+// to send again unasked (Exchange.Safe).
+func (s *Store) LastSafe(workload string) (Exchange, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.list) - 1; i >= 0; i-- {
+		if e := s.list[i]; e.Workload == workload && e.Safe() {
+			return e, true
+		}
+	}
+	return Exchange{}, false
+}
+
 // Forget drops workload's exchanges (its intercept ended).
 func (s *Store) Forget(workload string) {
 	s.mu.Lock()

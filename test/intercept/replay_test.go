@@ -20,12 +20,13 @@ import (
 
 // After a save, the request that reached the old build is sent again to the
 // new one with `kloop replay`, and the answers are compared: the user sees
-// what their change did to that request without touching curl. Requests
+// what their change did to that request without touching curl, and with
+// --replay-on-save it happens by itself on every relaunch. Requests
 // are listed with credentials masked; one that may change data is not sent
 // again without --yes.
 func TestReplayTheLastRequestAfterASave(t *testing.T) {
 	f := newFixture(t)
-	f.MustKloop(t, "intercept", "orders", "--detach")
+	f.MustKloop(t, "intercept", "orders", "--detach", "--replay-on-save")
 	firstPid := f.Status(t).Process.PID
 	if code, body := f.send(t, http.MethodGet, "/orders/2", "Authorization", "Bearer sekret-123"); code != 200 || !strings.Contains(body, "laptop-v1") {
 		t.Fatalf("through the intercept: %d %s", code, body)
@@ -62,6 +63,16 @@ func TestReplayTheLastRequestAfterASave(t *testing.T) {
 		return st.Process != nil && st.Process.PID != firstPid && st.Process.State == "running"
 	})
 	newPid := f.Status(t).Process.PID
+	// --replay-on-save already sent it to the new build, by itself.
+	eventually(t, "the replay on save in kloop logs", func() bool {
+		logs := f.MustKloop(t, "logs")
+		out := logs.Stdout + logs.Stderr
+		return strings.Contains(out, fmt.Sprintf("replayed #%d GET /orders/2 to pid %d after the relaunch: 200, the answer changed:", *got, newPid)) &&
+			strings.Contains(out, `$.build: "laptop-v1" → "laptop-v2"`)
+	})
+	if st := f.Status(t); st.LastReplay == nil || st.LastReplay.Request.ID != *got || st.LastReplay.Same {
+		t.Errorf("status lastReplay = %+v; want the replay of #%d with a changed answer", st.LastReplay, *got)
+	}
 	r = f.MustKloop(t, "replay", fmt.Sprint(*got), "-o", "json")
 	var res session.ReplayResult
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
