@@ -50,6 +50,16 @@ var (
 			return s.Logs(ctx, a)
 		})
 
+	Requests = declare("kloop.requests", "List recorded requests", `{"workload":"deployment/orders"}`, "",
+		func(ctx context.Context, s *session.Session, a session.RequestsArgs, _ session.Progress) (*session.RequestsResult, error) {
+			return s.Requests(ctx, a)
+		})
+
+	Replay = declare("kloop.replay", "Replay a recorded request", `{"id":12} or {} for the last`, "Replaying a request",
+		func(ctx context.Context, s *session.Session, a session.ReplayArgs, p session.Progress) (*session.ReplayResult, error) {
+			return s.Replay(ctx, a, p)
+		})
+
 	Env = declare("kloop.env", "Copy workload env", `{"workload":"deployment/orders","format":"dotenv"}`, "",
 		func(ctx context.Context, s *session.Session, a session.EnvArgs, _ session.Progress) (*session.EnvResult, error) {
 			return s.Env(ctx, a)

@@ -142,6 +142,10 @@ type InterceptArgs struct {
 	Debug    bool              `json:"debug,omitempty"`
 	Program  string            `json:"program,omitempty"`
 	Args     []string          `json:"args,omitempty"`
+	// ReplayOnSave sends the last recorded request of a safe method
+	// (GET, HEAD, OPTIONS) to each relaunched build as soon as it is
+	// ready, and reports how its answer changed.
+	ReplayOnSave bool `json:"replayOnSave,omitempty"`
 }
 
 // LeaveArgs are the arguments of kloop.leave / `kloop leave`.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kloop/kloop/session/capture"
 	"net"
 	"path/filepath"
 	"sort"
@@ -240,6 +241,9 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 			if err != nil {
 				return nil, err
 			}
+			if args.ReplayOnSave {
+				spec.onStatus = s.replayOnRelaunch(plan.workload, spec.name)
+			}
 			return s.startProgram(ctx, spec)
 		}
 	}
@@ -282,7 +286,13 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 		Port:     plan.remote,
 		Header:   plan.header,
 		Root:     root,
-		Dial:     func(ctx context.Context, port int) (net.Conn, error) { return s.dialLocal(ctx, ai, port) },
+		Dial: func(ctx context.Context, port int) (net.Conn, error) {
+			c, err := s.dialLocal(ctx, ai, port)
+			if err != nil {
+				return nil, err
+			}
+			return capture.Wrap(c, s.captures, ai.workload, ai.pid), nil
+		},
 	}, p)
 	if err != nil {
 		// The engine may have materialized the volumes before it failed.
@@ -429,6 +439,7 @@ func (s *Session) leaveLocked(ctx context.Context, ai *activeIntercept, p Progre
 		s.imu.Lock()
 		delete(s.intercepts, ai.workload)
 		s.imu.Unlock()
+		s.captures.Forget(ai.workload)
 		if err := s.forgetIntercept(ai.workload); err != nil {
 			errs = append(errs, fmt.Errorf("record the end of the intercept: %w", err))
 		}
@@ -547,6 +558,15 @@ func (s *Session) dialLocal(ctx context.Context, ai *activeIntercept, port int) 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// pid is the local process that answers the intercept's traffic now (0
+// when kloop runs none).
+func (ai *activeIntercept) pid() int {
+	if p := ai.prog.Load(); p != nil {
+		return p.loop.Status().Pid
+	}
+	return 0
 }
 
 func (ai *activeIntercept) status() InterceptStatus {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kloop/kloop/session/capture"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -92,7 +93,7 @@ func (m *Manager) Open(root string) *Session {
 	if s, ok := m.sessions[root]; ok {
 		return s
 	}
-	s := &Session{root: root, mgr: m, subs: map[int]func(Status){}}
+	s := &Session{root: root, mgr: m, subs: map[int]func(Status){}, captures: capture.NewStore(0)}
 	s.status = Status{Workspace: root, Updated: time.Now().UTC()}
 	m.sessions[root] = s
 	return s
@@ -154,7 +155,10 @@ type Session struct {
 	// that must not wait for a long command (a save, a status refresh).
 	imu        sync.Mutex
 	intercepts map[string]*activeIntercept
-	polling    bool // pollRequests runs
+	// captures are the last HTTP exchanges intercepted traffic carried to
+	// the local process, in memory only (kloop requests, kloop replay).
+	captures *capture.Store
+	polling  bool // pollRequests runs
 	// locals are programs debugged without an intercept.
 	locals    map[*program]bool
 	nextLocal int

@@ -11,8 +11,10 @@ type Status struct {
 	Process    *ProcessStatus    `json:"process,omitempty"`
 	LastBuild  *BuildStatus      `json:"lastBuild,omitempty"`
 	// LastRelaunchMillis is the save-to-serving time of the last relaunch.
-	LastRelaunchMillis int64     `json:"lastRelaunchMillis,omitempty"`
-	Updated            time.Time `json:"updated"`
+	LastRelaunchMillis int64 `json:"lastRelaunchMillis,omitempty"`
+	// LastReplay is the replay-on-save after the last relaunch.
+	LastReplay *ReplayResult `json:"lastReplay,omitempty"`
+	Updated    time.Time     `json:"updated"`
 }
 
 // ClaimStatus describes the slot this session holds.

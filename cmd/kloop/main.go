@@ -59,6 +59,8 @@ func commands() []*cobra.Command {
 		newEnvCmd(),
 		newRelaunchCmd(),
 		newLogsCmd(),
+		newRequestsCmd(),
+		newReplayCmd(),
 		newDAPCmd(), newDebugWorkerCmd(),
 		newSandboxCmd(),
 		newAgentCmd(),

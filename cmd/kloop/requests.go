@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kloop/kloop/command"
+	"github.com/kloop/kloop/server"
+	"github.com/kloop/kloop/session"
+)
+
+func newRequestsCmd() *cobra.Command {
+	var f sessionFlags
+	var args session.RequestsArgs
+	cmd := &cobra.Command{
+		Use:   "requests [WORKLOAD]",
+		Short: "List the last HTTP requests intercepted traffic brought to your process (in memory only; credentials masked)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			if len(pos) == 1 {
+				args.Workload = pos[0]
+			}
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				res, err := command.Requests.Call(ctx, c, args)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), res)
+				}
+				if len(res.Requests) == 0 {
+					fmt.Fprintln(cmd.ErrOrStderr(), "no requests recorded yet: they are recorded while a workload is intercepted (`kloop intercept WORKLOAD`)")
+					return nil
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tTIME\tWORKLOAD\tREQUEST\tSTATUS\tTOOK\tPID")
+				for _, e := range res.Requests {
+					status := "-"
+					if e.Response != nil {
+						status = strconv.Itoa(e.Response.Status)
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s %s\t%s\t%s\t%d\n", e.ID, e.Time.Local().Format("15:04:05"), e.Workload,
+						e.Method, e.Target, status, e.Duration.Round(100*time.Microsecond), e.Pid)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func newReplayCmd() *cobra.Command {
+	var f sessionFlags
+	var args session.ReplayArgs
+	var last bool
+	cmd := &cobra.Command{
+		Use:   "replay [ID | --last]",
+		Short: "Send a recorded request again to your process (never to the cluster) and compare the answer with the recorded one",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			switch {
+			case len(pos) == 1 && last:
+				return fmt.Errorf("give a request ID or --last, not both")
+			case len(pos) == 1:
+				id, err := strconv.Atoi(pos[0])
+				if err != nil || id <= 0 {
+					return fmt.Errorf("request ID %q: want a number from `kloop requests`", pos[0])
+				}
+				args.ID = id
+			}
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				res, err := command.Replay.Call(ctx, c, args)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), res)
+				}
+				w := cmd.OutOrStdout()
+				was := res.Request.Response
+				fmt.Fprintf(w, "replayed #%d %s %s to pid %d: %d in %s", res.Request.ID, res.Request.Method, res.Request.Target,
+					res.Pid, res.Response.Status, res.Duration.Round(100*time.Microsecond))
+				if was != nil {
+					fmt.Fprintf(w, " (recorded: %d from pid %d)", was.Status, res.Request.Pid)
+				}
+				fmt.Fprintln(w)
+				if res.Same {
+					fmt.Fprintln(w, "same answer as recorded")
+					return nil
+				}
+				for _, d := range res.Diff {
+					fmt.Fprintln(w, "  "+d)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&last, "last", false, "the last recorded request (the default)")
+	cmd.Flags().StringVar(&args.Workload, "workload", "", "the last request of this workload")
+	cmd.Flags().BoolVar(&args.Yes, "yes", false, "send a request that may change data (POST, PUT, PATCH, DELETE) again")
+	f.register(cmd, true)
+	return cmd
+}

@@ -1,0 +1,203 @@
+package capture
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultKeep is how many exchanges a Store keeps unless told otherwise.
+const DefaultKeep = 50
+
+// MaxBody caps each recorded body; the rest still flows, unrecorded.
+const MaxBody = 64 << 10
+
+// Exchange is one recorded request and its answer.
+type Exchange struct {
+	ID       int       `json:"id"`
+	Workload string    `json:"workload"`
+	Time     time.Time `json:"time"`
+	// Duration is from the request's head to the response's head.
+	Duration time.Duration `json:"duration"`
+	Method   string        `json:"method"`
+	// Target is the request-target as sent: path and query.
+	Target        string      `json:"target"`
+	Host          string      `json:"host"`
+	Header        http.Header `json:"header"`
+	Body          string      `json:"body,omitempty"`
+	BodyTruncated bool        `json:"bodyTruncated,omitempty"`
+	Response      *Response   `json:"response,omitempty"`
+	// Pid is the local process that answered.
+	Pid int `json:"pid,omitempty"`
+}
+
+// Response is the recorded answer.
+type Response struct {
+	Status        int         `json:"status"`
+	Header        http.Header `json:"header"`
+	Body          string      `json:"body,omitempty"`
+	BodyTruncated bool        `json:"bodyTruncated,omitempty"`
+}
+
+// Store keeps the last exchanges of each workload, oldest first.
+type Store struct {
+	mu   sync.Mutex
+	keep int
+	next int
+	list []Exchange
+}
+
+// NewStore keeps the last keep exchanges per workload (DefaultKeep when
+// keep <= 0).
+func NewStore(keep int) *Store {
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	return &Store{keep: keep}
+}
+
+func (s *Store) add(e Exchange) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next++
+	e.ID = s.next
+	s.list = append(s.list, e)
+	n := 0
+	for _, x := range s.list {
+		if x.Workload == e.Workload {
+			n++
+		}
+	}
+	if n > s.keep {
+		// The workload's oldest goes; other workloads keep theirs.
+		i := slices.IndexFunc(s.list, func(x Exchange) bool { return x.Workload == e.Workload })
+		s.list = slices.Delete(s.list, i, i+1)
+	}
+}
+
+// List returns the exchanges of workload (every workload's for ""),
+// oldest first, with credentials masked.
+func (s *Store) List(workload string) []Exchange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Exchange
+	for _, e := range s.list {
+		if workload == "" || e.Workload == workload {
+			out = append(out, e.Masked())
+		}
+	}
+	return out
+}
+
+// Get returns exchange id as recorded, credentials included: for sending
+// it again, never for showing.
+func (s *Store) Get(id int) (Exchange, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.list {
+		if e.ID == id {
+			return e, true
+		}
+	}
+	return Exchange{}, false
+}
+
+// Last returns the newest exchange of workload (any workload's for "").
+func (s *Store) Last(workload string) (Exchange, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.list) - 1; i >= 0; i-- {
+		if workload == "" || s.list[i].Workload == workload {
+			return s.list[i], true
+		}
+	}
+	return Exchange{}, false
+}
+
+// LastSafe returns the newest exchange of workload whose method is safe
+// to send again unasked (Exchange.Safe).
+func (s *Store) LastSafe(workload string) (Exchange, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.list) - 1; i >= 0; i-- {
+		if e := s.list[i]; e.Workload == workload && e.Safe() {
+			return e, true
+		}
+	}
+	return Exchange{}, false
+}
+
+// Forget drops workload's exchanges (its intercept ended).
+func (s *Store) Forget(workload string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.list[:0]
+	for _, e := range s.list {
+		if e.Workload != workload {
+			kept = append(kept, e)
+		}
+	}
+	s.list = kept
+}
+
+// Masked is e with the values of credential headers replaced by "***"
+// (an Authorization scheme and cookie names stay, to tell them apart).
+func (e Exchange) Masked() Exchange {
+	e.Header = maskHeader(e.Header)
+	if e.Response != nil {
+		r := *e.Response
+		r.Header = maskHeader(r.Header)
+		e.Response = &r
+	}
+	return e
+}
+
+func maskHeader(h http.Header) http.Header {
+	out := h.Clone()
+	for name, vs := range out {
+		switch http.CanonicalHeaderKey(name) {
+		case "Authorization", "Proxy-Authorization":
+			for i, v := range vs {
+				if scheme, _, ok := strings.Cut(v, " "); ok {
+					vs[i] = scheme + " ***"
+				} else {
+					vs[i] = "***"
+				}
+			}
+		case "Cookie":
+			for i, v := range vs {
+				vs[i] = maskCookies(v)
+			}
+		case "Set-Cookie":
+			// One cookie, then its attributes (Path, HttpOnly), which
+			// are not secret.
+			for i, v := range vs {
+				first, attrs, _ := strings.Cut(v, ";")
+				vs[i] = maskCookies(first)
+				if attrs != "" {
+					vs[i] += ";" + attrs
+				}
+			}
+		}
+	}
+	return out
+}
+
+// maskCookies keeps each cookie's name and hides its value.
+func maskCookies(v string) string {
+	parts := strings.Split(v, ";")
+	var out []string
+	for _, p := range parts {
+		name, _, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok || name == "" {
+			continue
+		}
+		out = append(out, name+"=***")
+	}
+	if len(out) == 0 {
+		return "***"
+	}
+	return strings.Join(out, "; ")
+}

@@ -1,0 +1,178 @@
+package capture
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// teeChunks bounds what one direction of a connection may queue for its
+// parser before the recording of that connection stops.
+const teeChunks = 64
+
+// Wrap returns conn, whose writes carry requests to the local process and
+// whose reads carry its answers, recording each HTTP/1.x exchange in s
+// under workload; pid names the process answering at the time.
+func Wrap(conn net.Conn, s *Store, workload string, pid func() int) net.Conn {
+	c := &recordingConn{Conn: conn, reqs: newTee(), resps: newTee()}
+	go c.parse(s, workload, pid)
+	if cw, ok := conn.(closeWriter); ok {
+		return &halfCloser{recordingConn: c, cw: cw}
+	}
+	return c
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// recordingConn is a connection whose exchanges are recorded.
+type recordingConn struct {
+	net.Conn
+	reqs, resps *tee
+}
+
+func (c *recordingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if n > 0 {
+		c.reqs.feed(b[:n])
+	}
+	return n, err
+}
+
+func (c *recordingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.resps.feed(b[:n])
+	}
+	if err != nil {
+		c.resps.close()
+	}
+	return n, err
+}
+
+func (c *recordingConn) Close() error {
+	c.reqs.close()
+	c.resps.close()
+	return c.Conn.Close()
+}
+
+// halfCloser keeps CloseWrite, which splicing uses to pass a half-close on.
+type halfCloser struct {
+	*recordingConn
+	cw closeWriter
+}
+
+func (h *halfCloser) CloseWrite() error {
+	h.reqs.close()
+	return h.cw.CloseWrite()
+}
+
+// parse reads requests and answers from the tees in turn, in order, as
+// HTTP/1.x does on one connection, and records each pair. It stops at the
+// first thing that is not HTTP/1.x, an upgrade, or the end.
+func (c *recordingConn) parse(s *Store, workload string, pid func() int) {
+	defer c.reqs.close()
+	defer c.resps.close()
+	reqR := bufio.NewReader(&teeReader{ch: c.reqs.ch})
+	respR := bufio.NewReader(&teeReader{ch: c.resps.ch})
+	for {
+		req, err := http.ReadRequest(reqR)
+		if err != nil || req.ProtoMajor != 1 || req.Method == http.MethodConnect {
+			return
+		}
+		start := time.Now()
+		body, truncated, err := readCapped(req.Body)
+		if err != nil {
+			return
+		}
+		resp, err := http.ReadResponse(respR, req)
+		if err != nil {
+			return
+		}
+		took := time.Since(start)
+		rbody, rtruncated, err := readCapped(resp.Body)
+		ex := Exchange{
+			Workload: workload, Time: start, Duration: took,
+			Method: req.Method, Target: req.RequestURI, Host: req.Host,
+			Header: req.Header, Body: string(body), BodyTruncated: truncated,
+			Response: &Response{Status: resp.StatusCode, Header: resp.Header, Body: string(rbody), BodyTruncated: rtruncated},
+		}
+		if pid != nil {
+			ex.Pid = pid()
+		}
+		s.add(ex)
+		if err != nil || resp.StatusCode == http.StatusSwitchingProtocols {
+			return
+		}
+	}
+}
+
+// readCapped reads a whole body, keeping the first MaxBody bytes.
+func readCapped(r io.ReadCloser) ([]byte, bool, error) {
+	defer r.Close()
+	var buf bytes.Buffer
+	_, err := io.CopyN(&buf, r, MaxBody)
+	if err == io.EOF {
+		return buf.Bytes(), false, nil
+	}
+	if err != nil {
+		return buf.Bytes(), false, err
+	}
+	n, err := io.Copy(io.Discard, r)
+	return buf.Bytes(), n > 0, err
+}
+
+// tee hands copies of one direction's bytes to the parser without ever
+// making the connection wait: when the parser is behind by teeChunks
+// chunks, the recording of this connection stops.
+type tee struct {
+	mu   sync.Mutex
+	ch   chan []byte
+	done bool
+}
+
+func newTee() *tee { return &tee{ch: make(chan []byte, teeChunks)} }
+
+func (t *tee) feed(b []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return
+	}
+	select {
+	case t.ch <- bytes.Clone(b):
+	default:
+		t.done = true
+		close(t.ch)
+	}
+}
+
+func (t *tee) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.done {
+		t.done = true
+		close(t.ch)
+	}
+}
+
+type teeReader struct {
+	ch  <-chan []byte
+	cur []byte
+}
+
+func (r *teeReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		b, ok := <-r.ch
+		if !ok {
+			return 0, io.EOF
+		}
+		r.cur = b
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
