@@ -66,7 +66,7 @@ end
 return {
   { 'setup defines the user commands; the statusline is empty without kloop', function()
     kloop.setup({ cmd = T.bin })
-    for _, c in ipairs({ 'KloopClaim', 'KloopRelease', 'KloopIntercept', 'KloopLeave', 'KloopStatus', 'KloopRelaunch', 'KloopEnv', 'KloopLogs' }) do
+    for _, c in ipairs({ 'KloopClaim', 'KloopRelease', 'KloopIntercept', 'KloopLeave', 'KloopStatus', 'KloopRelaunch', 'KloopEnv', 'KloopLogs', 'KloopRequests', 'KloopReplay' }) do
       T.eq(2, vim.fn.exists(':' .. c), ':' .. c .. ' exists')
     end
     T.eq('', kloop.statusline(), 'statusline before any kloop buffer')
@@ -206,6 +206,16 @@ return {
     T.match(run_and_wait_error('KloopIntercept orders --port 99999', 'a port error'), '99999', 'bad port')
     T.match(run_and_wait_error('KloopIntercept orders --bogus', 'a usage error'), 'unknown flag %-%-bogus', 'unknown flag')
     T.match(run_and_wait_error('KloopIntercept orders', 'the intercept answer'), '^kloop: .*intercept', 'orders')
+  end },
+
+  { ':KloopRequests and :KloopReplay answer from the daemon before any request was recorded', function()
+    vim.cmd('edit ' .. main)
+    local before = #T.notes
+    vim.cmd('KloopRequests')
+    T.wait(10000, function() return #T.notes > before end, 'the requests answer')
+    T.eq('kloop: no requests recorded yet; they are recorded while a workload is intercepted', T.notes[#T.notes].msg, ':KloopRequests')
+    T.match(run_and_wait_error('KloopReplay', 'the replay answer'), 'no request has reached your process through an intercept yet', ':KloopReplay')
+    T.match(run_and_wait_error('KloopReplay 7', 'the replay answer'), 'request 7 is not among the last 50', ':KloopReplay 7')
   end },
 
   { ':KloopLeave, :KloopRelaunch and :KloopClaim each get an answer', function()

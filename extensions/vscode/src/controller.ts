@@ -44,6 +44,8 @@ export class Controller implements vscode.Disposable {
       ['kloop.relaunch.ui', () => this.relaunch()],
       ['kloop.env.ui', () => this.copyEnv()],
       ['kloop.logs.ui', () => this.showLogs()],
+      ['kloop.requests.ui', () => this.pickRequest()],
+      ['kloop.replay.ui', () => this.replay()],
       ['kloop.actions', () => this.actions()],
       ['kloop.showOutput', async () => this.output.show(true)],
     ];
@@ -203,6 +205,54 @@ export class Controller implements vscode.Disposable {
     return res.lines.length;
   }
 
+  /** pickRequest lists the requests the daemon recorded; the one picked is replayed. */
+  async pickRequest(): Promise<ReplayResult | undefined> {
+    const res = await this.execute<{ requests: RecordedRequest[] }>('kloop.requests', {});
+    if (!res) return undefined;
+    if (!res.requests || res.requests.length === 0) {
+      void vscode.window.showInformationMessage('kloop: no requests recorded yet; they are recorded while a workload is intercepted.');
+      return undefined;
+    }
+    const items = [...res.requests].reverse().map((r) => ({
+      label: `#${r.id} ${r.method} ${r.target}` + (r.response ? ` → ${r.response.status}` : ''),
+      description: `${r.workload} · pid ${r.pid ?? '?'}`,
+      request: r,
+    }));
+    const pick = await vscode.window.showQuickPick(items, { title: 'kloop: replay a recorded request', placeHolder: 'Sent again to your process only, never to the cluster' });
+    if (!pick) return undefined;
+    return this.replay(pick.request);
+  }
+
+  /**
+   * replay sends a recorded request (the last one when none is given) again
+   * to the local process and shows how the answer differs from the recorded
+   * one. A method that may change data asks first.
+   */
+  async replay(req?: RecordedRequest): Promise<ReplayResult | undefined> {
+    const args: { id?: number; yes?: boolean } = {};
+    if (req) {
+      args.id = req.id;
+      if (!['GET', 'HEAD', 'OPTIONS', 'TRACE'].includes(req.method)) {
+        const ok = await vscode.window.showWarningMessage(
+          `kloop: #${req.id} is a ${req.method}, which may change data when sent again. Replay it?`, { modal: true }, 'Replay');
+        if (ok !== 'Replay') return undefined;
+        args.yes = true;
+      }
+    }
+    const res = await this.execute<ReplayResult>('kloop.replay', args);
+    if (!res) return undefined;
+    const head = `kloop: replayed #${res.request.id} ${res.request.method} ${res.request.target} to pid ${res.pid}: ${res.response.status}`;
+    this.output.appendLine(head);
+    for (const d of res.diff ?? []) this.output.appendLine('  ' + d);
+    if (res.same) {
+      void vscode.window.showInformationMessage(`${head}, same answer as recorded.`);
+    } else {
+      this.output.show(true);
+      void vscode.window.showInformationMessage(`${head}; ${res.diff?.length ?? 0} differences (see the kloop output).`);
+    }
+    return res;
+  }
+
   async copyEnv(): Promise<string | undefined> {
     const workload = await this.askWorkload('kloop: copy the env of a workload (dotenv)');
     if (!workload) return undefined;
@@ -224,4 +274,23 @@ export class Controller implements vscode.Disposable {
     this.statusBar.dispose();
     for (const d of this.disposables) d.dispose();
   }
+}
+
+/** RecordedRequest is one exchange of kloop.requests (credentials masked). */
+export interface RecordedRequest {
+  id: number;
+  workload: string;
+  method: string;
+  target: string;
+  pid?: number;
+  response?: { status: number; body?: string };
+}
+
+/** ReplayResult is kloop.replay's answer. */
+export interface ReplayResult {
+  request: RecordedRequest;
+  response: { status: number; body?: string };
+  pid: number;
+  same: boolean;
+  diff?: string[];
 }

@@ -200,7 +200,7 @@ end
 -- so their failures read the same as the user commands'.
 local function client_commands()
   local cmds = {}
-  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs' }) do
+  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs', 'kloop.requests', 'kloop.replay' }) do
     cmds[name] = function(command, ctx)
       local arg = command.arguments and command.arguments[1] or nil
       -- "Intercept … & debug" starts an nvim-dap session when nvim-dap is there.
@@ -413,6 +413,64 @@ local function create_commands()
       vim.api.nvim_echo({ { table.concat(lines, '\n') } }, true, {})
     end)
   end, { nargs = '?', desc = 'kloop: show the program output kloop keeps [TAIL]' })
+  cmd('KloopRequests', function()
+    M.execute('kloop.requests', {}, function(res)
+      local reqs = res.requests or {}
+      if #reqs == 0 then
+        notify('kloop: no requests recorded yet; they are recorded while a workload is intercepted')
+        return
+      end
+      local items = {}
+      for i = #reqs, 1, -1 do
+        table.insert(items, reqs[i])
+      end
+      vim.ui.select(items, {
+        prompt = 'Replay (to your process only): ',
+        format_item = function(r)
+          return string.format('#%d %s %s -> %s  %s', r.id, r.method, r.target, r.response and r.response.status or '-', r.workload)
+        end,
+      }, function(r)
+        if r then
+          M.replay(r)
+        end
+      end)
+    end)
+  end, { desc = 'kloop: pick a recorded request and replay it' })
+  cmd('KloopReplay', function(o)
+    M.replay(o.args ~= '' and { id = tonumber(o.args) } or nil)
+  end, { nargs = '?', desc = 'kloop: replay recorded request [ID] (default: the last) and show what changed' })
+end
+
+local safe_methods = { GET = true, HEAD = true, OPTIONS = true, TRACE = true }
+
+-- replay sends a recorded request (the last when req is nil) again to the
+-- local process; a method that may change data asks first.
+function M.replay(req)
+  local args = {}
+  if req then
+    args.id = req.id
+    if req.method and not safe_methods[req.method] then
+      if vim.fn.confirm(string.format('kloop: #%d is a %s, which may change data when sent again. Replay it?', req.id, req.method), '&Replay\n&Cancel', 2) ~= 1 then
+        return
+      end
+      args.yes = true
+    end
+  end
+  M.execute('kloop.replay', args, M._replay_result)
+end
+
+-- _replay_result shows a replay's outcome: one line when the answer is the
+-- same, else the differences.
+function M._replay_result(res)
+  local lines = { string.format('kloop: replayed #%d %s %s to pid %d: %d', res.request.id, res.request.method, res.request.target, res.pid or 0, res.response.status) }
+  if res.same then
+    lines[1] = lines[1] .. ', same answer as recorded'
+  end
+  for _, d in ipairs(res.diff or {}) do
+    table.insert(lines, '  ' .. d)
+  end
+  M._last_replay = lines
+  vim.api.nvim_echo({ { table.concat(lines, '\n') } }, true, {})
 end
 
 -- debug_intercept runs a `kloop` nvim-dap session for a lens's arguments;

@@ -60,7 +60,7 @@ test('picking an action in the quick pick runs it against kloop', async () => {
 
 test('every palette command is registered', () => {
   const ids = (vscode.commands as unknown as { registered(): string[] }).registered();
-  for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.actions', 'kloop.showOutput']) {
+  for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.actions', 'kloop.showOutput']) {
     assert.ok(ids.includes(id), id);
   }
 });
@@ -141,4 +141,35 @@ test('the "& debug" lens starts a kloop debug session; other lenses run in kloop
   assert.equal(await ctl.serverCommand('kloop.claim', [{ pool: 'dev' }], failing), undefined);
   assert.deepEqual(stub.recorded.errors, ['kloop: kloop.claim: no pool "dev"']);
   stub.workspace.workspaceFolders = undefined;
+});
+
+test('a picked request is replayed, a POST only once confirmed, and the difference is shown', async () => {
+  const get = { id: 3, workload: 'deployment/orders', method: 'GET', target: '/orders/1', pid: 10, response: { status: 200 } };
+  const post = { id: 4, workload: 'deployment/orders', method: 'POST', target: '/orders', pid: 10, response: { status: 201 } };
+  client.replies.set('kloop.requests', { requests: [get, post] });
+  client.replies.set('kloop.replay', { request: get, response: { status: 200 }, pid: 11, same: false, diff: ['$.build: "v1" → "v2"'] });
+  stub.answers.push('#3 GET /orders/1 → 200');
+  const res = await vscode.commands.executeCommand('kloop.requests.ui');
+  assert.equal((res as { pid: number }).pid, 11);
+  assert.deepEqual(client.calls.map((c) => c.arguments[0]), [{}, { id: 3 }]);
+  const lines = (ctl as unknown as { output: { lines: string[] } }).output.lines;
+  assert.ok(lines.includes('kloop: replayed #3 GET /orders/1 to pid 11: 200'), lines.join('\n'));
+  assert.ok(lines.includes('  $.build: "v1" → "v2"'), lines.join('\n'));
+
+  // The POST: declined sends nothing; confirmed sends yes.
+  client.calls = [];
+  stub.answers.push('#4 POST /orders → 201', undefined);
+  await vscode.commands.executeCommand('kloop.requests.ui');
+  assert.deepEqual(client.calls.map((c) => c.command), ['kloop.requests']);
+  client.calls = [];
+  stub.answers.push('#4 POST /orders → 201', 'Replay');
+  await vscode.commands.executeCommand('kloop.requests.ui');
+  assert.deepEqual(client.calls.map((c) => c.arguments[0]), [{}, { id: 4, yes: true }]);
+});
+
+test('replay with no argument replays the last request', async () => {
+  client.replies.set('kloop.replay', { request: { id: 9, workload: 'deployment/orders', method: 'GET', target: '/x' }, response: { status: 200 }, pid: 5, same: true });
+  await vscode.commands.executeCommand('kloop.replay.ui');
+  assert.deepEqual(client.calls, [{ command: 'kloop.replay', arguments: [{}] }]);
+  assert.ok(stub.recorded.infos.some((m: string) => m.includes('same answer as recorded')), stub.recorded.infos.join('\n'));
 });
