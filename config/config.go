@@ -27,7 +27,9 @@ const (
 
 // Defaults applied by Parse and Load to fields the file leaves out.
 const (
-	DefaultPool     = "default"
+	// DefaultPool, "", is the pool the cluster marks default (`kloop pool
+	// create NAME --default`), else its only pool, else one named "default".
+	DefaultPool     = ""
 	DefaultClaimFor = 8 * time.Hour
 	// MaxClaimFor bounds claim.for so a forgotten claim does not hold a shared
 	// slot for weeks.
@@ -53,7 +55,7 @@ type Config struct {
 
 // Claim holds the defaults for claiming a dev slot from a pool.
 type Claim struct {
-	Pool string        `yaml:"pool,omitempty" json:"pool,omitempty" default:"default" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" description:"Name of the claim pool (declared in the cluster by an admin) to claim a namespace or cluster from."`
+	Pool string        `yaml:"pool,omitempty" json:"pool,omitempty" pattern:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" description:"Name of the claim pool (declared in the cluster by an admin) to claim a namespace or cluster from. Default: the pool the cluster marks default ('kloop pool create NAME --default'), else its only pool."`
 	For  time.Duration `yaml:"for,omitempty" json:"for,omitempty" default:"8h" description:"How long a claim lasts unless renewed, as a Go duration such as 8h or 90m; more than 0 and at most 168h (7 days)."`
 }
 

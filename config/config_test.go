@@ -23,8 +23,8 @@ func TestLoad(t *testing.T) {
 		if err != nil || path != "" || !reflect.DeepEqual(cfg, Default()) {
 			t.Fatalf("Load = %+v, %q, %v; want defaults, \"\", nil", cfg, path, err)
 		}
-		if cfg.Claim.Pool != "default" || cfg.Claim.For.String() != "8h0m0s" {
-			t.Errorf("defaults = %+v, want pool default for 8h", cfg.Claim)
+		if cfg.Claim.Pool != "" || cfg.Claim.For.String() != "8h0m0s" {
+			t.Errorf("defaults = %+v, want no pool (the cluster's default pool) for 8h", cfg.Claim)
 		}
 	})
 	for _, name := range []string{FileName, AltFileName} {

@@ -46,7 +46,7 @@ func (c *Config) validate(r reporter) {
 }
 
 func (c *Claim) validate(r reporter) {
-	if !poolNameRE.MatchString(c.Pool) || len(c.Pool) > workload.MaxNameLen {
+	if c.Pool != "" && (!poolNameRE.MatchString(c.Pool) || len(c.Pool) > workload.MaxNameLen) {
 		r.atValue("pool", fmt.Sprintf("pool %q is not a pool name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", c.Pool))
 	}
 	switch {

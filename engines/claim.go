@@ -158,10 +158,9 @@ func (e *Claims) Plan(ctx context.Context, req session.ClaimRequest) (*session.C
 	}
 	plan := &session.ClaimPlan{Workspace: req.Workspace, Pool: req.Pool, For: req.For, Engine: raw}
 	if plan.Pool == "" {
+		// Still "" without claim.pool: the claim takes the pool the
+		// cluster marks default (kube/claim decides, when it claims).
 		plan.Pool = cfg.Claim.Pool
-	}
-	if plan.Pool == "" {
-		plan.Pool = config.DefaultPool
 	}
 	if plan.For <= 0 {
 		plan.For = cfg.Claim.For
@@ -220,12 +219,20 @@ func (e *Claims) Claim(ctx context.Context, plan *session.ClaimPlan, p session.P
 		return nil, err
 	}
 	cl, err := c.Claim(ctx, plan.Pool, plan.For, progress(p))
+	pool := "pool " + plan.Pool
+	if plan.Pool == "" {
+		pool = "the default pool"
+	}
+	if errors.Is(err, claim.ErrAlreadyHolding) && plan.Pool == "" {
+		// The session could not compare pools before the cluster chose one.
+		return nil, fmt.Errorf("claim a slot of %s on %s: %w (in the workspace that holds it; or claim from another pool with --pool)", pool, t.Server, err)
+	}
 	if errors.Is(err, claim.ErrAlreadyHolding) {
 		// The session found no workspace of this daemon holding it.
-		return nil, fmt.Errorf("claim a slot of pool %s on %s: %w (no workspace of this kloop daemon holds it: another kloop daemon of %s does, or one that stopped without its state; such a claim frees itself %s after its last renewal)", plan.Pool, t.Server, err, e.opts.Holder, e.opts.LeaseDuration)
+		return nil, fmt.Errorf("claim a slot of %s on %s: %w (no workspace of this kloop daemon holds it: another kloop daemon of %s does, or one that stopped without its state; such a claim frees itself %s after its last renewal)", pool, t.Server, err, e.opts.Holder, e.opts.LeaseDuration)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("claim a slot of pool %s on %s: %w", plan.Pool, t.Server, err)
+		return nil, fmt.Errorf("claim a slot of %s on %s: %w", pool, t.Server, err)
 	}
 	g, err := e.grant(ctx, c, cl, plan.Workspace, p)
 	if err != nil {

@@ -46,13 +46,14 @@ func TestPlanResolvesTheWorkspaceSettings(t *testing.T) {
 		return tg
 	}
 
-	// No .kloop.yaml: $KUBECONFIG, the default pool and duration.
+	// No .kloop.yaml: $KUBECONFIG, no pool (the cluster's default pool,
+	// chosen when claiming) and the default duration.
 	bare := t.TempDir()
 	p, err := e.Plan(ctx, session.ClaimRequest{Workspace: bare})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Pool != "default" || p.For != 8*time.Hour || target(p).Server != "https://a.example:6443" {
+	if p.Pool != "" || p.For != 8*time.Hour || target(p).Server != "https://a.example:6443" {
 		t.Errorf("bare plan = %+v %+v", p, target(p))
 	}
 

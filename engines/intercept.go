@@ -21,6 +21,7 @@ import (
 	"github.com/kloop/kloop/kube/intercept"
 	"github.com/kloop/kloop/kube/intercept/proxy"
 	"github.com/kloop/kloop/kube/kubeconfig"
+	"github.com/kloop/kloop/kube/ports"
 	"github.com/kloop/kloop/kube/workload"
 	"github.com/kloop/kloop/session"
 )
@@ -112,6 +113,14 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	}
 	for _, warn := range resolved.Warnings {
 		e.log.Warn("env", "workload", req.Workload, "warning", warn)
+	}
+	if req.Port == 0 {
+		// No port named: the only one, else the one a Service targets
+		// (kube/ports), so the program knows where to listen.
+		if req.Port, err = ports.Find(ctx, cs, ns, w); err != nil {
+			return nil, err
+		}
+		spec.Ports = []string{strconv.Itoa(req.Port)}
 	}
 
 	ic, err := intercept.Start(ctx, intercept.Config{

@@ -201,9 +201,9 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 	if len(args.Args) > 0 {
 		p.args = args.Args
 	}
-	if p.local == 0 && (p.program != "" || len(p.run) > 0) {
-		return nil, fmt.Errorf("intercept %s: name the port the program listens on (--port REMOTE[:LOCAL] or port: in .kloop.yaml)", p.workload)
-	}
+	// Without a port the engine chooses one from the workload (its only
+	// port, else the one a Service targets) before a program starts, and
+	// the local port is that one too.
 	return p, nil
 }
 
@@ -303,6 +303,9 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 		return nil, err
 	}
 	ai.live = live
+	if ai.remote == 0 {
+		ai.remote = live.Port()
+	}
 	if ai.localPort == 0 {
 		ai.localPort = live.Port()
 	}

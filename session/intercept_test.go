@@ -21,6 +21,10 @@ type fakeInterceptEngine struct {
 	materialize bool
 	fail        error
 	roots       []string
+	// inferred is the port the engine chooses when the request names none
+	// (as engines.Intercepts does from the workload); env is the pod's env.
+	inferred int
+	env      []string
 }
 
 func (f *fakeInterceptEngine) Intercept(_ context.Context, req InterceptRequest, _ Progress) (Interception, error) {
@@ -44,7 +48,11 @@ func (f *fakeInterceptEngine) Intercept(_ context.Context, req InterceptRequest,
 		return nil, f.fail
 	}
 	f.intercepts++
-	return &fakeInterception{engine: f, port: req.Port}, nil
+	port := req.Port
+	if port == 0 {
+		port = f.inferred
+	}
+	return &fakeInterception{engine: f, port: port}, nil
 }
 
 func (f *fakeInterceptEngine) lastRoot() string {
@@ -71,7 +79,7 @@ type fakeInterception struct {
 	port   int
 }
 
-func (i *fakeInterception) Env() []string       { return nil }
+func (i *fakeInterception) Env() []string       { return i.engine.env }
 func (i *fakeInterception) Port() int           { return i.port }
 func (i *fakeInterception) Requests() int64     { return 0 }
 func (i *fakeInterception) Tunnels() (int, int) { return 1, 1 }

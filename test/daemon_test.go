@@ -349,3 +349,37 @@ func TestVersion(t *testing.T) {
 		t.Errorf("kloop version: err %v, output %q, want %q", err, out, "kloop "+v.Version+"\n")
 	}
 }
+
+// TestKloopWithoutArgumentsSaysWhatToRunNext is a new user's first two
+// commands: `kloop` alone lists the loop's commands in order, and an
+// intercept with no cluster configured says how to get one instead of
+// client-go's KUBERNETES_MASTER.
+func TestKloopWithoutArgumentsSaysWhatToRunNext(t *testing.T) {
+	env := editor.NewEnv(t, kloopBin)
+	out, err := env.Command(t.Context()).Output()
+	if err != nil {
+		t.Fatalf("kloop: %v", err)
+	}
+	last := -1
+	for _, step := range []string{"kloop sandbox up", "kloop pool create dev --namespaces 5 --default", "kloop claim", "kloop intercept NAME --program ./cmd/NAME", "kloop status", "kloop release"} {
+		i := strings.Index(string(out), step)
+		if i < 0 || i < last {
+			t.Errorf("kloop printed no %q after the previous step:\n%s", step, out)
+		}
+		last = i
+	}
+
+	home := t.TempDir()
+	env.Extra = []string{"KUBECONFIG=" + filepath.Join(home, "none"), "HOME=" + home}
+	cmd := env.Command(t.Context(), "intercept", "inventory", "--program", "./cmd/inventory")
+	cmd.Dir = t.TempDir()
+	got, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("intercept without a kubeconfig succeeded:\n%s", got)
+	}
+	for _, want := range []string{"no kubeconfig found", "kloop claim", "kloop sandbox up"} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("intercept without a kubeconfig printed no %q:\n%s", want, got)
+		}
+	}
+}

@@ -38,12 +38,27 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "kloop",
 		Short:         "Make the Kubernetes inner loop as short as a local one",
+		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.AddCommand(commands()...)
 	return root
 }
+
+// rootLong is what `kloop` with no arguments prints first: the next
+// commands to run, in README.md's order.
+const rootLong = `Make the Kubernetes inner loop as short as a local one: a workload's cluster
+traffic reaches a program on this machine, run with the pod's env and
+rebuilt and relaunched on every save.
+
+Start here:
+  kloop sandbox up                                no cluster? a local one to try kloop on
+  kloop pool create dev --namespaces 5 --default  cluster admin, once: dev namespaces to claim
+  kloop claim                                     a namespace of your own, from the default pool
+  kloop intercept NAME --program ./cmd/NAME       NAME's traffic to your build; Ctrl-C ends it
+  kloop status                                    what this workspace holds now
+  kloop release                                   give the namespace back`
 
 // commands lists every subcommand. Each lives in its own file as newXxxCmd.
 func commands() []*cobra.Command {

@@ -72,7 +72,8 @@ Kubeconfig: %s
 
 Use it with:
   export KUBECONFIG=%s
-then run kloop (or any Kubernetes client) against it.
+then run kloop (or any Kubernetes client) against it: try
+  kloop pool create dev --namespaces 3 --default && kloop claim
 Stop it with:
   kloop sandbox down --name %s
 `, c.Name, state, c.Server, c.Kubeconfig, c.Kubeconfig, c.Name)

@@ -30,23 +30,34 @@ var (
 )
 
 // PoolNotFoundError: the pool named is not declared in the system namespace.
+// With no pool named it means no pool could be the default: none marked
+// default among several, or (Defaults) more than one marked.
 type PoolNotFoundError struct {
 	Pool      string
 	Namespace string
 	Available []string
+	// Defaults lists the pools marked default when more than one is.
+	Defaults []string
 }
 
 func (e *PoolNotFoundError) Error() string {
-	what := fmt.Sprintf("pool %q", e.Pool)
-	if e.Pool == "" {
-		what = "no --pool given and no single pool to default to:"
-	} else {
-		what += " not found in namespace " + e.Namespace + ";"
-	}
 	if len(e.Available) == 0 {
-		return what + " no pools exist; a cluster admin creates one with `kloop pool create NAME --namespaces N`"
+		what := "no pool to claim from"
+		if e.Pool != "" {
+			what = fmt.Sprintf("pool %q not found", e.Pool)
+		}
+		return what + ": no pools exist in namespace " + e.Namespace + "; a cluster admin creates one with `kloop pool create NAME --namespaces N --default`"
 	}
-	return what + " available pools: " + strings.Join(e.Available, ", ") + " (choose one with --pool)"
+	avail := "available pools: " + strings.Join(e.Available, ", ")
+	switch {
+	case e.Pool != "":
+		return fmt.Sprintf("pool %q not found in namespace %s; %s (choose one with --pool)", e.Pool, e.Namespace, avail)
+	case len(e.Defaults) > 1:
+		return fmt.Sprintf("no --pool given and pools %s are all marked default; %s: choose one with --pool or claim.pool in .kloop.yaml (a cluster admin keeps one default: `kubectl -n %s annotate configmap %s%s %s-`)",
+			strings.Join(e.Defaults, ", "), avail, e.Namespace, PoolConfigMapPrefix, e.Defaults[1], AnnotationDefault)
+	default:
+		return "no --pool given and no pool is marked default; " + avail + ": choose one with --pool or claim.pool in .kloop.yaml (a cluster admin marks one default: `kubectl -n " + e.Namespace + " annotate configmap " + PoolConfigMapPrefix + "NAME " + AnnotationDefault + "=true`)"
+	}
 }
 
 func (e *PoolNotFoundError) Is(target error) bool { return target == ErrPoolNotFound }

@@ -179,8 +179,9 @@ func (c *catalog) listPools(ctx context.Context) ([]*Pool, error) {
 	return pools, nil
 }
 
-// pool returns the named pool; "" picks the pool annotated as default, or the
-// only pool.
+// pool returns the named pool. "" (no --pool, no claim.pool in .kloop.yaml)
+// picks the pool marked default (`kloop pool create NAME --default`), else
+// the only pool, else a pool named "default".
 func (c *catalog) pool(ctx context.Context, name string) (*Pool, error) {
 	if name != "" {
 		if err := ValidatePoolName(name); err != nil {
@@ -206,12 +207,23 @@ func (c *catalog) pool(ctx context.Context, name string) (*Pool, error) {
 			defaults = append(defaults, p)
 		}
 	}
+	var marked []string
+	for _, p := range defaults {
+		marked = append(marked, p.Name)
+	}
 	if name == "" {
-		if len(defaults) == 1 {
+		switch {
+		case len(defaults) == 1:
 			return defaults[0], nil
-		}
-		if len(pools) == 1 {
+		case len(defaults) > 1:
+			return nil, &PoolNotFoundError{Namespace: c.namespace, Available: names, Defaults: marked}
+		case len(pools) == 1:
 			return pools[0], nil
+		}
+		for _, p := range pools {
+			if p.Name == "default" {
+				return p, nil
+			}
 		}
 	}
 	return nil, &PoolNotFoundError{Pool: name, Namespace: c.namespace, Available: names}

@@ -30,6 +30,10 @@ func LoadRESTConfig(path, contextName string) (*rest.Config, string, error) {
 		if where == "" {
 			where = "$KUBECONFIG or ~/.kube/config"
 		}
+		if clientcmd.IsEmptyConfig(err) {
+			// client-go's own words name KUBERNETES_MASTER; say kloop's way.
+			return nil, "", fmt.Errorf("no kubeconfig found (%s): run `kloop claim` for a namespace of your own, or set KUBECONFIG (or kubeconfig: in .kloop.yaml); no cluster at all? `kloop sandbox up`: %w", where, err)
+		}
 		return nil, "", fmt.Errorf("load kubeconfig (%s): %w", where, err)
 	}
 	ns, _, err := cc.Namespace()

@@ -63,8 +63,12 @@ func TestKubeconfigErrorSaysWhere(t *testing.T) {
 	}
 	t.Setenv("KUBECONFIG", missing)
 	t.Setenv("HOME", t.TempDir())
-	if _, _, err := LoadRESTConfig("", ""); err == nil || !strings.Contains(err.Error(), "load kubeconfig ($KUBECONFIG or ~/.kube/config)") {
-		t.Errorf("no kubeconfig: err = %v", err)
+	// None at all: the next command to run, not client-go's KUBERNETES_MASTER.
+	_, _, err := LoadRESTConfig("", "")
+	for _, want := range []string{"no kubeconfig found ($KUBECONFIG or ~/.kube/config)", "kloop claim", "set KUBECONFIG", "kloop sandbox up"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("no kubeconfig: err = %v, want it to say %q", err, want)
+		}
 	}
 	path := filepath.Join(t.TempDir(), "config")
 	if err := os.WriteFile(path, []byte(twoContexts), 0o600); err != nil {

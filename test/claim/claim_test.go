@@ -190,9 +190,11 @@ func TestClaimErrorsThroughTheDaemon(t *testing.T) {
 		t.Errorf("a failed claim left state %+v", state.Sessions)
 	}
 
-	// Pool missing; the default pool when nothing names one.
+	// Pool missing; with nothing naming a pool, two pools and neither
+	// marked default, the message lists them and how to choose.
 	failKloop(t, env, ws, []string{`pool "no-such-pool" not found`, pool}, "claim", "--pool", "no-such-pool")
-	failKloop(t, env, ws, []string{`pool "default" not found`}, "claim")
+	other := newPool(t, 1)
+	failKloop(t, env, ws, []string{"no --pool given and no pool is marked default", pool, other, "choose one with --pool"}, "claim")
 
 	// Release with nothing held.
 	failKloop(t, env, ws, []string{"holds no claim"}, "release")
@@ -416,5 +418,42 @@ func TestDaemonRenewsAndRestartedDaemonReadoptsTheClaim(t *testing.T) {
 	failKloop(t, env, ws, []string{"bob@elsewhere"}, "claim", "--pool", pool)
 	if l, _ := lease(t, pool, bobs.Slot); l == nil || *l.Spec.HolderIdentity != "bob@elsewhere" {
 		t.Errorf("bob's lease was disturbed: %+v", l)
+	}
+}
+
+// TestClaimWithoutAPoolTakesThePoolMarkedDefault is README's admin step
+// then the developer's, typed as they are: `kloop pool create dev
+// --namespaces 5 --default`, then `kloop claim` with no --pool and no
+// .kloop.yaml, with another pool in the cluster too.
+func TestClaimWithoutAPoolTakesThePoolMarkedDefault(t *testing.T) {
+	applyDeploy(t)
+	other := newPool(t, 1)
+	env := daemonEnv(t)
+	ws := workspace(t, map[string]string{})
+
+	r := mustKloop(t, env, ws, "pool", "create", "dev", "--namespaces", "5", "--default")
+	t.Cleanup(func() { kloop(t, env, ws, "pool", "delete", "dev", "--force") })
+	if !strings.Contains(r.stdout, "pool dev created with 5 slots") {
+		t.Errorf("pool create printed %q", r.stdout)
+	}
+	list := mustKloop(t, env, ws, "pool", "list")
+	if !strings.Contains(list.stdout, "dev (default)") || !strings.Contains(list.stdout, other) {
+		t.Errorf("pool list does not mark dev as the default next to %s:\n%s", other, list.stdout)
+	}
+
+	r = mustKloop(t, env, ws, "claim", "-o", "json")
+	var got session.ClaimStatus
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("claim -o json: %v\n%s", err, r.stdout)
+	}
+	if got.Pool != "dev" || !strings.HasPrefix(got.Slot, "dev-") {
+		t.Fatalf("kloop claim took %+v, want a slot of the default pool dev", got)
+	}
+	if st := status(t, env, ws); st.Claim == nil || st.Claim.Pool != "dev" {
+		t.Errorf("status after claim = %+v, want the claim in pool dev", st.Claim)
+	}
+	mustKloop(t, env, ws, "release")
+	if st := status(t, env, ws); st.Claim != nil {
+		t.Errorf("status after release = %+v, want no claim", st.Claim)
 	}
 }

@@ -308,6 +308,9 @@ func PidAlive(pid int) bool {
 
 var warmed sync.Once
 
+// WarmAgent is warmAgent for the suites' other samples.
+func WarmAgent(t testing.TB, env *cluster.Env, si *cluster.StandIns) { warmAgent(t, env, si) }
+
 // warmAgent has the stand-ins build the kloop binary that stands in for
 // the agent image, once per test binary, by running `kloop version` in a
 // pod. Otherwise the first intercept of the run waits for that build (a
