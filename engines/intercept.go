@@ -116,11 +116,17 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	}
 	if req.Port == 0 {
 		// No port named: the only one, else the one a Service targets
-		// (kube/ports), so the program knows where to listen.
-		if req.Port, err = ports.Find(ctx, cs, ns, w); err != nil {
+		// (kube/ports), so the program knows where to listen. Without a
+		// program (`-- CMD`, or traffic to a local port) every port a
+		// Service targets is intercepted when no single one stands out.
+		port, err := ports.Find(ctx, cs, ns, w)
+		switch {
+		case err == nil:
+			req.Port = port
+			spec.Ports = []string{strconv.Itoa(port)}
+		case req.NeedPort:
 			return nil, err
 		}
-		spec.Ports = []string{strconv.Itoa(req.Port)}
 	}
 
 	ic, err := intercept.Start(ctx, intercept.Config{

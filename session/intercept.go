@@ -47,8 +47,12 @@ type InterceptRequest struct {
 	Target   Target
 	Workload string // deployment/NAME or statefulset/NAME
 	// Port is the container port to intercept; 0 means the only one.
-	Port   int
-	Header map[string]string
+	Port int
+	// NeedPort: a program will listen on one port, so with Port 0 the
+	// engine must pick exactly one (or fail saying which to name); without
+	// a program every port a Service targets is intercepted.
+	NeedPort bool
+	Header   map[string]string
 	// Root is the directory where the pod's volumes are materialized
 	// (KLOOP_ROOT).
 	Root string
@@ -284,6 +288,7 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 		Target:   target,
 		Workload: plan.workload,
 		Port:     plan.remote,
+		NeedPort: start != nil,
 		Header:   plan.header,
 		Root:     root,
 		Dial: func(ctx context.Context, port int) (net.Conn, error) {

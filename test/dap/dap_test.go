@@ -302,7 +302,7 @@ func TestLaunchErrors(t *testing.T) {
 		{name: "missing program", dir: fx.dir, launch: launchConfig(map[string]any{"program": "./nope"}), wantError: "does not exist"},
 		{name: "no program", dir: fx.dir, launch: map[string]any{"type": "kloop", "request": "launch"}, wantError: `no "program"`},
 		{name: "not a main package", dir: fx.dir, launch: launchConfig(map[string]any{"program": "./lib"}), wantError: "not a main package"},
-		{name: "workload without a cluster", dir: fx.dir, launch: launchConfig(map[string]any{"workload": "orders"}), wantError: "intercept deployment/orders: load kubeconfig"},
+		{name: "workload without a cluster", dir: fx.dir, launch: launchConfig(map[string]any{"workload": "orders"}), wantError: "intercept deployment/orders: no kubeconfig found"},
 		{name: "other debug mode", dir: fx.dir, launch: launchConfig(map[string]any{"mode": "test"}), wantError: `remove "mode"`},
 		{name: "working directory missing", dir: fx.dir, launch: launchConfig(map[string]any{"cwd": "./missing-dir"}), wantError: `cwd "./missing-dir" is not a directory`},
 		{name: "build error", dir: brokenDir, launch: launchConfig(map[string]any{"program": "."}), wantError: "build failed", wantOutput: "main.go:4:2: undefined: undefinedCall"},
