@@ -381,7 +381,8 @@ func runKwokctl(ctx context.Context, l layout, bin string, args ...string) error
 
 // writeKwokctlConfig writes the kwokctl configuration of the cluster:
 // every component bound to 127.0.0.1 (kwok's default is 0.0.0.0) on ports
-// chosen here, the apiserver's on apiPort when it is not 0.
+// chosen here, the apiserver's on apiPort when it is not 0, and the kwok
+// Stages of stages.go.
 func writeKwokctlConfig(l layout, apiPort int) (string, error) {
 	names := []string{"etcdPort", "etcdPeerPort", "kubeApiserverPort", "kubeControllerManagerPort", "kubeSchedulerPort", "kwokControllerPort"}
 	ports := map[string]int{}
@@ -409,6 +410,11 @@ func writeKwokctlConfig(l layout, apiPort int) (string, error) {
 	for _, name := range names {
 		fmt.Fprintf(&b, "  %s: %d\n", name, ports[name])
 	}
+	stages, err := stagesYAML()
+	if err != nil {
+		return "", err
+	}
+	b.WriteString(stages)
 	path := filepath.Join(l.ownDir, "kwokctl.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return "", fmt.Errorf("write kwokctl config: %w", err)

@@ -185,12 +185,27 @@ func newSandboxRunCmd(name *string) *cobra.Command {
 		Long: `Create the objects of the given manifests, then run every container of every
 Running pod of the sandbox as a local process built with 'go build', until Ctrl-C.
 Images "ko://IMPORT/PATH" build that package; map other images with --image.
-Run it from the module that holds the packages (the kloop repository for the
-samples in test/testdata). Port-forward through the apiserver then reaches them.`,
+Run it from the module that holds the packages (your own module, or the kloop
+repository for the samples in test/testdata). The kloop agent that intercepts
+inject runs as this kloop binary; inside kloop's own module it is built from
+source instead (with --race, under the race detector).
+
+A pod becomes Ready once its processes listen and a port-forward through the
+apiserver reaches them. Service names resolve in the pods, and a connection to
+a Service's port reaches a ready pod at its target port (a number or a
+container port's name), as on a cluster.`,
 		Example: `  kloop sandbox run -f test/testdata/users.yaml -f test/testdata/orders.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
 			table := standin.DefaultImages()
+			// Before --image, which may map the agent image too.
+			if err := agentFromSelf(table, self); err != nil {
+				return err
+			}
 			for _, m := range images {
 				image, pkg, ok := strings.Cut(m, "=")
 				if !ok || image == "" || pkg == "" {
@@ -234,19 +249,25 @@ samples in test/testdata). Port-forward through the apiserver then reaches them.
 			if err != nil {
 				return err
 			}
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
 			client, dyn, err := sandboxClients(cfg)
 			if err != nil {
 				return err
 			}
 			standin.CleanupOrphans()
 			standin.Reap(dir)
+			// Binaries of this run only: one left by an earlier run would be
+			// reused, and the pods would run code from before the last edit.
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return fmt.Errorf("stand-in directory: %w", err)
+			}
+			buildDir, err := os.MkdirTemp(dir, "bin-")
+			if err != nil {
+				return fmt.Errorf("stand-in build directory: %w", err)
+			}
+			defer os.RemoveAll(buildDir)
 			out := cmd.ErrOrStderr()
 			r, err := standin.Start(ctx, standin.Options{
-				Client: client, Dynamic: dyn, Namespace: namespace, Images: table, Dir: dir,
+				Client: client, Dynamic: dyn, Config: cfg, Namespace: namespace, Images: table, Dir: dir, BuildDir: buildDir,
 				DialCommand: []string{self, "sandbox", "dial"},
 				Logf:        func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) },
 				Race:        race,
@@ -268,6 +289,25 @@ samples in test/testdata). Port-forward through the apiserver then reaches them.
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "only this namespace's pods, and where -f creates objects (default: all namespaces; -f into default)")
 	cmd.Flags().BoolVar(&race, "race", false, "build the stand-ins with -race; exit non-zero when one reported a data race")
 	return cmd
+}
+
+// agentFromSelf stands the agent image in with the running kloop binary,
+// unless the command runs inside kloop's own module: there `go build` of
+// kloop's command works (and --race applies to it), anywhere else it would
+// look for kloop's packages in the user's module and fail.
+func agentFromSelf(table standin.Images, self string) error {
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	mod, err := sandbox.ModulePath(wd)
+	if err != nil {
+		return err
+	}
+	if mod != sandbox.KloopModule {
+		table[standin.AgentImage] = standin.Image{Binary: self}
+	}
+	return nil
 }
 
 func nsLabel(ns string) string {

@@ -166,12 +166,19 @@ type network struct {
 	prefix   string // "10.213.K."
 	nextHost int
 	free     []int
+	// Service addresses count down from 254; freed ones are reused.
+	nextSvc int
+	freeSvc []int
 }
 
 const podSubnetBase = "10.213."
 
+// The run's /24: .1 is the host's bridge, pods get .2 to lastPodHost, and
+// Services (package services.go) the addresses above it.
+const lastPodHost = 199
+
 func newNetwork(mode Network, runDir string, runID string) *network {
-	return &network{mode: mode.resolve(), runID: runID, runDir: runDir, nextHost: 2}
+	return &network{mode: mode.resolve(), runID: runID, runDir: runDir, nextHost: 2, nextSvc: 254}
 }
 
 func (n *network) setupPod(ctx context.Context, ports []int32) (*podNetwork, error) {
@@ -200,13 +207,13 @@ func (n *network) setupPod(ctx context.Context, ports []int32) (*podNetwork, err
 	// the /24 ran out.
 	var idx int
 	switch {
-	case n.nextHost <= 254:
+	case n.nextHost <= lastPodHost:
 		idx = n.nextHost
 		n.nextHost++
 	case len(n.free) > 0:
 		idx, n.free = n.free[0], n.free[1:]
 	default:
-		return nil, fmt.Errorf("more than 253 stand-in pods at once: the run's /24 is full")
+		return nil, fmt.Errorf("more than %d stand-in pods at once: the run's /24 is full", lastPodHost-1)
 	}
 	pn := &podNetwork{netns: fmt.Sprintf("kloop-%s-%d", n.runID, idx), ip: n.prefix + strconv.Itoa(idx), ports: map[int32]int32{}, index: idx}
 	for _, p := range ports {
@@ -241,6 +248,60 @@ func (n *network) setupPod(ctx context.Context, ports []int32) (*podNetwork, err
 		return nil, fmt.Errorf("pod network hosts file: %w", err)
 	}
 	return pn, nil
+}
+
+// ensureBridge creates the run's bridge unless it exists.
+func (n *network) ensureBridge(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.bridge != "" {
+		return nil
+	}
+	return n.createBridge(ctx)
+}
+
+// addServiceAddr adds an address of the run's /24 to the host's end of the
+// bridge, for a Service; "" while there is no bridge (no pod to call it).
+func (n *network) addServiceAddr(ctx context.Context) (string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.bridge == "" {
+		return "", nil
+	}
+	var idx int
+	switch {
+	case len(n.freeSvc) > 0:
+		idx, n.freeSvc = n.freeSvc[0], n.freeSvc[1:]
+	case n.nextSvc > lastPodHost:
+		idx = n.nextSvc
+		n.nextSvc--
+	default:
+		return "", fmt.Errorf("more than %d Services at once: the run's /24 is full", 254-lastPodHost)
+	}
+	ip := n.prefix + strconv.Itoa(idx)
+	// A /32: the pods reach it on the bridge, their own /24.
+	if err := ipCmd(ctx, "addr", "add", ip+"/32", "dev", n.bridge); err != nil {
+		n.freeSvc = append(n.freeSvc, idx)
+		return "", fmt.Errorf("Service address: %w", err)
+	}
+	return ip, nil
+}
+
+// removeServiceAddr takes a Service's address off the bridge.
+func (n *network) removeServiceAddr(ip string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.bridge == "" || !strings.HasPrefix(ip, n.prefix) {
+		return
+	}
+	idx, err := strconv.Atoi(strings.TrimPrefix(ip, n.prefix))
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = ipCmd(ctx, "addr", "del", ip+"/32", "dev", n.bridge)
+	n.freeSvc = append(n.freeSvc, idx)
 }
 
 func (n *network) teardownPod(pn *podNetwork) {

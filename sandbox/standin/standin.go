@@ -4,8 +4,11 @@
 // (command, args, env with $(VAR) expansion, ConfigMap/Secret/downward API
 // env and volumes), a pod-like network (a network namespace as root,
 // remapped loopback ports otherwise) and a kwok PortForward, so Kubernetes
-// port-forward through the apiserver reaches the processes. The test
-// harness (test/cluster) and `kloop sandbox run` use it.
+// port-forward through the apiserver reaches the processes. The runner
+// marks a pod Ready once that port-forward works (ready.go), and in a
+// network namespace it resolves Service names and translates Service ports
+// to target ports as kube-proxy does (services.go). The test harness
+// (test/cluster) and `kloop sandbox run` use it.
 package standin
 
 import (
@@ -34,8 +37,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/kloop/kloop/internal/racecheck"
+	"github.com/kloop/kloop/kube/portforward"
 )
 
 var portForwardGVR = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "portforwards"}
@@ -44,6 +49,9 @@ var portForwardGVR = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version
 type Options struct {
 	Client  kubernetes.Interface
 	Dynamic dynamic.Interface
+	// Config reaches the same apiserver; the runner port-forwards with it
+	// to check that a pod can be reached before marking it Ready.
+	Config *rest.Config
 	// Namespace whose pods get stand-ins; "" for every namespace.
 	Namespace string
 	Images    Images
@@ -74,11 +82,15 @@ type Runner struct {
 	opts  Options
 	net   *network
 	build *builder
+	pf    *portforward.Dialer
+	svc   *services
 
 	mu   sync.Mutex
 	pods map[types.UID]*podRun
 	// lastHosts is the hosts file content last written per namespace.
 	lastHosts map[string]string
+	// services are the Services' lines of the hosts files.
+	services []hostsEntry
 
 	stop chan struct{}
 	done chan struct{}
@@ -94,6 +106,13 @@ type podRun struct {
 	procs map[string]*Process
 	// err is why the pod's stand-ins could not start (shown by Wait).
 	err error
+	// probePort is the pod-side port of the readiness probe forward (0:
+	// the pod has no ports, and is Ready once its stand-ins started).
+	probePort int32
+	// stopProbe ends the probe listener and markReady; set by startPod.
+	stopProbe context.CancelFunc
+	// ready is set once the runner marked the pod Ready.
+	ready atomic.Bool
 }
 
 // Process is one container's stand-in.
@@ -148,8 +167,8 @@ func (p *Process) Logs() string {
 
 // Start runs stand-ins for the pods (existing and future) until Stop.
 func Start(ctx context.Context, opts Options) (*Runner, error) {
-	if opts.Client == nil || opts.Dynamic == nil {
-		return nil, fmt.Errorf("stand-ins need a clientset and a dynamic client")
+	if opts.Client == nil || opts.Dynamic == nil || opts.Config == nil {
+		return nil, fmt.Errorf("stand-ins need a clientset, a dynamic client and a REST config")
 	}
 	if opts.Images == nil {
 		opts.Images = Images{}
@@ -169,7 +188,9 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 	r := &Runner{
 		opts: opts, net: newNetwork(opts.Network, opts.RecordDir, nextRunID()), build: &builder{dir: opts.BuildDir, race: opts.Race},
 		pods: map[types.UID]*podRun{}, lastHosts: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{}),
+		pf: portforward.NewDialer(opts.Config),
 	}
+	r.svc = newServices(r)
 	go r.loop()
 	return r, nil
 }
@@ -198,6 +219,8 @@ func (s *Runner) Stop() error {
 		close(s.stop)
 		<-s.done
 	}
+	// Before s.mu: proxied connections look pods up under it.
+	s.svc.close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for uid, pr := range s.pods {
@@ -229,6 +252,18 @@ func (s *Runner) sync() {
 	if err != nil {
 		return
 	}
+	// Service addresses first, so the hosts file a new pod starts with
+	// already resolves every Service.
+	svcs, svcErr := s.listServices(ctx)
+	if svcErr == nil && s.net.mode == NetworkNamespace && s.hasNewPods(pods.Items) {
+		if err := s.net.ensureBridge(ctx); err != nil {
+			s.opts.Logf("stand-in network: %v", err)
+		}
+	}
+	if svcErr == nil {
+		s.svc.sync(ctx, svcs)
+		s.updateHosts(svcs)
+	}
 	seen := map[types.UID]bool{}
 	for i := range pods.Items {
 		pod := &pods.Items[i]
@@ -258,7 +293,29 @@ func (s *Runner) sync() {
 		}
 	}
 	s.mu.Unlock()
-	s.updateHosts(ctx)
+	if svcErr == nil {
+		s.updateHosts(svcs)
+	}
+}
+
+// hasNewPods reports whether pods has a Running pod without stand-ins yet.
+func (s *Runner) hasNewPods(pods []corev1.Pod) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range pods {
+		if _, known := s.pods[pods[i].UID]; !known && pods[i].Status.Phase == corev1.PodRunning && pods[i].DeletionTimestamp == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Runner) listServices(ctx context.Context) ([]corev1.Service, error) {
+	list, err := s.opts.Client.CoreV1().Services(s.opts.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return list.Items, nil
 }
 
 func (s *Runner) startPod(ctx context.Context, pod *corev1.Pod) *podRun {
@@ -295,11 +352,15 @@ func (s *Runner) startPod(ctx context.Context, pod *corev1.Pod) *podRun {
 	// hosts update would go to the host's resolver and be cached as a miss.
 	if hosts := pn.hostsPath(); hosts != "" {
 		s.mu.Lock()
-		content := s.lastHosts[pod.Namespace]
-		s.mu.Unlock()
-		if content == "" {
-			content = "127.0.0.1 localhost\n"
+		var prs []*podRun
+		for _, other := range s.pods {
+			if other.net != nil && other.err == nil && other.pod.Namespace == pod.Namespace {
+				prs = append(prs, other)
+			}
 		}
+		sort.Slice(prs, func(i, j int) bool { return prs[i].pod.UID < prs[j].pod.UID })
+		content := s.hostsContent(pod.Namespace, prs)
+		s.mu.Unlock()
 		writeInPlace(hosts, content+fmt.Sprintf("%s %s\n", pn.ip, pod.Name))
 	}
 	dir := filepath.Join(s.opts.Dir, "pods", pod.Namespace, pod.Name+"-"+string(pod.UID)[:8])
@@ -318,10 +379,21 @@ func (s *Runner) startPod(ctx context.Context, pod *corev1.Pod) *podRun {
 		}
 		pr.procs[c.Name] = p
 	}
-	if err := s.ensurePortForward(ctx, pod, pn); err != nil {
+	probeCtx, stopProbe := context.WithCancel(context.Background())
+	pr.stopProbe = stopProbe
+	var probe *net.TCPAddr
+	if len(pn.ports) > 0 {
+		pr.probePort = probePort(pn)
+		if probe, err = startProbe(probeCtx, string(pod.UID)); err != nil {
+			pr.err = err
+			return pr
+		}
+	}
+	if err := s.ensurePortForward(ctx, pod, pn, pr.probePort, probe); err != nil {
 		pr.err = err
 		return pr
 	}
+	go s.markReady(probeCtx, pr)
 	for _, c := range pod.Spec.Containers {
 		p := pr.procs[c.Name]
 		s.opts.Logf("stand-in %s/%s %s: pid %d at %s, log %s", pod.Namespace, pod.Name, c.Name, p.PID(), pn.ip, p.LogPath)
@@ -430,11 +502,15 @@ func portRewriter(pn *podNetwork) func(string) string {
 // ensurePortForward creates the kwok PortForward that sends Kubernetes
 // port-forwards of the pod to its stand-ins. It is owned by the pod, so it
 // goes when the pod does.
-func (s *Runner) ensurePortForward(ctx context.Context, pod *corev1.Pod, pn *podNetwork) error {
+func (s *Runner) ensurePortForward(ctx context.Context, pod *corev1.Pod, pn *podNetwork, probePort int32, probe *net.TCPAddr) error {
 	if len(pn.ports) == 0 {
 		return nil
 	}
-	var forwards []any
+	// kwok dials a target from its own process, on the host.
+	forwards := []any{map[string]any{
+		"ports":  []any{int64(probePort)},
+		"target": map[string]any{"address": probe.IP.String(), "port": int64(probe.Port)},
+	}}
 	ports := make([]int, 0, len(pn.ports))
 	for p := range pn.ports {
 		ports = append(ports, int(p))
@@ -499,6 +575,9 @@ func (s *Runner) ensurePortForward(ctx context.Context, pod *corev1.Pod, pn *pod
 // SIGKILL), keeps the race reports in their logs for Stop, and removes its
 // network namespace. Callers hold s.mu.
 func (s *Runner) stopPod(pr *podRun) {
+	if pr.stopProbe != nil {
+		pr.stopProbe()
+	}
 	var wg sync.WaitGroup
 	for _, p := range pr.procs {
 		wg.Add(1)
@@ -537,15 +616,15 @@ func (p *Process) stop(grace time.Duration) {
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
-// updateHosts writes each pod namespace's hosts file: every Service of the
-// pod's namespace resolves, like a headless Service, to the address of a
-// pod it selects that has stand-ins, and each pod's name to its address.
-func (s *Runner) updateHosts(ctx context.Context) {
+// updateHosts writes each pod namespace's hosts file, the stand-ins' cluster
+// DNS: every Service of the runner's namespaces resolves to its address
+// (package services.go: a listener that translates the Service's ports to
+// its endpoints' target ports, as kube-proxy does), as NAME within its own
+// namespace and as NAME.NAMESPACE[.svc[.cluster.local]] from everywhere; a
+// headless Service resolves to one of its pods; each pod's name to its
+// address.
+func (s *Runner) updateHosts(svcs []corev1.Service) {
 	if s.net.mode != NetworkNamespace {
-		return
-	}
-	svcs, err := s.opts.Client.CoreV1().Services(s.opts.Namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
 		return
 	}
 	s.mu.Lock()
@@ -556,27 +635,35 @@ func (s *Runner) updateHosts(ctx context.Context) {
 			byNS[pr.pod.Namespace] = append(byNS[pr.pod.Namespace], pr)
 		}
 	}
-	for ns, prs := range byNS {
+	for _, prs := range byNS {
 		sort.Slice(prs, func(i, j int) bool { return prs[i].pod.UID < prs[j].pod.UID })
-		var b strings.Builder
-		b.WriteString("127.0.0.1 localhost\n")
-		for _, svc := range svcs.Items {
-			if svc.Namespace != ns || len(svc.Spec.Selector) == 0 {
-				continue
-			}
+	}
+	var entries []hostsEntry
+	for i := range svcs {
+		svc := &svcs[i]
+		ip := s.svc.addr(svc.Namespace, svc.Name)
+		if ip == "" && svc.Spec.ClusterIP == corev1.ClusterIPNone && len(svc.Spec.Selector) > 0 {
 			sel := labels.SelectorFromSet(svc.Spec.Selector)
-			for _, pr := range prs {
+			for _, pr := range byNS[svc.Namespace] {
 				if sel.Matches(labels.Set(pr.pod.Labels)) {
-					n := svc.Name
-					fmt.Fprintf(&b, "%s %s %s.%s %s.%s.svc %s.%s.svc.cluster.local\n", pr.net.ip, n, n, ns, n, ns, n, ns)
+					ip = pr.net.ip
 					break
 				}
 			}
 		}
-		for _, pr := range prs {
-			fmt.Fprintf(&b, "%s %s\n", pr.net.ip, pr.pod.Name)
+		if ip != "" {
+			entries = append(entries, hostsEntry{svc.Namespace, svc.Name, ip})
 		}
-		content := b.String()
+	}
+	sort.Slice(entries, func(i, j int) bool {
+		if entries[i].ns != entries[j].ns {
+			return entries[i].ns < entries[j].ns
+		}
+		return entries[i].name < entries[j].name
+	})
+	s.services = entries
+	for ns, prs := range byNS {
+		content := s.hostsContent(ns, prs)
 		if content == s.lastHosts[ns] {
 			continue
 		}
@@ -587,6 +674,27 @@ func (s *Runner) updateHosts(ctx context.Context) {
 		}
 		s.lastHosts[ns] = content
 	}
+}
+
+// hostsEntry is a Service's line in the hosts files.
+type hostsEntry struct{ ns, name, ip string }
+
+// hostsContent is the hosts file of the pods of namespace ns, prs. Callers
+// hold s.mu.
+func (s *Runner) hostsContent(ns string, prs []*podRun) string {
+	var b strings.Builder
+	b.WriteString("127.0.0.1 localhost\n")
+	for _, e := range s.services {
+		b.WriteString(e.ip)
+		if e.ns == ns {
+			b.WriteString(" " + e.name)
+		}
+		fmt.Fprintf(&b, " %s.%s %s.%s.svc %s.%s.svc.cluster.local\n", e.name, e.ns, e.name, e.ns, e.name, e.ns)
+	}
+	for _, pr := range prs {
+		fmt.Fprintf(&b, "%s %s\n", pr.net.ip, pr.pod.Name)
+	}
+	return b.String()
 }
 
 func writeInPlace(path, content string) {

@@ -58,10 +58,12 @@
 // netns, lo up, a veth on a bridge of this run with a 10.213.K.0/24 picked
 // so it collides with no host address): its containers share a localhost,
 // replicas listen on the same ports without colliding, and the pods of a
-// run reach each other. Service names of the namespace resolve (through
-// the hosts file `ip netns exec` mounts) to the address of a pod with
-// stand-ins, like a headless Service: there is no port translation, so a
-// Service reaches its pods only when port == targetPort. Without root,
+// run reach each other. Service names resolve (through the hosts file `ip
+// netns exec` mounts) to an address of the run's own, where the runner
+// listens on the Service's ports and sends each connection to a ready pod
+// of the Service's EndpointSlices at the target port (a number or a
+// container port's name), as kube-proxy does; a headless Service resolves
+// to one of its pods. Without root,
 // containers run on the host and each container port is remapped to a free
 // 127.0.0.1 port; "host:port" and ":port" forms of the pod's ports in env
 // values and args are rewritten to the remapped address (best effort), and
@@ -73,6 +75,13 @@
 // kubelet's port-forward does, so a port bound to the pod's localhost is
 // reachable); on loopback it targets the remapped port. Process.Dial
 // reaches a container port the same way, without the apiserver.
+//
+// kwok leaves a new pod Running but not Ready; the runner marks it Ready
+// once every stand-in of the pod runs, each of its ports accepts, and a
+// port-forward through the apiserver reaches the pod (kwok loads a
+// PortForward some time after it is created). A client that picks a Ready
+// pod can port-forward to it at once. A pod without stand-ins (no runner
+// for its namespace, or an image without one) never becomes Ready.
 //
 // Stopping (pod deleted, test cleanup) kills each process group and
 // deletes the network namespaces.

@@ -56,6 +56,7 @@ func (e *Env) StartStandIns(t testing.TB, images Images, opts ...StandInOption) 
 	o := standin.Options{
 		Client:      e.Client,
 		Dynamic:     e.Dynamic,
+		Config:      e.Config,
 		Namespace:   e.Namespace,
 		Images:      images,
 		Dir:         filepath.Join(e.Cluster.runDir, "standins", e.Namespace),

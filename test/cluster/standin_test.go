@@ -316,7 +316,7 @@ func TestARaceInAStandInFailsStop(t *testing.T) {
 	env := New(t)
 	start := func(t *testing.T, race bool) *standin.Runner {
 		r, err := standin.Start(context.Background(), standin.Options{
-			Client: env.Client, Dynamic: env.Dynamic, Namespace: env.Namespace, Images: DefaultImages(),
+			Client: env.Client, Dynamic: env.Dynamic, Config: env.Config, Namespace: env.Namespace, Images: DefaultImages(),
 			Dir:         filepath.Join(env.Cluster.runDir, "standins", env.Namespace+"-"+strconv.FormatBool(race)),
 			BuildDir:    filepath.Join(env.Cluster.runDir, "bin"),
 			RecordDir:   env.Cluster.runDir,

@@ -115,6 +115,11 @@ func (r *run) soak(ctx context.Context, v1, v2 string) (string, error) {
 	if len(rep.Growth) > 0 {
 		return summary, fmt.Errorf("the daemon grew beyond noise over the soak: %s", strings.Join(rep.Growth, "; "))
 	}
+	// No failure is allowed for: a pod is Ready only once a port-forward
+	// reaches it, so a request sent again to a Ready pod must be answered.
+	if last.Errors > 0 {
+		return summary, fmt.Errorf("%d of the steady traffic's requests failed every attempt (last error: %s)", last.Errors, rep.LastTrafficError)
+	}
 	return summary, nil
 }
 
@@ -199,7 +204,7 @@ func (r *run) daemonStats(ctx context.Context, i int) (server.DaemonStats, error
 // pods, which ends a port-forward to the old one: like a client with
 // retries, a request that fails so is sent again (up to 3 times) to
 // whichever pod is ready then. Retried counts those; Errors counts requests
-// that failed every attempt.
+// that failed every attempt, and any fails the soak.
 type steadyTraffic struct {
 	answered, retried, errors atomic.Int64
 	mu                        sync.Mutex
