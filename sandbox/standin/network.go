@@ -282,7 +282,7 @@ func (n *network) addServiceAddr(ctx context.Context) (string, error) {
 	// A /32: the pods reach it on the bridge, their own /24.
 	if err := ipCmd(ctx, "addr", "add", ip+"/32", "dev", n.bridge); err != nil {
 		n.freeSvc = append(n.freeSvc, idx)
-		return "", fmt.Errorf("Service address: %w", err)
+		return "", fmt.Errorf("add a Service address to the bridge: %w", err)
 	}
 	return ip, nil
 }
