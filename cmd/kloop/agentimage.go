@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -35,7 +36,7 @@ type pushOutput struct {
 
 func newAgentImagePushCmd() *cobra.Command {
 	var (
-		version, source, output string
+		version, source, module, output string
 		platforms               []string
 	)
 	cmd := &cobra.Command{
@@ -47,7 +48,9 @@ without Docker, and pushes it to REF (REGISTRY/REPOSITORY[:TAG]). Without a
 tag, the tag is the kloop version: a cluster's kloop injects the agent of its
 own version, so never 'latest' unless you write it.
 
-The source is --source, else the kloop checkout around the working directory;
+The source is --source, else the kloop checkout around the working directory,
+else (a kloop installed with 'go install ...@VERSION') the kloop module at that
+version, fetched by the go command like 'go install' does, or --module VERSION;
 'go' must be on PATH. The same source, version and Go toolchain give the same
 digest (timestamps are $SOURCE_DATE_EPOCH, else 1970). Credentials are docker's
 (~/.docker/config.json and its credential helpers); loopback registries are
@@ -85,16 +88,25 @@ Prints the digest and the reference to configure, pinned to that digest.`,
 				}
 				plats = append(plats, *plat)
 			}
-			if source == "" {
+			switch {
+			case source != "" && module != "":
+				return fmt.Errorf("--source and --module both name the source: pass one")
+			case source != "":
+				if _, err := agentimage.FindSource(source); err != nil {
+					return fmt.Errorf("--source: %w", err)
+				}
+			case module == "":
 				wd, err := os.Getwd()
 				if err != nil {
 					return err
 				}
-				if source, err = agentimage.FindSource(wd); err != nil {
-					return fmt.Errorf("the agent is built from kloop's source: %w (git clone https://github.com/kloop/kloop, check out the version you run, then run this there or pass --source DIR)", err)
+				var findErr error
+				if source, findErr = agentimage.FindSource(wd); findErr != nil {
+					// Installed with go install: its own module, as the go command fetches it.
+					if module = installedVersion(); module == "" {
+						return fmt.Errorf("the agent is built from kloop's source: %w (this kloop was not installed from a module version; pass --source DIR of a kloop checkout or --module VERSION)", findErr)
+					}
 				}
-			} else if _, err := agentimage.FindSource(source); err != nil {
-				return fmt.Errorf("--source: %w", err)
 			}
 			bins, err := os.MkdirTemp("", "kloop-agent-image-")
 			if err != nil {
@@ -103,7 +115,7 @@ Prints the digest and the reference to configure, pinned to that digest.`,
 			defer os.RemoveAll(bins)
 			stderr := cmd.ErrOrStderr()
 			res, err := agentimage.Push(cmd.Context(), agentimage.PushOptions{
-				BuildOptions: agentimage.BuildOptions{Source: source, Version: version, Dir: bins},
+				BuildOptions: agentimage.BuildOptions{Source: source, ModuleVersion: module, Version: version, Dir: bins},
 				Ref:          ref,
 				Platforms:    plats,
 				Progress:     func(s string) { fmt.Fprintln(stderr, s) },
@@ -128,7 +140,19 @@ Prints the digest and the reference to configure, pinned to that digest.`,
 	}
 	cmd.Flags().StringVar(&version, "version", "", "version linked into the agent and used as the default tag (default: this kloop's version)")
 	cmd.Flags().StringVar(&source, "source", "", "kloop checkout to build from (default: the one around the working directory)")
+	cmd.Flags().StringVar(&module, "module", "", "build "+agentimage.MainModule+"@VERSION as the go command fetches it (GOPROXY) instead of a checkout (default outside a checkout: the version this kloop was installed at)")
 	cmd.Flags().StringSliceVar(&platforms, "platform", []string{"linux/amd64", "linux/arm64"}, "platforms of the image index")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: text or json")
 	return cmd
+}
+
+// installedVersion is the module version this kloop was built at by
+// `go install github.com/kloop/kloop/cmd/kloop@VERSION`; "" for a build
+// from a checkout.
+func installedVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok || bi.Main.Path != agentimage.MainModule || bi.Main.Version == "" || bi.Main.Version == "(devel)" {
+		return ""
+	}
+	return bi.Main.Version
 }

@@ -27,6 +27,11 @@ type BuildOptions struct {
 	// Source is the root of a kloop checkout (its go.mod declares
 	// MainModule); FindSource finds one above a directory.
 	Source string
+	// ModuleVersion, when Source is empty, builds MainModule at this
+	// version as the go command fetches it (GOPROXY, go.sum checks), the
+	// way `go install github.com/kloop/kloop/cmd/kloop@VERSION` does: for a
+	// kloop installed that way, with no checkout around.
+	ModuleVersion string
 	// Version is linked into the binary (main.version, intercept.Version).
 	Version string
 	// Dir receives the binaries, one per platform.
@@ -53,17 +58,55 @@ func CrossBuild(ctx context.Context, o BuildOptions, plat v1.Platform) (string, 
 	}
 	out := filepath.Join(o.Dir, "kloop-"+plat.OS+"-"+plat.Architecture)
 	ldflags := "-s -w -X " + mainVersionVar + "=" + o.Version + " -X " + interceptVersionVar + "=" + o.Version
-	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=" + ldflags, "-o", out, "./cmd/kloop"}
+	pkg, dir := "./cmd/kloop", o.Source
+	if dir == "" {
+		var err error
+		if dir, err = moduleDir(ctx, goCmd, o); err != nil {
+			return "", err
+		}
+		pkg = Package
+	}
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=" + ldflags, "-o", out, pkg}
 	cmd := exec.CommandContext(ctx, goCmd, args...)
-	cmd.Dir = o.Source
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS="+plat.OS, "GOARCH="+plat.Architecture, "CGO_ENABLED=0",
 		"GOFLAGS=", "GOAMD64=v1", "GOARM64=v8.0", "GOEXPERIMENT=")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go %s for %s in %s: %w\n%s", strings.Join(args, " "), plat, o.Source, err, stderr.String())
+		return "", fmt.Errorf("go %s for %s in %s: %w\n%s", strings.Join(args, " "), plat, dir, err, stderr.String())
 	}
 	return out, nil
+}
+
+// moduleDir is a module of its own under o.Dir that requires MainModule
+// at o.ModuleVersion, made once: building a command of a required module
+// is how `go install pkg@version` builds, with kloop's own go.mod
+// choosing every dependency's version.
+func moduleDir(ctx context.Context, goCmd string, o BuildOptions) (string, error) {
+	if o.ModuleVersion == "" {
+		return "", fmt.Errorf("no kloop source: set a checkout or a module version")
+	}
+	dir := filepath.Join(o.Dir, "module")
+	if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module kloop.invalid/agentimage\n"), 0o600); err != nil {
+		return "", err
+	}
+	args := []string{"get", Package + "@" + o.ModuleVersion}
+	cmd := exec.CommandContext(ctx, goCmd, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("fetch %s@%s: go %s: %w\n%s", MainModule, o.ModuleVersion, strings.Join(args, " "), err, stderr.String())
+	}
+	return dir, nil
 }
 
 // FindSource walks up from dir to a directory whose go.mod declares
