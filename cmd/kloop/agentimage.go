@@ -37,7 +37,7 @@ type pushOutput struct {
 func newAgentImagePushCmd() *cobra.Command {
 	var (
 		version, source, module, output string
-		platforms               []string
+		platforms                       []string
 	)
 	cmd := &cobra.Command{
 		Use:   "push REF",
