@@ -3,6 +3,7 @@ package agentimage
 import (
 	"archive/tar"
 	"bytes"
+	"debug/buildinfo"
 	"debug/elf"
 	"errors"
 	"io"
@@ -183,6 +184,10 @@ func TestPushReproducibleMultiArch(t *testing.T) {
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")
 	const version = "v0.0.0-agentimage.test"
+	// The user's environment must not leak into the image: with these
+	// honoured, the build would fail (-race without cgo) or need a newer CPU.
+	t.Setenv("GOFLAGS", "-race")
+	t.Setenv("GOAMD64", "v3")
 	push := func(tag string) *Pushed {
 		t.Helper()
 		ref, err := ParseRef(host+"/kloop/agent"+tag, version)
@@ -254,6 +259,28 @@ func TestPushReproducibleMultiArch(t *testing.T) {
 			if p.Type == elf.PT_INTERP {
 				t.Errorf("%s: dynamically linked", d.Platform)
 			}
+		}
+		bi, err := buildinfo.Read(bytes.NewReader(bin))
+		if err != nil {
+			t.Fatalf("%s: build info: %v", d.Platform, err)
+		}
+		settings := map[string]string{}
+		for _, s := range bi.Settings {
+			settings[s.Key] = s.Value
+		}
+		want := map[string]string{"-trimpath": "true", "CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": d.Platform.Architecture, "-race": ""}
+		if d.Platform.Architecture == "amd64" {
+			want["GOAMD64"] = "v1"
+		} else {
+			want["GOARM64"] = "v8.0"
+		}
+		for k, v := range want {
+			if settings[k] != v {
+				t.Errorf("%s: build setting %s=%q, want %q", d.Platform, k, settings[k], v)
+			}
+		}
+		if settings["vcs.revision"] != "" || bi.Path != Package {
+			t.Errorf("%s: binary %s stamped with VCS revision %q", d.Platform, bi.Path, settings["vcs.revision"])
 		}
 		if d.Platform.Architecture == runtime.GOARCH {
 			exe := filepath.Join(t.TempDir(), "kloop")
