@@ -80,6 +80,7 @@ func commands() []*cobra.Command {
 		newSandboxCmd(),
 		newAgentCmd(),
 		newPoolCmd(),
+		newAgentImageCmd(),
 		// Subcommands are added here, one line each.
 	}
 }

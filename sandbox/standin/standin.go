@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,15 +76,19 @@ type Options struct {
 	// samples are checked for data races. Whatever the builds, Stop fails
 	// with the race reports found in stand-in logs.
 	Race bool
+	// Pull lists the registries whose images are pulled and run, as a
+	// kubelet would, instead of looked up in Images.
+	Pull Pull
 }
 
 // Runner runs stand-ins until Stop.
 type Runner struct {
-	opts  Options
-	net   *network
-	build *builder
-	pf    *portforward.Dialer
-	svc   *services
+	opts   Options
+	net    *network
+	build  *builder
+	puller *puller
+	pf     *portforward.Dialer
+	svc    *services
 
 	mu   sync.Mutex
 	pods map[types.UID]*podRun
@@ -113,11 +118,16 @@ type podRun struct {
 	stopProbe context.CancelFunc
 	// ready is set once the runner marked the pod Ready.
 	ready atomic.Bool
+	// pull is set when an image pull failed: the pod is retried.
+	pull *pullRetry
 }
 
 // Process is one container's stand-in.
 type Process struct {
 	Pod, Container string
+	// ImageID is REPOSITORY@DIGEST of the pulled image it runs ("" for a
+	// stand-in built locally).
+	ImageID string
 	// Argv and Env are what the process was started with.
 	Argv []string
 	Env  []string
@@ -128,6 +138,7 @@ type Process struct {
 	// LogPath holds the process's stdout and stderr.
 	LogPath string
 
+	image  string
 	ports  map[int32]string
 	net    *podNetwork
 	cmd    *exec.Cmd
@@ -187,7 +198,8 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 	}
 	r := &Runner{
 		opts: opts, net: newNetwork(opts.Network, opts.RecordDir, nextRunID()), build: &builder{dir: opts.BuildDir, race: opts.Race},
-		pods: map[types.UID]*podRun{}, lastHosts: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{}),
+		puller: &puller{opts: opts.Pull, dir: filepath.Join(opts.BuildDir, "pulled")},
+		pods:   map[types.UID]*podRun{}, lastHosts: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{}),
 		pf: portforward.NewDialer(opts.Config),
 	}
 	r.svc = newServices(r)
@@ -272,13 +284,16 @@ func (s *Runner) sync() {
 		}
 		seen[pod.UID] = true
 		s.mu.Lock()
-		_, known := s.pods[pod.UID]
+		prev, known := s.pods[pod.UID]
 		s.mu.Unlock()
-		if known {
+		if known && !s.pullRetryDue(ctx, prev) {
 			continue
 		}
 		pr := s.startPod(ctx, pod)
-		if pr.err != nil {
+		var fail *pullFailure
+		if errors.As(pr.err, &fail) {
+			s.notePullFailure(ctx, prev, pr, fail)
+		} else if pr.err != nil {
 			s.opts.Logf("stand-ins of pod %s/%s: %v", pod.Namespace, pod.Name, pr.err)
 		}
 		s.mu.Lock()
@@ -320,6 +335,12 @@ func (s *Runner) listServices(ctx context.Context) ([]corev1.Service, error) {
 
 func (s *Runner) startPod(ctx context.Context, pod *corev1.Pod) *podRun {
 	pr := &podRun{pod: pod, procs: map[string]*Process{}}
+	// Images first, as a kubelet pulls before it sets anything up.
+	pulled, fail := s.pullImages(ctx, pod)
+	if fail != nil {
+		pr.err = fail
+		return pr
+	}
 	var ports []int32
 	seen := map[int32]bool{}
 	add := func(p int32) {
@@ -372,7 +393,7 @@ func (s *Runner) startPod(ctx context.Context, pod *corev1.Pod) *podRun {
 	}
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
-		p, err := s.startContainer(ctx, src, pod, c, pn, volumes, dir)
+		p, err := s.startContainer(ctx, src, pod, c, pn, volumes, dir, pulled[c.Name])
 		if err != nil {
 			pr.err = fmt.Errorf("container %s: %w", c.Name, err)
 			return pr
@@ -393,6 +414,9 @@ func (s *Runner) startPod(ctx context.Context, pod *corev1.Pod) *podRun {
 		pr.err = err
 		return pr
 	}
+	for name, img := range pulled {
+		s.reportImageID(ctx, pod, name, pr.procs[name].image, img.ImageID)
+	}
 	go s.markReady(probeCtx, pr)
 	for _, c := range pod.Spec.Containers {
 		p := pr.procs[c.Name]
@@ -401,14 +425,20 @@ func (s *Runner) startPod(ctx context.Context, pod *corev1.Pod) *podRun {
 	return pr
 }
 
-func (s *Runner) startContainer(ctx context.Context, src *objectSource, pod *corev1.Pod, c *corev1.Container, pn *podNetwork, volumes map[string]string, dir string) (*Process, error) {
-	img, ok := s.opts.Images.lookup(c.Image)
-	if !ok {
-		return nil, fmt.Errorf("no stand-in for image %q: add it to the Images table", c.Image)
-	}
-	bin, err := s.build.binary(ctx, img)
-	if err != nil {
-		return nil, err
+func (s *Runner) startContainer(ctx context.Context, src *objectSource, pod *corev1.Pod, c *corev1.Container, pn *podNetwork, volumes map[string]string, dir string, pulled *pulledImage) (*Process, error) {
+	var img Image
+	var bin string
+	if pulled != nil {
+		bin = pulled.Binary
+	} else {
+		var ok bool
+		if img, ok = s.opts.Images.lookup(c.Image); !ok {
+			return nil, fmt.Errorf("no stand-in for image %q: add it to the Images table", c.Image)
+		}
+		var err error
+		if bin, err = s.build.binary(ctx, img); err != nil {
+			return nil, err
+		}
 	}
 	vars, err := resolveEnv(ctx, src, pod, c)
 	if err != nil {
@@ -433,6 +463,9 @@ func (s *Runner) startContainer(ctx context.Context, src *objectSource, pod *cor
 	for _, a := range c.Args {
 		args = append(args, expand(a, lookup))
 	}
+	if pulled != nil && len(c.Command) == 0 && len(c.Args) == 0 {
+		args = slices.Clone(pulled.Cmd) // the image's default command
+	}
 	rewrite := portRewriter(pn)
 	env := []string{"KLOOP_ROOT=" + root, "HOSTNAME=" + pod.Name}
 	for _, v := range vars {
@@ -442,8 +475,11 @@ func (s *Runner) startContainer(ctx context.Context, src *objectSource, pod *cor
 		args[i] = rewrite(args[i])
 	}
 	p := &Process{
-		Pod: pod.Name, Container: c.Name, Argv: append([]string{bin}, args...), Env: env, Root: root,
+		Pod: pod.Name, Container: c.Name, image: c.Image, Argv: append([]string{bin}, args...), Env: env, Root: root,
 		Netns: pn.netns, LogPath: filepath.Join(dir, c.Name+".log"), ports: map[int32]string{}, net: pn, exited: make(chan struct{}),
+	}
+	if pulled != nil {
+		p.ImageID = pulled.ImageID
 	}
 	for _, port := range c.Ports {
 		p.ports[port.ContainerPort] = pn.addr(port.ContainerPort)

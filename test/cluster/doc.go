@@ -85,4 +85,16 @@
 //
 // Stopping (pod deleted, test cleanup) kills each process group and
 // deletes the network namespaces.
+//
+// # A registry to pull from
+//
+// Stand-ins of images in the table are local builds; images of a registry
+// named with WithRegistry are pulled from it and run as a kubelet would
+// (the tag resolved to a digest, the node's platform, the entrypoint
+// binary extracted; a failed pull leaves the container waiting with
+// ErrImagePull, then ImagePullBackOff):
+//
+//	reg := cluster.StartRegistry(t) // go-containerregistry's registry on 127.0.0.1
+//	si := env.StartStandIns(t, cluster.DefaultImages(), cluster.WithRegistry(reg, agentimage.Verify))
+//	// kloop agent-image push reg.Host+"/kloop/agent" ...
 package cluster

@@ -59,10 +59,12 @@ func Source(t testing.TB, marker string) string {
 	return strings.Replace(string(src), anchor, anchor+`, "build": "`+marker+`"`, 1)
 }
 
-func New(t testing.TB, kloopBin string) *Fixture {
+// New starts the fixture; opts change how the stand-ins run (a registry
+// to pull the agent image from, say).
+func New(t testing.TB, kloopBin string, opts ...cluster.StandInOption) *Fixture {
 	t.Helper()
 	env := cluster.New(t)
-	si := env.StartStandIns(t, cluster.DefaultImages())
+	si := env.StartStandIns(t, cluster.DefaultImages(), opts...)
 	env.Apply(t, testdata("users.yaml"), testdata("orders.yaml"))
 	for _, pod := range env.WaitPodsRunning(t, "app=orders", 2) {
 		si.Wait(t, pod.Name, "orders")
