@@ -26,8 +26,11 @@ import (
 	"github.com/kloop/kloop/kube/workload"
 )
 
-// Version is the agent image tag DefaultImage uses.
-var Version = "latest"
+// Version is the agent image tag DefaultImage uses: the running kloop's
+// version, which cmd/kloop sets once at start, so an agent and the daemon
+// that tunnels to it always speak the same protocol. Never "latest": that
+// tag would pull whatever was pushed last.
+var Version = "devel"
 
 // DefaultImageRepository is the agent image kloop injects unless told otherwise.
 const DefaultImageRepository = "ghcr.io/kloop/agent"
