@@ -298,6 +298,7 @@ func wireEngines(log *slog.Logger) session.Engines {
 	e := session.Engines{
 		Intercepts: engines.NewIntercepts(iopts),
 		Env:        engines.Env{},
+		Doctor:     engines.Doctor{Image: iopts.Image},
 	}
 	if perr != nil {
 		log.Warn("claim pools unavailable", "err", perr)

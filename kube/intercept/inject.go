@@ -273,8 +273,11 @@ func (in *Injector) inject(ctx context.Context, spec Spec) (*Result, error) {
 		if rerr != nil {
 			return nil, fmt.Errorf("%w; restoring the workload also failed: %v", err, rerr)
 		}
+		var pe *ImagePullError
 		if errors.As(err, &nr) {
 			nr.RolledBack = restored
+		} else if errors.As(err, &pe) {
+			pe.RolledBack = restored
 		}
 		return nil, err
 	}
