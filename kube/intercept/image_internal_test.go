@@ -36,7 +36,23 @@ func TestValidateImageRef(t *testing.T) {
 }
 
 func TestDefaultImageIsTaggedWithTheVersion(t *testing.T) {
-	if got, want := DefaultImage(), DefaultImageRepository+":"+Version; got != want || strings.HasSuffix(got, ":latest") {
-		t.Errorf("DefaultImage() = %q, want %q and never :latest", got, want)
+	if got := DefaultImage(); got != DefaultImageRepository+":"+imageTag(Version) || strings.HasSuffix(got, ":latest") || ValidateImageRef(got) != nil {
+		t.Errorf("DefaultImage() = %q, want %s tagged with %s, a valid reference, never :latest", got, DefaultImageRepository, Version)
+	}
+	tests := []struct{ version, tag string }{
+		{"v1.2.3", "v1.2.3"},
+		{"v0.0.0-20261207153000-abcdef123456+dirty", "v0.0.0-20261207153000-abcdef123456_dirty"},
+		{"devel", "devel"},
+		{"", "devel"},
+		{"-x", "_x"},
+		{strings.Repeat("a", 200), strings.Repeat("a", 128)},
+	}
+	for _, tt := range tests {
+		if got := imageTag(tt.version); got != tt.tag {
+			t.Errorf("imageTag(%q) = %q, want %q", tt.version, got, tt.tag)
+		}
+		if err := ValidateImageRef(DefaultImageRepository + ":" + imageTag(tt.version)); err != nil {
+			t.Errorf("version %q gives an invalid reference: %v", tt.version, err)
+		}
 	}
 }

@@ -35,8 +35,28 @@ var Version = "devel"
 // DefaultImageRepository is the agent image kloop injects unless told otherwise.
 const DefaultImageRepository = "ghcr.io/kloop/agent"
 
-// DefaultImage is DefaultImageRepository tagged with Version.
-func DefaultImage() string { return DefaultImageRepository + ":" + Version }
+// DefaultImage is DefaultImageRepository tagged with Version, spelled as a
+// tag may be: Go's VCS-stamped versions carry "+dirty" or "+incompatible",
+// and '+' is not allowed in a tag.
+func DefaultImage() string { return DefaultImageRepository + ":" + imageTag(Version) }
+
+// imageTag turns a version into a valid image tag: characters a tag may not
+// hold become '-', and it is cut to the 128 characters a tag may have.
+func imageTag(v string) string {
+	b := []byte(v)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') || (i == 0 && (c == '.' || c == '-')) {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "devel"
+	}
+	if len(b) > 128 {
+		b = b[:128]
+	}
+	return string(b)
+}
 
 // DefaultRolloutTimeout bounds the wait for a rollout.
 const DefaultRolloutTimeout = 2 * time.Minute
