@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -158,7 +157,8 @@ func checkImage(ctx context.Context, opts Options) Finding {
 		f.Fix = choice.Note
 	}
 	if choice.Source == intercept.SourceDefault {
-		f.Fix = strings.TrimPrefix(f.Fix+"; ", "; ") + fmt.Sprintf("make sure the cluster can pull %s, or push the agent image to a registry of yours (`kloop agent-image push REF`) and set it once with `kloop pool agent-image REF`", choice.Ref)
+		// Said in the detail, not as a fix: nothing is known to be wrong.
+		f.Detail += fmt.Sprintf("; a cluster that cannot pull %s needs the agent image pushed to a registry it can reach (`kloop agent-image push REF`) and set once (`kloop pool agent-image REF`); the sandbox stands it in with the running kloop binary", choice.Ref)
 	}
 	return f
 }
