@@ -60,6 +60,11 @@ var (
 			return s.Replay(ctx, a, p)
 		})
 
+	Doctor = declare("kloop.doctor", "Check the cluster, permissions and daemon", `{}`, "Checking kloop's setup",
+		func(ctx context.Context, s *session.Session, a session.DoctorArgs, p session.Progress) (*session.DoctorReport, error) {
+			return s.Doctor(ctx, a, p)
+		})
+
 	Env = declare("kloop.env", "Copy workload env", `{"workload":"deployment/orders","format":"dotenv"}`, "",
 		func(ctx context.Context, s *session.Session, a session.EnvArgs, _ session.Progress) (*session.EnvResult, error) {
 			return s.Env(ctx, a)

@@ -179,7 +179,7 @@ func (d *decoder) decodeRoot(root *yaml.Node, cfg *Config) {
 		return
 	}
 	if root.Kind != yaml.MappingNode {
-		d.add(root, "", fmt.Sprintf("the file must be a mapping of settings (claim, kubeconfig, context, intercepts), not %s", describeNode(root)))
+		d.add(root, "", fmt.Sprintf("the file must be a mapping of settings (claim, kubeconfig, context, agentImage, intercepts), not %s", describeNode(root)))
 		return
 	}
 	d.decode(root, reflect.ValueOf(cfg).Elem(), "", nil, false)

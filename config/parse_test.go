@@ -168,7 +168,7 @@ func TestParseErrors(t *testing.T) {
 		{"columns count characters, not bytes", "intercepts: [{workload: a, env: {Ä: ü}, prot: 1}]\n",
 			[]string{`1:41: intercepts[0].prot: unknown field "prot"; did you mean "port"?`}},
 		{"file is a list", "- a\n",
-			[]string{`1:1: the file must be a mapping of settings (claim, kubeconfig, context, intercepts), not a list`}},
+			[]string{`1:1: the file must be a mapping of settings (claim, kubeconfig, context, agentImage, intercepts), not a list`}},
 		{"key is not a name", "claim:\n  ? [a]\n  : b\n",
 			[]string{`2:5: claim: keys must be names, not a list`}},
 		// required
@@ -189,6 +189,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{`2:8: claim.for: claim duration -1h0m0s must be more than 0`}},
 		{"duration over a week", "claim:\n  for: 169h\n",
 			[]string{`2:8: claim.for: claim duration 169h0m0s is longer than the maximum of 168h (7 days)`}},
+		{"agent image with upper case", "agentImage: Registry.example.com/Kloop/agent:v1\n",
+			[]string{`1:13: agentImage: agentImage "Registry.example.com/Kloop/agent:v1" is not an image reference: write REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST with a lower-case path, e.g. registry.example.com/kloop/agent:v1.2.3`}},
+		{"agent image with a scheme", "agentImage: https://ghcr.io/kloop/agent:v1\n",
+			[]string{`1:13: agentImage: agentImage "https://ghcr.io/kloop/agent:v1" is not an image reference: write REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST with a lower-case path, e.g. registry.example.com/kloop/agent:v1.2.3`}},
 		{"pool name", "claim:\n  pool: Team_A\n",
 			[]string{`2:9: claim.pool: pool "Team_A" is not a pool name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit`}},
 		// ports

@@ -158,8 +158,8 @@ func TestSchemaDescribesEverySetting(t *testing.T) {
 		}
 	}
 	walk(schema, "")
-	if len(schema["properties"].(map[string]any)) != 4 {
-		t.Errorf("top-level settings = %v, want claim, kubeconfig, context, intercepts", schema["properties"])
+	if len(schema["properties"].(map[string]any)) != 5 {
+		t.Errorf("top-level settings = %v, want claim, kubeconfig, context, agentImage, intercepts", schema["properties"])
 	}
 }
 

@@ -17,9 +17,13 @@ var (
 	interceptNameRE = regexp.MustCompile(tagOf(Intercept{}, "Name", "pattern"))
 	headerNameRE    = regexp.MustCompile(tagOf(Intercept{}, "Header", "keyPattern"))
 	headerValueRE   = regexp.MustCompile(tagOf(Intercept{}, "Header", "valuePattern"))
+	agentImageRE    = regexp.MustCompile(tagOf(Config{}, "AgentImage", "pattern"))
 )
 
 func (c *Config) validate(r reporter) {
+	if c.AgentImage != "" && !agentImageRE.MatchString(c.AgentImage) {
+		r.atValue("agentImage", fmt.Sprintf("agentImage %q is not an image reference: write REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST with a lower-case path, e.g. registry.example.com/kloop/agent:v1.2.3", c.AgentImage))
+	}
 	firstAt := map[string]int{} // intercept name -> index
 	for i := range c.Intercepts {
 		ic := &c.Intercepts[i]

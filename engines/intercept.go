@@ -34,7 +34,9 @@ type InterceptsOptions struct {
 	// HolderID tells this kloop installation apart from others with the
 	// same user@host (HolderID reads or creates it); "" is Holder.
 	HolderID string
-	// Image is the agent image; "" is intercept.DefaultImage().
+	// Image is $KLOOP_AGENT_IMAGE: it overrides every other setting of
+	// the agent image (see intercept.ResolveImage); "" leaves the choice to
+	// the workspace, the cluster and the default.
 	Image  string
 	Logger *slog.Logger
 }
@@ -87,7 +89,7 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	if err != nil {
 		return nil, err
 	}
-	spec := intercept.Spec{Workload: w, Holder: e.opts.Holder, HolderID: e.opts.HolderID, Image: e.opts.Image}
+	spec := intercept.Spec{Workload: w, Holder: e.opts.Holder, HolderID: e.opts.HolderID}
 	if req.Port != 0 {
 		spec.Ports = []string{strconv.Itoa(req.Port)}
 	}
@@ -104,6 +106,16 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	if err != nil {
 		return nil, err
 	}
+
+	image, err := intercept.ResolveImage(ctx, cs, intercept.ImageOptions{Env: e.opts.Image, Workspace: req.AgentImage})
+	if err != nil {
+		return nil, err
+	}
+	if image.Note != "" {
+		e.log.Warn("agent image", "image", image.Ref, "note", image.Note)
+	}
+	spec.Image = image.Ref
+	e.log.Info("agent image", "image", image.Ref, "source", image.Source)
 
 	// The env first: a missing Secret fails before the cluster is changed.
 	p.Report(fmt.Sprintf("resolving the env of %s", w), 5)

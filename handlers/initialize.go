@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 
@@ -35,6 +36,9 @@ func (s *Server) Initialize(ctx context.Context, params *protocol.InitializePara
 
 	if root := workspaceRoot(params); root != "" {
 		s.attach(ctx, root)
+		if sess := s.currentSession(); sess != nil {
+			sess.NoteClient(clientInfo(params))
+		}
 	}
 
 	yes := true
@@ -61,6 +65,26 @@ func (s *Server) Initialize(ctx context.Context, params *protocol.InitializePara
 		},
 		ServerInfo: protocol.ServerInfo{Name: "kloop", Version: protocol.NewOptional(version)},
 	}, nil
+}
+
+// clientInfo is what the client told of itself, for kloop.doctor: its
+// clientInfo and the kloop extension's version from
+// initializationOptions.extensionVersion. The CLI is not an editor.
+func clientInfo(params *protocol.InitializeParams) session.ClientInfo {
+	if params.ClientInfo.Name == "kloop-cli" {
+		return session.ClientInfo{}
+	}
+	c := session.ClientInfo{Name: params.ClientInfo.Name}
+	c.Version, _ = params.ClientInfo.Version.Get()
+	if len(params.InitializationOptions) > 0 {
+		var opts struct {
+			ExtensionVersion string `json:"extensionVersion"`
+		}
+		if json.Unmarshal(params.InitializationOptions, &opts) == nil {
+			c.Extension = opts.ExtensionVersion
+		}
+	}
+	return c
 }
 
 // Initialized sends the first status, and diagnostics for a broken

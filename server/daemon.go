@@ -95,6 +95,7 @@ func Run(ctx context.Context, opts DaemonOptions) error {
 		Engines: opts.Engines,
 		// Materialized Secret volumes go to the runtime tmpfs when private.
 		RuntimeDir: os.Getenv("XDG_RUNTIME_DIR"),
+		Health:     func() []session.Finding { return health(opts.Paths, opts.Version) },
 	})
 	d := &daemon{opts: opts, log: log, mgr: mgr, ln: ln, lastIdle: time.Now()}
 	ctx, cancel := context.WithCancel(ctx)

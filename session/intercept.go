@@ -53,6 +53,10 @@ type InterceptRequest struct {
 	// a program every port a Service targets is intercepted.
 	NeedPort bool
 	Header   map[string]string
+	// AgentImage is the workspace's agentImage (.kloop.yaml); "" leaves
+	// the choice to the engine (KLOOP_AGENT_IMAGE, the cluster's setting,
+	// the default).
+	AgentImage string
 	// Root is the directory where the pod's volumes are materialized
 	// (KLOOP_ROOT).
 	Root string
@@ -285,12 +289,13 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 	}
 	ai.root = root
 	live, err := engine.Intercept(ctx, InterceptRequest{
-		Target:   target,
-		Workload: plan.workload,
-		Port:     plan.remote,
-		NeedPort: start != nil,
-		Header:   plan.header,
-		Root:     root,
+		Target:     target,
+		Workload:   plan.workload,
+		Port:       plan.remote,
+		NeedPort:   start != nil,
+		Header:     plan.header,
+		AgentImage: cfg.AgentImage,
+		Root:       root,
 		Dial: func(ctx context.Context, port int) (net.Conn, error) {
 			c, err := s.dialLocal(ctx, ai, port)
 			if err != nil {

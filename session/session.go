@@ -46,6 +46,9 @@ type Options struct {
 	// directory's root, 0700. Either way they are removed when the
 	// intercept ends.
 	RuntimeDir string
+	// Health checks the daemon serving the sessions (its socket, the peer
+	// check) for kloop.doctor; nil when kloop serves in-process.
+	Health func() []Finding
 }
 
 // Engines are what the session drives in the cluster.
@@ -53,6 +56,7 @@ type Engines struct {
 	Claims     ClaimEngine
 	Intercepts InterceptEngine
 	Env        EnvEngine
+	Doctor     DoctorEngine
 }
 
 // errNoEngine is what a command answers when the Manager was made without
@@ -163,6 +167,9 @@ type Session struct {
 	locals    map[*program]bool
 	nextLocal int
 	eventSubs map[int]func(Event)
+
+	// clients are the editors that connected, by name (kloop.doctor).
+	clients map[string]ClientInfo
 
 	// outputs keep the last lines of each program's output, by name.
 	outMu   sync.Mutex

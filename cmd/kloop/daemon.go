@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kloop/kloop/engines"
+	"github.com/kloop/kloop/kube/intercept"
 	"github.com/kloop/kloop/server"
 	"github.com/kloop/kloop/session"
 )
@@ -281,7 +282,9 @@ func envDuration(name string, def time.Duration) time.Duration {
 
 // wireEngines wires the cluster work of the daemon's sessions.
 func wireEngines(log *slog.Logger) session.Engines {
-	// KLOOP_AGENT_IMAGE overrides the agent image injected into workloads.
+	// The default agent image is tagged with this kloop's version.
+	intercept.Version = kloopVersion()
+	// KLOOP_AGENT_IMAGE overrides every other setting of the agent image.
 	iopts := engines.InterceptsOptions{Image: os.Getenv("KLOOP_AGENT_IMAGE"), Logger: log}
 	paths, perr := server.DefaultPaths()
 	if perr == nil {
@@ -295,6 +298,7 @@ func wireEngines(log *slog.Logger) session.Engines {
 	e := session.Engines{
 		Intercepts: engines.NewIntercepts(iopts),
 		Env:        engines.Env{},
+		Doctor:     engines.Doctor{Image: iopts.Image},
 	}
 	if perr != nil {
 		log.Warn("claim pools unavailable", "err", perr)

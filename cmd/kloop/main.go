@@ -76,6 +76,7 @@ func commands() []*cobra.Command {
 		newLogsCmd(),
 		newRequestsCmd(),
 		newReplayCmd(),
+		newDoctorCmd(),
 		newDAPCmd(), newDebugWorkerCmd(),
 		newSandboxCmd(),
 		newAgentCmd(),

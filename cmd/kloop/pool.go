@@ -10,7 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/kloop/kloop/kube/claim"
+	"github.com/kloop/kloop/kube/intercept"
 	"github.com/kloop/kloop/kube/kubeconfig"
 )
 
@@ -46,7 +49,7 @@ else ~/.kube/config) and need cluster-admin rights for create and delete.`,
 	cmd.PersistentFlags().StringVar(&f.kubeconfig, "admin-kubeconfig", "", "kubeconfig to reach the cluster with (default $KUBECONFIG or ~/.kube/config)")
 	cmd.PersistentFlags().StringVar(&f.context, "context", "", "kubeconfig context to use (default: the current context)")
 	cmd.PersistentFlags().StringVar(&f.namespace, "system-namespace", claim.DefaultNamespace, "namespace holding pools and claims")
-	cmd.AddCommand(newPoolCreateCmd(f), newPoolListCmd(f), newPoolDeleteCmd(f))
+	cmd.AddCommand(newPoolCreateCmd(f), newPoolListCmd(f), newPoolDeleteCmd(f), newPoolAgentImageCmd(f))
 	return cmd
 }
 
@@ -55,6 +58,7 @@ func newPoolCreateCmd(f *poolFlags) *cobra.Command {
 		namespaces  int
 		kubeconfigs []string
 		isDefault   bool
+		agentImage  string
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME (--namespaces N | --kubeconfig FILE...)",
@@ -67,6 +71,12 @@ func newPoolCreateCmd(f *poolFlags) *cobra.Command {
 			nsSet := cmd.Flags().Changed("namespaces")
 			if nsSet == (len(kubeconfigs) > 0) {
 				return errors.New("give exactly one of --namespaces N (slots are new namespaces of this cluster) or --kubeconfig FILE... (slots are other clusters)")
+			}
+			if agentImage != "" {
+				// Checked before the pool exists, so a typo costs nothing.
+				if err := intercept.ValidateImageRef(agentImage); err != nil {
+					return fmt.Errorf("--agent-image: %w", err)
+				}
 			}
 			a, err := f.admin()
 			if err != nil {
@@ -87,6 +97,9 @@ func newPoolCreateCmd(f *poolFlags) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pool %s created with %d slots\n", p.Name, len(p.Slots))
+			if agentImage != "" {
+				return f.setAgentImage(cmd, agentImage)
+			}
 			return nil
 		},
 	}
@@ -95,7 +108,73 @@ func newPoolCreateCmd(f *poolFlags) *cobra.Command {
 	// syntax; the admin's own kubeconfig is --admin-kubeconfig here.
 	cmd.Flags().StringArrayVar(&kubeconfigs, "kubeconfig", nil, "kubeconfig file of a slot cluster (its current context); repeat for more")
 	cmd.Flags().BoolVar(&isDefault, "default", false, "make this the pool 'kloop claim' uses without --pool")
+	cmd.Flags().StringVar(&agentImage, "agent-image", "", "set the cluster's agent image too (as `kloop pool agent-image REF`)")
 	return cmd
+}
+
+// newPoolAgentImageCmd sets or shows the agent image of the cluster. It
+// lives with the pool commands because it is the same kind of once-per-
+// cluster admin setting, kept in the same namespace.
+func newPoolAgentImageCmd(f *poolFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "agent-image [REF]",
+		Short: "Set (or show) the kloop agent image every developer's intercept injects on this cluster",
+		Long: `Records REF in ConfigMap kloop-config (key agentImage) of namespace
+kloop-system and lets every authenticated user read that ConfigMap. Without
+REF, prints the image set now. A workspace's .kloop.yaml agentImage, and
+KLOOP_AGENT_IMAGE in a daemon's environment, override it; without any, kloop
+injects ghcr.io/kloop/agent tagged with its own version.`,
+		Example: `  kloop pool agent-image registry.example.com/kloop/agent:v1.2.3`,
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				return f.setAgentImage(cmd, args[0])
+			}
+			cs, err := f.client()
+			if err != nil {
+				return err
+			}
+			ref, err := intercept.ClusterImage(cmd.Context(), cs)
+			if err != nil {
+				return err
+			}
+			if ref == "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "no agent image set on this cluster; kloop injects %s (set one with: kloop pool agent-image REF)\n", intercept.DefaultImage())
+				return nil
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), ref)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig to reach the cluster with (same as --admin-kubeconfig)")
+	return cmd
+}
+
+func (f *poolFlags) client() (kubernetes.Interface, error) {
+	cfg, _, err := kubeconfig.LoadRESTConfig(f.kubeconfig, f.context)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("client for %s: %w", cfg.Host, err)
+	}
+	return cs, nil
+}
+
+func (f *poolFlags) setAgentImage(cmd *cobra.Command, ref string) error {
+	if err := intercept.ValidateImageRef(ref); err != nil {
+		return err
+	}
+	cs, err := f.client()
+	if err != nil {
+		return err
+	}
+	if err := intercept.SetClusterImage(cmd.Context(), cs, ref); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "agent image of this cluster set to %s (ConfigMap %s/%s)\n", ref, intercept.ConfigNamespace, intercept.ConfigMapName)
+	return nil
 }
 
 func newPoolListCmd(f *poolFlags) *cobra.Command {

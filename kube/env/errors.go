@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/kloop/kloop/kube/access"
 	"github.com/kloop/kloop/kube/workload"
 )
 
@@ -76,7 +77,8 @@ func (e *ForbiddenError) Error() string {
 	if e.For != "" {
 		msg += " (needed for " + e.For + ")"
 	}
-	return msg + ": ask a cluster admin for RBAC permission"
+	f := access.Intercept()
+	return msg + fmt.Sprintf(": ask a cluster admin for Role %s (%s), which grants what intercept and env need: %s; `kloop doctor` lists everything missing", f.Role.Name, f.Role.File, f.Summary())
 }
 
 func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }

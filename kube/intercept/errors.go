@@ -8,6 +8,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/kloop/kloop/kube/access"
 	"github.com/kloop/kloop/kube/workload"
 )
 
@@ -211,8 +212,9 @@ type ForbiddenError struct {
 }
 
 func (e *ForbiddenError) Error() string {
-	return fmt.Sprintf("not allowed to %s %s in namespace %s (RBAC): %v; intercepting needs get/update on the workload and its Services, create/get/delete on Secrets and get/create on pods/portforward",
-		e.Verb, e.Resource, e.Namespace, e.Err)
+	f := access.Intercept()
+	return fmt.Sprintf("not allowed to %s %s in namespace %s (RBAC): %v; intercepting needs %s: ask a cluster admin for Role %s (%s), and run `kloop doctor` to see everything that is missing",
+		e.Verb, e.Resource, e.Namespace, e.Err, f.Summary(), f.Role.Name, f.Role.File)
 }
 
 func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }

@@ -26,14 +26,37 @@ import (
 	"github.com/kloop/kloop/kube/workload"
 )
 
-// Version is the agent image tag DefaultImage uses.
-var Version = "latest"
+// Version is the agent image tag DefaultImage uses: the running kloop's
+// version, which cmd/kloop sets once at start, so an agent and the daemon
+// that tunnels to it always speak the same protocol. Never "latest": that
+// tag would pull whatever was pushed last.
+var Version = "devel"
 
 // DefaultImageRepository is the agent image kloop injects unless told otherwise.
 const DefaultImageRepository = "ghcr.io/kloop/agent"
 
-// DefaultImage is DefaultImageRepository tagged with Version.
-func DefaultImage() string { return DefaultImageRepository + ":" + Version }
+// DefaultImage is DefaultImageRepository tagged with Version, spelled as a
+// tag may be: Go's VCS-stamped versions carry "+dirty" or "+incompatible",
+// and '+' is not allowed in a tag.
+func DefaultImage() string { return DefaultImageRepository + ":" + imageTag(Version) }
+
+// imageTag turns a version into a valid image tag: characters a tag may not
+// hold become '-', and it is cut to the 128 characters a tag may have.
+func imageTag(v string) string {
+	b := []byte(v)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') || (i == 0 && (c == '.' || c == '-')) {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "devel"
+	}
+	if len(b) > 128 {
+		b = b[:128]
+	}
+	return string(b)
+}
 
 // DefaultRolloutTimeout bounds the wait for a rollout.
 const DefaultRolloutTimeout = 2 * time.Minute
@@ -270,8 +293,11 @@ func (in *Injector) inject(ctx context.Context, spec Spec) (*Result, error) {
 		if rerr != nil {
 			return nil, fmt.Errorf("%w; restoring the workload also failed: %v", err, rerr)
 		}
+		var pe *ImagePullError
 		if errors.As(err, &nr) {
 			nr.RolledBack = restored
+		} else if errors.As(err, &pe) {
+			pe.RolledBack = restored
 		}
 		return nil, err
 	}

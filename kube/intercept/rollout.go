@@ -22,6 +22,7 @@ func (in *Injector) waitRollout(ctx context.Context, w workload.Workload, timeou
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	lastMsg := ""
+	var lastPullCheck time.Time
 	for {
 		obj, err := getObject(ctx, in.Client, in.Namespace, w)
 		if err != nil {
@@ -36,6 +37,14 @@ func (in *Injector) waitRollout(ctx context.Context, w workload.Workload, timeou
 		done, ready, want, failure := rolloutState(obj)
 		if failure != "" {
 			return in.notReady(context.WithoutCancel(ctx), obj, time.Since(start), failure)
+		}
+		// An image that cannot be pulled fails now, not at the timeout:
+		// the kubelet only backs off from there. Looked for once a second.
+		if !done && time.Since(lastPullCheck) >= time.Second {
+			lastPullCheck = time.Now()
+			if e := in.startFailure(ctx, obj); e != nil {
+				return e
+			}
 		}
 		msg := fmt.Sprintf("rolling out %s: %d of %d pods updated and ready", w, ready, want)
 		if msg != lastMsg {

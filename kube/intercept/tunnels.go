@@ -346,7 +346,7 @@ func (t *Tunnels) WaitConnected(ctx context.Context, minPods int) error {
 		}
 		if forbidden != nil {
 			// Retrying will not help until someone changes RBAC.
-			return fmt.Errorf("%w: %w", ErrForbidden, forbidden)
+			return &ForbiddenError{Verb: "create", Resource: "pods/portforward", Namespace: t.cfg.Namespace, Err: forbidden}
 		}
 		select {
 		case <-ch:

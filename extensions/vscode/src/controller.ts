@@ -46,6 +46,7 @@ export class Controller implements vscode.Disposable {
       ['kloop.logs.ui', () => this.showLogs()],
       ['kloop.requests.ui', () => this.pickRequest()],
       ['kloop.replay.ui', () => this.replay()],
+      ['kloop.doctor.ui', () => this.doctor()],
       ['kloop.actions', () => this.actions()],
       ['kloop.showOutput', async () => this.output.show(true)],
     ];
@@ -203,6 +204,19 @@ export class Controller implements vscode.Disposable {
     for (const l of res.lines) this.output.appendLine(l.line);
     this.output.show(true);
     return res.lines.length;
+  }
+
+  /** doctor runs kloop.doctor and writes each finding, with its fix, to the output. */
+  async doctor(): Promise<boolean | undefined> {
+    const res = await this.execute<{ healthy: boolean; findings: { check: string; status: string; detail: string; fix?: string }[] }>('kloop.doctor', {});
+    if (!res) return undefined;
+    for (const f of res.findings) {
+      this.output.appendLine(`kloop doctor: ${f.status.toUpperCase()} ${f.check}: ${f.detail}`);
+      if (f.fix) this.output.appendLine(`  fix: ${f.fix}`);
+    }
+    this.output.show(true);
+    if (!res.healthy) void vscode.window.showWarningMessage('kloop doctor found problems; see the kloop output for each fix.');
+    return res.healthy;
   }
 
   /** pickRequest lists the requests the daemon recorded; the one picked is replayed. */

@@ -200,7 +200,7 @@ end
 -- so their failures read the same as the user commands'.
 local function client_commands()
   local cmds = {}
-  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs', 'kloop.requests', 'kloop.replay' }) do
+  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs', 'kloop.requests', 'kloop.replay', 'kloop.doctor' }) do
     cmds[name] = function(command, ctx)
       local arg = command.arguments and command.arguments[1] or nil
       -- "Intercept … & debug" starts an nvim-dap session when nvim-dap is there.

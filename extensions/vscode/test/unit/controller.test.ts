@@ -60,9 +60,26 @@ test('picking an action in the quick pick runs it against kloop', async () => {
 
 test('every palette command is registered', () => {
   const ids = (vscode.commands as unknown as { registered(): string[] }).registered();
-  for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.actions', 'kloop.showOutput']) {
+  for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.actions', 'kloop.showOutput']) {
     assert.ok(ids.includes(id), id);
   }
+});
+
+test('doctor writes each finding with its fix and warns when one failed', async () => {
+  client.replies.set('kloop.doctor', {
+    healthy: false,
+    findings: [
+      { check: 'cluster', status: 'ok', detail: 'API server https://x, Kubernetes v1.37.2' },
+      { check: 'permissions/intercept', status: 'fail', detail: 'not allowed: update deployments.apps', fix: 'ask for Role kloop-intercept from deploy/intercept-rbac.yaml' },
+    ],
+  });
+  const healthy = await ctl.doctor();
+  assert.equal(healthy, false);
+  assert.deepEqual(client.calls, [{ command: 'kloop.doctor', arguments: [{}] }]);
+  const out = (ctl as unknown as { output: { lines: string[] } }).output.lines.join('\n');
+  assert.match(out, /OK cluster: API server/);
+  assert.match(out, /FAIL permissions\/intercept: not allowed: update deployments.apps\n  fix: ask for Role kloop-intercept from deploy\/intercept-rbac.yaml/);
+  assert.equal(stub.recorded.warnings.length, 1);
 });
 
 test('claim asks for a pool and sends it; empty means the configured pool', async () => {
