@@ -252,6 +252,7 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 			if args.ReplayOnSave {
 				spec.onStatus = s.replayOnRelaunch(plan.workload, spec.name)
 			}
+			spec.progress = p
 			return s.startProgram(ctx, spec)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kloop/kloop/session/build"
@@ -67,6 +68,9 @@ type programSpec struct {
 	noWatch    bool
 	ignoreDirs []string
 	onStatus   func(relaunch.Status)
+	// progress, when set, hears the first launch's steps after the build
+	// (the build itself is reported by the caller).
+	progress Progress
 }
 
 // binDir is where this workspace's programs are built.
@@ -121,6 +125,8 @@ func (s *Session) startProgram(ctx context.Context, spec programSpec) (*program,
 	prog := &program{name: spec.name, key: spec.key, debug: spec.newProcess != nil, done: make(chan struct{}), changed: make(chan struct{})}
 	first := make(chan relaunch.Status, 1)
 	var once sync.Once
+	// Reports stop with the first launch: the caller's progress ends then.
+	var launched atomic.Bool
 	runSpec := spec.run
 	// Recorded before readiness: a daemon that dies now leaves a pid the
 	// next one can kill.
@@ -145,9 +151,13 @@ func (s *Session) startProgram(ctx context.Context, spec programSpec) (*program,
 			if spec.onStatus != nil {
 				spec.onStatus(st)
 			}
+			if spec.progress != nil && st.State == relaunch.StateStarting && !launched.Load() {
+				spec.progress.Report(fmt.Sprintf("starting %s (built in %.1fs); waiting until it accepts on port %d", prog.name, st.LastBuild.Seconds(), spec.run.Port), 90)
+			}
 			switch st.State {
 			case relaunch.StateRunning, relaunch.StateBuildFailed, relaunch.StateFailed, relaunch.StateCrashed:
 				once.Do(func() {
+					launched.Store(true)
 					if st.State == relaunch.StateRunning {
 						prog.mu.Lock()
 						prog.firstStart = st.LastRelaunch - st.LastBuild

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -145,7 +146,16 @@ func runWithInterceptEnv(ctx context.Context, c *server.Client, workload string,
 		run.Env = append(run.Env, k+"="+v)
 	}
 	run.Stdin, run.Stdout, run.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// Ctrl-C reaches CMD from the terminal too; a SIGTERM of kloop alone is
+	// passed on as an interrupt, so CMD (say `go run`, whose child holds
+	// the port) can end its own way before it is killed.
+	run.Cancel = func() error { return run.Process.Signal(os.Interrupt) }
+	run.WaitDelay = 10 * time.Second
 	if err := run.Run(); err != nil {
+		if ctx.Err() != nil {
+			// Ended on purpose: how CMD took the interrupt is no error.
+			return nil
+		}
 		return fmt.Errorf("%s: %w", argv[0], err)
 	}
 	return nil

@@ -143,7 +143,7 @@ func newClaimCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&args.Pool, "pool", "", "pool to claim from (default: claim.pool of .kloop.yaml, else \"default\")")
+	cmd.Flags().StringVar(&args.Pool, "pool", "", "pool to claim from (default: claim.pool of .kloop.yaml, else the pool marked default, else the only one)")
 	cmd.Flags().StringVar(&args.For, "for", "", "how long the claim lasts (default 8h)")
 	f.register(cmd, true)
 	return cmd
@@ -283,7 +283,7 @@ func newLogsCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&args.Program, "program", "", "the program as `kloop status` names it (default: the current one)")
+	cmd.Flags().StringVar(&args.Program, "program", "", "the program as 'kloop status' names it (default: the current one)")
 	cmd.Flags().IntVar(&args.Tail, "tail", 0, "only the last N lines (default: all kloop keeps, up to 1000)")
 	f.register(cmd, true)
 	return cmd

@@ -34,8 +34,14 @@ type WorkloadNotFoundError struct {
 }
 
 func (e *WorkloadNotFoundError) Error() string {
-	return fmt.Sprintf("%s not found in namespace %q", e.Workload, e.Namespace)
+	return fmt.Sprintf("%s not found in namespace %q: %s", e.Workload, e.Namespace, NotFoundHint)
 }
+
+// NotFoundHint is what to do when a workload is not where kloop looks: the
+// usual cause on the README's loop is a fresh claim nothing is deployed to.
+const NotFoundHint = "deploy it there first (the claim's KUBECONFIG points at that namespace), " +
+	"or check the name (deployment/NAME or statefulset/NAME) and the cluster kloop uses: the claimed slot (`kloop status`), " +
+	"else kubeconfig:/context: of .kloop.yaml, else $KUBECONFIG"
 
 func (e *WorkloadNotFoundError) Is(target error) bool { return target == ErrWorkloadNotFound }
 

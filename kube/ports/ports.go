@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kloop/kloop/kube/env"
 	"github.com/kloop/kloop/kube/workload"
 )
 
@@ -190,7 +191,7 @@ func Find(ctx context.Context, cs kubernetes.Interface, namespace string, w work
 	}
 	switch {
 	case apierrors.IsNotFound(err):
-		return 0, fmt.Errorf("%s not found in namespace %q", w, namespace)
+		return 0, &env.WorkloadNotFoundError{Workload: w, Namespace: namespace}
 	case err != nil:
 		return 0, fmt.Errorf("read %s in namespace %q to choose its port: %w", w, namespace, err)
 	}

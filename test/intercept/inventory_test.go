@@ -172,7 +172,8 @@ func getItem(t *testing.T, env *cluster.Env, pf *portforward.Dialer) inventoryAn
 	return a
 }
 
-func tryGetItem(env *cluster.Env, pf *portforward.Dialer) (inventoryAnswer, error) {
+// header, when given, is NAME, VALUE of a header the request carries.
+func tryGetItem(env *cluster.Env, pf *portforward.Dialer, header ...string) (inventoryAnswer, error) {
 	ctx := context.Background()
 	svc, err := env.Client.CoreV1().Services(env.Namespace).Get(ctx, "inventory", metav1.GetOptions{})
 	if err != nil {
@@ -205,7 +206,14 @@ func tryGetItem(env *cluster.Env, pf *portforward.Dialer) (inventoryAnswer, erro
 				return pf.Dial(ctx, env.Namespace, pod.Name, target)
 			},
 		}}
-		resp, err := client.Get("http://inventory/items/kb-1")
+		req, err := http.NewRequest(http.MethodGet, "http://inventory/items/kb-1", nil)
+		if err != nil {
+			return inventoryAnswer{}, err
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			return inventoryAnswer{}, fmt.Errorf("via Service inventory (pod %s port %d): %w", pod.Name, target, err)
 		}
