@@ -189,6 +189,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{`2:8: claim.for: claim duration -1h0m0s must be more than 0`}},
 		{"duration over a week", "claim:\n  for: 169h\n",
 			[]string{`2:8: claim.for: claim duration 169h0m0s is longer than the maximum of 168h (7 days)`}},
+		{"pause hold zero", "intercepts:\n- workload: orders\n  pauseHold: 0s\n",
+			[]string{`3:14: intercepts[0].pauseHold: pauseHold 0s must be more than 0; leave it out for the default of 2s`}},
+		{"pause hold over 30s", "intercepts:\n- workload: orders\n  pauseHold: 1m\n",
+			[]string{`3:14: intercepts[0].pauseHold: pauseHold 1m0s is longer than the maximum of 30s: callers would time out before the pods answer`}},
 		{"pool name", "claim:\n  pool: Team_A\n",
 			[]string{`2:9: claim.pool: pool "Team_A" is not a pool name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit`}},
 		// ports

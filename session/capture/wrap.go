@@ -84,12 +84,28 @@ func (c *recordingConn) parse(s *Store, workload string, pid func() int) {
 			return
 		}
 		start := time.Now()
+		fl := s.begin(workload)
 		body, truncated, err := readCapped(req.Body)
 		if err != nil {
+			s.end(fl)
 			return
 		}
 		resp, err := http.ReadResponse(respR, req)
+		stopped := s.end(fl)
 		if err != nil {
+			if stopped {
+				// The process stopped at a breakpoint in this request and
+				// was replaced (a save) or ended before answering: it is
+				// the request to send to the new build.
+				ex := Exchange{
+					Workload: workload, Time: start, Method: req.Method, Target: req.RequestURI, Host: req.Host,
+					Header: req.Header, Body: string(body), BodyTruncated: truncated, Stopped: true,
+				}
+				if pid != nil {
+					ex.Pid = pid()
+				}
+				s.add(ex)
+			}
 			return
 		}
 		took := time.Since(start)
@@ -99,6 +115,7 @@ func (c *recordingConn) parse(s *Store, workload string, pid func() int) {
 			Method: req.Method, Target: req.RequestURI, Host: req.Host,
 			Header: req.Header, Body: string(body), BodyTruncated: truncated,
 			Response: &Response{Status: resp.StatusCode, Header: resp.Header, Body: string(rbody), BodyTruncated: rtruncated},
+			Stopped:  stopped,
 		}
 		if pid != nil {
 			ex.Pid = pid()
