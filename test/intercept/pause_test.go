@@ -38,6 +38,41 @@ func TestPausedAtABreakpointTheServiceStaysUp(t *testing.T) {
 	c.SetBreakpoint(f.Main, line)
 	launchOrders(t, c, f)
 
+	// The other caller: the Service's targetPort on a ready pod, through a
+	// real port-forward, with connections kept alive as a client pool does.
+	svc, err := f.Env.Client.CoreV1().Services(f.Env.Namespace).Get(context.Background(), "orders", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := f.ReadyPod(t, labels.SelectorFromSet(svc.Spec.Selector).String())
+	target := svc.Spec.Ports[0].TargetPort.IntValue()
+	const rate, seconds = 50, 4
+	// Each request is held up to 2 s, so about 100 are in flight at once,
+	// each on a connection of its own. The connections are dialed before
+	// the load, one after another: the sandbox's port-forward backend
+	// (kwok) refuses some of a burst of that many new port-forwards
+	// ("error dialing backend: EOF") before any byte reaches the pod,
+	// which is the sandbox's limit, not the Service's.
+	ready := make(chan net.Conn, 2*rate+30)
+	for len(ready) < cap(ready) {
+		conn, err := f.PF.Dial(context.Background(), f.Env.Namespace, pod.Name, target)
+		if err != nil {
+			t.Logf("port-forward before the load: %v (retrying)", err)
+			continue
+		}
+		ready <- conn
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: 200,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			select {
+			case conn := <-ready:
+				return conn, nil
+			default:
+				return f.PF.Dial(ctx, f.Env.Namespace, pod.Name, target)
+			}
+		},
+	}}
 	type answer struct {
 		a    ordersAnswer
 		body string
@@ -54,21 +89,6 @@ func TestPausedAtABreakpointTheServiceStaysUp(t *testing.T) {
 		return len(st.Intercepts) == 1 && st.Intercepts[0].Paused
 	})
 
-	// The other caller: the Service's targetPort on a ready pod, through a
-	// real port-forward, with connections kept alive as a client pool does.
-	svc, err := f.Env.Client.CoreV1().Services(f.Env.Namespace).Get(context.Background(), "orders", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pod := f.ReadyPod(t, labels.SelectorFromSet(svc.Spec.Selector).String())
-	target := svc.Spec.Ports[0].TargetPort.IntValue()
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		MaxIdleConnsPerHost: 200,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return f.PF.Dial(ctx, f.Env.Namespace, pod.Name, target)
-		},
-	}}
-	const rate, seconds = 50, 4
 	var sent, failed, fromPods atomic.Int64
 	var mu sync.Mutex
 	var failures []string
