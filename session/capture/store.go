@@ -53,7 +53,14 @@ type Store struct {
 	list []Exchange
 	// inflight are requests read whose answers have not come yet.
 	inflight map[*inflight]struct{}
+	// stops are the last times the debugger stopped each workload's
+	// process, newest last.
+	stops map[string][]time.Time
 }
+
+// keepStops bounds the stop times kept per workload: a request outlives
+// only the few stops (steps) made while it waits.
+const keepStops = 64
 
 // inflight is one request on its way through the local process.
 type inflight struct {
@@ -73,12 +80,26 @@ func (s *Store) begin(workload string) *inflight {
 	return f
 }
 
-// end forgets f and reports whether it was in flight at a stop.
-func (s *Store) end(f *inflight) bool {
+// end forgets f and reports whether it was in flight at a stop: marked
+// so, or the process stopped between getting it (sent) and answering it
+// (answered); the parser runs behind the connection, so the mark alone
+// can miss a stop that came right after the request.
+func (s *Store) end(f *inflight, sent, answered time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.inflight, f)
-	return f.stopped
+	if f.stopped {
+		return true
+	}
+	if sent.IsZero() {
+		return false
+	}
+	for _, at := range s.stops[f.workload] {
+		if !at.Before(sent) && !at.After(answered) {
+			return true
+		}
+	}
+	return false
 }
 
 // MarkStopped marks the requests of workload in flight now as stopped at
@@ -86,6 +107,14 @@ func (s *Store) end(f *inflight) bool {
 func (s *Store) MarkStopped(workload string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stops == nil {
+		s.stops = map[string][]time.Time{}
+	}
+	stops := append(s.stops[workload], time.Now())
+	if len(stops) > keepStops {
+		stops = stops[len(stops)-keepStops:]
+	}
+	s.stops[workload] = stops
 	for f := range s.inflight {
 		if f.workload == workload {
 			f.stopped = true
