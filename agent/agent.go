@@ -249,8 +249,11 @@ func (a *Agent) serveTunnel(conn net.Conn) {
 	}
 	a.log.Info("tunnel client connected", "client", tc.Remote(), "holder", tc.Holder())
 
-	err = tc.Serve(a.ctx, &controller{a: a, conn: tc})
+	ctrl := &controller{a: a, conn: tc, pause: newPauseGate()}
+	err = tc.Serve(a.ctx, ctrl)
 	tc.Close()
+	// Requests held for this tunnel's paused process go elsewhere now.
+	ctrl.pause.set(false, 0)
 	a.mu.Lock()
 	if a.clients[holder] == tc {
 		delete(a.clients, holder)
@@ -284,8 +287,9 @@ func (a *Agent) portByApp(appPort int) *port {
 
 // controller applies one client's control requests.
 type controller struct {
-	a    *Agent
-	conn *tunnel.ServerConn
+	a     *Agent
+	conn  *tunnel.ServerConn
+	pause *pauseGate
 }
 
 func (c *controller) current() bool {
@@ -335,7 +339,7 @@ func (c *controller) SetIntercept(ic tunnel.Intercept) error {
 		return err
 	}
 	next, old := cur.without(c.conn)
-	next.list = append(next.list, &route{conn: c.conn, holder: holder, ports: ports, laptop: newLaptopTransports(c.conn), stats: a.stats[holder]})
+	next.list = append(next.list, &route{conn: c.conn, holder: holder, ports: ports, laptop: newLaptopTransports(c.conn), stats: a.stats[holder], pause: c.pause})
 	a.table.Store(next)
 	a.mu.Unlock()
 	for _, r := range old {
@@ -358,6 +362,37 @@ func (c *controller) ClearIntercept() {
 	}
 }
 
+// SetPaused holds or releases this holder's global intercept while its
+// process is stopped; a new pause starts its pausedToApp count at zero.
+func (c *controller) SetPaused(paused bool, hold time.Duration) error {
+	if !c.current() {
+		return errors.New("this tunnel was replaced by a newer one of the same holder")
+	}
+	if hold < 0 {
+		return fmt.Errorf("hold %s is negative; give 0 for the agent's default (%s) or a duration up to %s", hold, DefaultPauseHold, maxPauseHold)
+	}
+	if c.pause.set(paused, hold) {
+		c.a.mu.Lock()
+		hs := c.a.stats[c.conn.HolderID()]
+		var mine []*route
+		for _, r := range c.a.table.Load().list {
+			if r.conn == c.conn {
+				mine = append(mine, r)
+			}
+		}
+		c.a.mu.Unlock()
+		if hs != nil {
+			for i := range hs.pausedToApp {
+				hs.pausedToApp[i].Store(0)
+			}
+		}
+		for _, r := range mine {
+			r.takeBackIdle()
+		}
+	}
+	return nil
+}
+
 // Stats counts, per port, what went to this holder's laptop, and what the
 // app answered for everyone.
 func (c *controller) Stats() tunnel.Stats {
@@ -366,9 +401,9 @@ func (c *controller) Stats() tunnel.Stats {
 	c.a.mu.Unlock()
 	var st tunnel.Stats
 	for i, p := range c.a.ports {
-		ps := tunnel.PortStats{Port: p.fwd.AppPort(), ToApp: p.toApp.Load()}
+		ps := tunnel.PortStats{Port: p.fwd.AppPort(), ToApp: p.toApp.Load(), Paused: c.pause.isPaused()}
 		if hs != nil {
-			ps.ToLaptop, ps.Fallbacks = hs.toLaptop[i].Load(), hs.fallbacks[i].Load()
+			ps.ToLaptop, ps.Fallbacks, ps.PausedToApp = hs.toLaptop[i].Load(), hs.fallbacks[i].Load(), hs.pausedToApp[i].Load()
 		}
 		st.Ports = append(st.Ports, ps)
 	}

@@ -33,6 +33,16 @@
 // request caught by a dying tunnel is repeated to the app. The agent never
 // black-holes traffic.
 //
+// While a holder's process is paused (its client says so: the debugger
+// stopped it at a breakpoint), the requests already on the laptop wait
+// there, and under a global intercept each new request waits up to a hold
+// (2 s unless the client asks otherwise) and then goes to the app: new
+// connections are routed request by request meanwhile, and connections
+// spliced to the laptop that are idle are taken back to the router. A
+// personal intercept's matching requests keep going to the laptop. Kubelet
+// probes (User-Agent kube-probe/) go to the app under every intercept, and
+// a connection that sends nothing (a TCP probe) never reaches the laptop.
+//
 // Stats count, per port, HTTP requests the router sent each way plus whole
 // connections routed under a global intercept (one each): what went to the
 // asking holder's laptop, and what the app answered for everyone.

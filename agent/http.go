@@ -143,6 +143,14 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
+// CloseWrite passes a half-close on, which splicing relies on.
+func (c *bufferedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
 // copyBuffers spares each proxied response a fresh 32 KiB copy buffer, the
 // largest allocation on the request path.
 var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
@@ -158,6 +166,9 @@ type router struct{ p *port }
 func (rt *router) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := rt.p
 	r := p.a.table.Load().forRequest(p.fwd.AppPort(), req.Header)
+	if r != nil && (isProbe(req.Header) || r.heldAway(req.Context(), p)) {
+		r = nil
+	}
 	if r == nil {
 		p.toApp.Add(1)
 		return p.app.pick(req).RoundTrip(req)

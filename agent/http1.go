@@ -163,6 +163,9 @@ func (c *h1conn) serve(head []byte, req *http.Request) bool {
 	n := len(head)
 	req.Body = http.NoBody
 	r := p.a.table.Load().forRequest(p.fwd.AppPort(), req.Header)
+	if r != nil && (isProbe(req.Header) || r.heldAway(p.a.ctx, p)) {
+		r = nil
+	}
 	var resp *http.Response
 	var up *upstream
 	var err error

@@ -1,8 +1,11 @@
 package agent
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -88,10 +91,41 @@ func (p *port) serveConn(conn net.Conn, httpConns *connListener) {
 		return
 	}
 	ctx := p.a.ctx
+	h1 := false // HTTP/1.x, which a pause can take back from the laptop
+	if httpConns != nil && p.a.table.Load().forConn(p.fwd.AppPort()) != nil {
+		// Wait for the client's first bytes before the laptop hears of
+		// the connection: a kubelet probe (one request per connection) is
+		// then answered by the app, and a TCP probe that connects and
+		// hangs up never reaches the laptop at all.
+		bc, probe, isH1, ok := p.peek(conn)
+		if !ok {
+			return
+		}
+		conn, h1 = bc, isH1
+		if probe {
+			p.serveHTTP1(conn, httpConns)
+			return
+		}
+	}
 	for {
 		r := p.a.table.Load().forConn(p.fwd.AppPort())
 		if r == nil {
 			break
+		}
+		if r.pause.isPaused() {
+			if httpConns != nil {
+				// Routed request by request, so that each waits for the
+				// paused process only briefly and then goes to the app;
+				// the connection stays there after the pause, which
+				// costs speed, not correctness.
+				break
+			}
+			if r.heldAway(ctx, p) {
+				p.toApp.Add(1)
+				p.spliceToApp(ctx, conn)
+				p.a.untrack(conn)
+				return
+			}
 		}
 		lctx, cancel := context.WithTimeout(ctx, laptopDialTimeout)
 		up, err := r.conn.OpenInbound(lctx, p.fwd.AppPort(), tunnel.ProtoTCP, conn.RemoteAddr().String())
@@ -117,9 +151,29 @@ func (p *port) serveConn(conn net.Conn, httpConns *connListener) {
 		}
 		if r.adopt(conn) {
 			r.sentToLaptop(p)
-			tunnel.Splice(ctx, conn, up)
+			if !h1 {
+				tunnel.Splice(ctx, conn, up)
+				r.release(conn)
+				p.a.untrack(conn)
+				return
+			}
+			hs := &hsplice{client: conn, up: up, tunnelDone: r.conn.Done()}
+			r.watch(hs)
+			detached, stash := hs.run(ctx)
+			r.forget(hs)
 			r.release(conn)
 			p.a.untrack(conn)
+			if !detached {
+				return
+			}
+			// Taken back for a pause: what the client sent meanwhile is
+			// read again by the router.
+			bc := &bufferedConn{Conn: conn, r: bufio.NewReaderSize(io.MultiReader(bytes.NewReader(stash), conn), headBuffer)}
+			if !p.a.track(bc) {
+				conn.Close()
+				return
+			}
+			p.serveHTTP1(bc, httpConns)
 			return
 		}
 		// The intercept changed meanwhile: route the connection again.
@@ -132,6 +186,38 @@ func (p *port) serveConn(conn net.Conn, httpConns *connListener) {
 	p.toApp.Add(1)
 	p.spliceToApp(ctx, conn)
 	p.a.untrack(conn)
+}
+
+// peek reads the first bytes of a tracked HTTP connection and reports
+// whether they are a kubelet probe's request head; the returned connection
+// (tracked instead of conn) reads those bytes again; h1 is false for h2c
+// prior knowledge. ok is false when the
+// client went away first; conn is closed then.
+func (p *port) peek(conn net.Conn) (_ net.Conn, probe, h1, ok bool) {
+	br := bufio.NewReaderSize(conn, headBuffer)
+	conn.SetReadDeadline(time.Now().Add(idleTimeout))
+	_, err := br.Peek(1)
+	conn.SetReadDeadline(time.Time{})
+	p.a.untrack(conn)
+	bc := &bufferedConn{Conn: conn, r: br}
+	if err != nil || !p.a.track(bc) {
+		conn.Close()
+		return nil, false, false, false
+	}
+	early, _ := br.Peek(br.Buffered())
+	return bc, probeHead(early), !bytes.HasPrefix(early, h2Preface[:min(len(early), len(h2Preface))]), true
+}
+
+// probeHead reports whether buf starts with a whole request head that a
+// kubelet probe sent. A head split over several packets is not looked at;
+// kubelet writes its small heads at once.
+func probeHead(buf []byte) bool {
+	i := bytes.Index(buf, headEnd)
+	if i < 0 {
+		return false
+	}
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(buf[:i+len(headEnd)])))
+	return err == nil && isProbe(req.Header)
 }
 
 func (p *port) spliceToApp(ctx context.Context, conn net.Conn) {

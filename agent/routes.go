@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,9 +19,11 @@ type route struct {
 	ports  map[int]*tunnel.HeaderMatch // app port -> header (nil: global)
 	laptop *transports                 // HTTP to the laptop through conn
 	stats  *holderStats
+	pause  *pauseGate // the tunnel's; shared by the routes it sets
 
 	mu      sync.Mutex
 	spliced map[net.Conn]struct{} // whole connections sent to the laptop
+	idle    map[*hsplice]struct{} // those of them a pause may take back
 	ended   bool
 }
 
@@ -43,6 +46,37 @@ func (r *route) release(c net.Conn) {
 	r.mu.Lock()
 	delete(r.spliced, c)
 	r.mu.Unlock()
+}
+
+// watch lets a pause take s back from the laptop; forget ends that.
+func (r *route) watch(s *hsplice) {
+	r.mu.Lock()
+	if r.idle == nil {
+		r.idle = map[*hsplice]struct{}{}
+	}
+	r.idle[s] = struct{}{}
+	r.mu.Unlock()
+}
+
+func (r *route) forget(s *hsplice) {
+	r.mu.Lock()
+	delete(r.idle, s)
+	r.mu.Unlock()
+}
+
+// takeBackIdle moves the idle connections spliced to the paused laptop to
+// the per-request router, which holds each request briefly and then lets
+// the app answer.
+func (r *route) takeBackIdle() {
+	r.mu.Lock()
+	list := make([]*hsplice, 0, len(r.idle))
+	for s := range r.idle {
+		list = append(list, s)
+	}
+	r.mu.Unlock()
+	for _, s := range list {
+		s.detachIfIdle()
+	}
 }
 
 // end closes what this route sent to the laptop: when an intercept changes
@@ -153,13 +187,34 @@ func (rs *routes) conflict(holder string, ports map[int]*tunnel.HeaderMatch) err
 
 // holderStats counts what the agent sent to one holder's laptop, per port
 // (indexed like Agent.ports). They outlive the holder's tunnels, so a
-// daemon that reconnects sees its counts grow, never reset.
+// daemon that reconnects sees its counts grow, never reset; pausedToApp
+// alone starts again at each pause.
 type holderStats struct {
-	toLaptop, fallbacks []atomic.Uint64
+	toLaptop, fallbacks, pausedToApp []atomic.Uint64
 }
 
 func newHolderStats(ports int) *holderStats {
-	return &holderStats{toLaptop: make([]atomic.Uint64, ports), fallbacks: make([]atomic.Uint64, ports)}
+	return &holderStats{toLaptop: make([]atomic.Uint64, ports), fallbacks: make([]atomic.Uint64, ports), pausedToApp: make([]atomic.Uint64, ports)}
+}
+
+// global reports whether r takes every request on port.
+func (r *route) global(p *port) bool {
+	h, ok := r.ports[p.fwd.AppPort()]
+	return ok && h == nil
+}
+
+// heldAway waits, for a request of a global intercept whose holder's
+// process is paused, until it runs again or the hold ends; it reports
+// whether the app must answer instead (and counts that for the holder;
+// the caller counts it in the port's toApp). Personal
+// intercepts only get the requests their holder asked for, which wait on
+// the laptop.
+func (r *route) heldAway(ctx context.Context, p *port) bool {
+	if !r.global(p) || r.pause.wait(ctx) {
+		return false
+	}
+	r.stats.pausedToApp[p.idx].Add(1)
+	return true
 }
 
 // sentToLaptop counts one request or connection on p that the laptop took.

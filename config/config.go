@@ -34,6 +34,11 @@ const (
 	// MaxClaimFor bounds claim.for so a forgotten claim does not hold a shared
 	// slot for weeks.
 	MaxClaimFor = 7 * 24 * time.Hour
+	// DefaultPauseHold and MaxPauseHold are the agent's (package agent):
+	// longer holds would make callers time out, which is the outage the
+	// hold avoids.
+	DefaultPauseHold = 2 * time.Second
+	MaxPauseHold     = 30 * time.Second
 )
 
 // MaxFileBytes bounds the .kloop.yaml that Load reads. The file is read on its own
@@ -77,6 +82,7 @@ type Intercept struct {
 	Build      *Command          `yaml:"build,omitempty" json:"build,omitempty" description:"For run.command programs: command that builds the program before each (re)launch. A failed build keeps the old process running."`
 	Run        *Command          `yaml:"run,omitempty" json:"run,omitempty" description:"Command that starts a program that is not Go (no debugger); use program for Go main packages."`
 	Watch      []string          `yaml:"watch,omitempty" json:"watch,omitempty" description:"Glob patterns (relative to the directory of .kloop.yaml; ** matches any number of directories) of files whose change rebuilds and relaunches the program. Go programs already watch their module's Go files."`
+	PauseHold  time.Duration     `yaml:"pauseHold,omitempty" json:"pauseHold,omitempty" default:"2s" description:"While the debugged program is stopped at a breakpoint, how long each new request of a global intercept waits for it before the workload's own container in the pod answers instead, as a Go duration such as 2s or 500ms; more than 0 and at most 30s."`
 }
 
 // Readiness says how to tell that a freshly started local program serves.

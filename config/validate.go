@@ -90,6 +90,12 @@ func (ic *Intercept) validate(r reporter) {
 			r.atKey("env."+name, fmt.Sprintf("environment variable name %q must not be empty or contain '='", name))
 		}
 	}
+	switch {
+	case ic.PauseHold < 0 || (ic.PauseHold == 0 && r.written("pauseHold")):
+		r.atValue("pauseHold", fmt.Sprintf("pauseHold %s must be more than 0; leave it out for the default of %s", ic.PauseHold, DefaultPauseHold))
+	case ic.PauseHold > MaxPauseHold:
+		r.atValue("pauseHold", fmt.Sprintf("pauseHold %s is longer than the maximum of %s: callers would time out before the pods answer", ic.PauseHold, MaxPauseHold))
+	}
 	for i, pattern := range ic.Watch {
 		if _, err := path.Match(pattern, ""); err != nil {
 			r.atValue("watch["+strconv.Itoa(i)+"]", fmt.Sprintf("watch pattern %q is not a valid glob (check its [ ] brackets and \\ escapes)", pattern))

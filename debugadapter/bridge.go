@@ -532,6 +532,7 @@ func (b *Bridge) readWorker(wc *workerConn) {
 		case "response":
 			if env.Success && runCommands[env.Command] {
 				b.setRunning(true)
+				b.notePaused(false)
 			}
 			pending, ok := wc.take(env.RequestSeq)
 			switch {
@@ -603,6 +604,7 @@ func (b *Bridge) onWorkerEvent(wc *workerConn, env envelope, body []byte) {
 		}
 	case "terminated":
 		b.setRunning(false)
+		b.notePaused(false)
 		if relaunching {
 			return
 		}
@@ -622,8 +624,12 @@ func (b *Bridge) onWorkerEvent(wc *workerConn, env envelope, body []byte) {
 		if swallow {
 			return
 		}
+		b.notePaused(true)
+	case "continued":
+		b.notePaused(false)
 	case "exited":
 		b.setRunning(false)
+		b.notePaused(false)
 		if relaunching {
 			return
 		}

@@ -263,4 +263,20 @@ func (b *Bridge) setRelaunching(v bool) {
 	b.mu.Lock()
 	b.relaunching = v
 	b.mu.Unlock()
+	if v {
+		// The gate holds requests during the swap; the old process's
+		// stop at a breakpoint is over.
+		b.notePaused(false)
+	}
+}
+
+// notePaused tells the session that Delve stopped the program or let it
+// run: while it is stopped, the cluster's pods answer for it.
+func (b *Bridge) notePaused(paused bool) {
+	b.mu.Lock()
+	dbg := b.dbg
+	b.mu.Unlock()
+	if dbg != nil {
+		dbg.SetPaused(paused)
+	}
 }

@@ -47,7 +47,10 @@ type Intercepts struct {
 	log  *slog.Logger
 }
 
-var _ session.InterceptEngine = (*Intercepts)(nil)
+var (
+	_ session.InterceptEngine = (*Intercepts)(nil)
+	_ session.Pauser          = (*interception)(nil)
+)
 
 // NewIntercepts returns an Intercepts.
 func NewIntercepts(opts InterceptsOptions) *Intercepts {
@@ -241,6 +244,24 @@ func (it *interception) Requests() int64 {
 	defer it.mu.Unlock()
 	it.requests = max(it.requests, n)
 	return it.requests
+}
+
+// SetPaused implements session.Pauser.
+func (it *interception) SetPaused(ctx context.Context, paused bool, hold time.Duration) error {
+	return it.ic.Tunnels().SetPaused(ctx, paused, hold)
+}
+
+// PausedToPods implements session.Pauser: the requests the pods answered
+// for this holder since the current pause began, summed over pods.
+func (it *interception) PausedToPods() int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	st, _ := it.ic.Tunnels().Stats(ctx)
+	var n int64
+	for _, p := range st.Ports {
+		n += int64(p.PausedToApp)
+	}
+	return n
 }
 
 func (it *interception) Tunnels() (connected, pods int) {

@@ -271,6 +271,7 @@ func (s *Session) debugSpec(args DebugArgs, hooks DebugHooks, key string, port i
 // the intercept it made is left; a program it replaced runs again.
 func (d *DebugSession) End(ctx context.Context, p Progress) error {
 	s := d.s
+	d.SetPaused(false)
 	if d.ai == nil {
 		err := d.prog.stop(ctx)
 		s.imu.Lock()

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +83,18 @@ type Interception interface {
 	Leave(ctx context.Context, p Progress) error
 }
 
+// Pauser is an Interception whose agents keep a global intercept's
+// Service answering while the local process is paused at a breakpoint:
+// they hold each new request briefly, then the cluster's pods answer it.
+type Pauser interface {
+	// SetPaused says the process stopped (true) or runs again; hold is
+	// how long a request waits for it (0: the agents' default, 2 s).
+	SetPaused(ctx context.Context, paused bool, hold time.Duration) error
+	// PausedToPods counts the requests the pods answered since the
+	// current pause began.
+	PausedToPods() int64
+}
+
 // EnvEngine resolves a workload container's environment.
 type EnvEngine interface {
 	// Env renders the env of workload in format (dotenv, json or shell).
@@ -114,6 +127,9 @@ type activeIntercept struct {
 	ready        chan struct{}
 	prog         atomic.Pointer[program]
 	program      *program // set with prog; read under opMu/imu only
+
+	pmu   sync.Mutex
+	pause pauseState
 }
 
 // startWait bounds how long an early connection waits for the first build
@@ -160,6 +176,7 @@ type interceptPlan struct {
 	build      []string
 	run        []string
 	watch      []string
+	pauseHold  time.Duration // 0: the agents' default
 }
 
 func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, error) {
@@ -172,6 +189,7 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 		p.args = ic.Args
 		p.env = ic.Env
 		p.buildFlags = ic.BuildFlags
+		p.pauseHold = ic.PauseHold
 		if ic.Readiness != nil {
 			p.readyPath = ic.Readiness.HTTPPath
 		}
@@ -274,7 +292,7 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 		return nil, err
 	}
 	ai := &activeIntercept{workload: plan.workload, header: plan.header, remote: plan.remote, localPort: plan.local,
-		plan: plan, wantsProgram: start != nil, ready: make(chan struct{})}
+		plan: plan, wantsProgram: start != nil, ready: make(chan struct{}), pause: pauseState{hold: plan.pauseHold}}
 	defer close(ai.ready)
 	// Recorded before acting: a daemon that dies mid-intercept leaves a
 	// record the next one restores the workload from.
@@ -592,8 +610,28 @@ func (ai *activeIntercept) status() InterceptStatus {
 			// The truth a status bar must show: traffic is on the app.
 			st.State = fmt.Sprintf("tunnels down (0 of %d pods); traffic goes to the app", pods)
 		}
+		if ai.isPaused() {
+			st.Paused = true
+			if p, ok := ai.live.(Pauser); ok {
+				st.PausedToPods = p.PausedToPods()
+			}
+			if st.State == "intercepted" {
+				// Status bars show State: the Service is still up.
+				st.State = pausedState(st.PausedToPods)
+			}
+		}
 	}
 	return st
+}
+
+// pausedState is the State of an intercept whose process is stopped at a
+// breakpoint.
+func pausedState(toPods int64) string {
+	noun := "requests"
+	if toPods == 1 {
+		noun = "request"
+	}
+	return fmt.Sprintf("paused: %d %s sent to the cluster's pods", toPods, noun)
 }
 
 // refreshIntercepts publishes the intercepts and the program's state. The
@@ -651,6 +689,8 @@ func (s *Session) pollRequests() {
 		type counters struct {
 			requests int64
 			tunnels  int
+			paused   bool
+			toPods   int64 // while paused
 		}
 		last := map[string]counters{}
 		for range tick.C {
@@ -671,7 +711,11 @@ func (s *Session) pollRequests() {
 					continue
 				}
 				up, _ := ai.live.Tunnels()
-				if now := (counters{ai.live.Requests(), up}); now != last[ai.workload] {
+				now := counters{requests: ai.live.Requests(), tunnels: up, paused: ai.isPaused()}
+				if p, ok := ai.live.(Pauser); ok && now.paused {
+					now.toPods = p.PausedToPods()
+				}
+				if now != last[ai.workload] {
 					last[ai.workload], changed = now, true
 				}
 			}

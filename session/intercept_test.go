@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // fakeInterceptEngine stands in for the cluster (kube/intercept is tested
@@ -25,6 +26,11 @@ type fakeInterceptEngine struct {
 	// (as engines.Intercepts does from the workload); env is the pod's env.
 	inferred int
 	env      []string
+	// pauses are the pause states the agents were told, in order;
+	// toPods is what PausedToPods reports.
+	pauses []bool
+	holds  []time.Duration
+	toPods int64
 }
 
 func (f *fakeInterceptEngine) Intercept(_ context.Context, req InterceptRequest, _ Progress) (Interception, error) {
@@ -83,6 +89,26 @@ func (i *fakeInterception) Env() []string       { return i.engine.env }
 func (i *fakeInterception) Port() int           { return i.port }
 func (i *fakeInterception) Requests() int64     { return 0 }
 func (i *fakeInterception) Tunnels() (int, int) { return 1, 1 }
+
+func (i *fakeInterception) SetPaused(_ context.Context, paused bool, hold time.Duration) error {
+	i.engine.mu.Lock()
+	defer i.engine.mu.Unlock()
+	i.engine.pauses = append(i.engine.pauses, paused)
+	i.engine.holds = append(i.engine.holds, hold)
+	return nil
+}
+
+func (i *fakeInterception) PausedToPods() int64 {
+	i.engine.mu.Lock()
+	defer i.engine.mu.Unlock()
+	return i.engine.toPods
+}
+
+func (f *fakeInterceptEngine) pausesSent() []bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]bool(nil), f.pauses...)
+}
 func (i *fakeInterception) Leave(ctx context.Context, _ Progress) error {
 	if i.engine.leaving != nil {
 		close(i.engine.leaving)

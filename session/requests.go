@@ -46,8 +46,8 @@ func (s *Session) Requests(_ context.Context, args RequestsArgs) (*RequestsResul
 
 // ReplayArgs name the recorded request to send again.
 type ReplayArgs struct {
-	// ID is a request of `kloop requests`; 0 is the last one (of
-	// Workload, when given).
+	// ID is a request of `kloop requests`; 0 is the last one that stopped
+	// at a breakpoint, else the last one (of Workload, when given).
 	ID       int    `json:"id,omitempty"`
 	Workload string `json:"workload,omitempty"`
 	// Yes confirms sending again a request that may change data (any
@@ -96,7 +96,8 @@ func (s *Session) Replay(ctx context.Context, args ReplayArgs, _ Progress) (*Rep
 	var ex capture.Exchange
 	var ok bool
 	if args.ID == 0 {
-		ex, ok = s.captures.Last(w)
+		// The request a breakpoint stopped in is the one being worked on.
+		ex, ok = s.captures.Preferred(w, false)
 	} else {
 		ex, ok = s.captures.Get(args.ID)
 	}
@@ -153,7 +154,8 @@ func canonicalWorkload(ref string) (string, error) {
 
 // replayOnRelaunch returns a program status hook that, each time a new
 // process of workload is running after a relaunch, replays the last safe
-// request recorded for it and reports the outcome in the program's output
+// request recorded for it that stopped at a breakpoint, else the last safe
+// one, and reports the outcome in the program's output
 // (`kloop logs`, editors) and the status.
 func (s *Session) replayOnRelaunch(workload, program string) func(relaunch.Status) {
 	var lastPid int // the hook runs on the loop's goroutine only
@@ -166,7 +168,7 @@ func (s *Session) replayOnRelaunch(workload, program string) func(relaunch.Statu
 		if first {
 			return
 		}
-		ex, ok := s.captures.LastSafe(workload)
+		ex, ok := s.captures.Preferred(workload, true)
 		if !ok {
 			return
 		}

@@ -34,6 +34,11 @@ type InterceptStatus struct {
 	Header   map[string]string `json:"header,omitempty"`
 	Requests int64             `json:"requests"`
 	State    string            `json:"state"`
+	// Paused is true while the local process is stopped at a breakpoint;
+	// PausedToPods counts the requests the cluster's pods answered since
+	// (a global intercept's agents send them there after a brief hold).
+	Paused       bool  `json:"paused,omitempty"`
+	PausedToPods int64 `json:"pausedToPods,omitempty"`
 }
 
 // ProcessStatus describes the local process behind the intercepts.

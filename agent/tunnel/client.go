@@ -27,6 +27,7 @@ type Client struct {
 	log      *slog.Logger
 	holder   string
 	holderID string
+	version  int // the protocol version the agent chose
 
 	mu      sync.Mutex
 	streams map[net.Conn]struct{} // live inbound and dialed streams
@@ -69,6 +70,7 @@ func Dial(ctx context.Context, conn net.Conn, token string, opts ...DialOption) 
 	}
 	c.sess = sess
 	c.agent = w.Agent
+	c.version = w.Version
 	return c, nil
 }
 
@@ -98,7 +100,7 @@ func (c *Client) handshake(ctx context.Context, conn net.Conn, token string) (we
 	if _, err := conn.Write([]byte(magic)); err != nil {
 		return fail("send hello", err)
 	}
-	if err := writeFrame(conn, hello{Versions: []int{Version}, Nonce: nonce, Holder: c.holder, HolderID: c.holderID}); err != nil {
+	if err := writeFrame(conn, hello{Versions: versions(), Nonce: nonce, Holder: c.holder, HolderID: c.holderID}); err != nil {
 		return fail("send hello", err)
 	}
 	var ch challenge
@@ -108,8 +110,8 @@ func (c *Client) handshake(ctx context.Context, conn net.Conn, token string) (we
 	if ch.Error != "" {
 		return w, fmt.Errorf("tunnel handshake: agent says: %s", ch.Error)
 	}
-	if ch.Version != Version {
-		return w, fmt.Errorf("tunnel handshake: agent chose protocol version %d, this kloop speaks %d", ch.Version, Version)
+	if !speaks(ch.Version) {
+		return w, fmt.Errorf("tunnel handshake: agent chose protocol version %d, this kloop speaks %d to %d", ch.Version, minVersion, Version)
 	}
 	if !proofValid(token, roleAgent, nonce, ch.Nonce, ch.Proof) {
 		return w, fmt.Errorf("%w: it is not this intercept's agent: another process holds the control port, or the intercept was replaced since (then run kloop leave and intercept again); nothing that grants access was sent to it", ErrAgentUnproven)
@@ -119,6 +121,9 @@ func (c *Client) handshake(ctx context.Context, conn net.Conn, token string) (we
 	}
 	if err := readFrame(conn, &w); err != nil {
 		return fail("no welcome from the agent", err)
+	}
+	if w.Error == "" && w.Version != ch.Version {
+		return w, fmt.Errorf("tunnel handshake: agent chose protocol version %d, then welcomed with %d", ch.Version, w.Version)
 	}
 	if w.Error != "" {
 		if strings.HasPrefix(w.Error, tokenRefusedPrefix) {
@@ -183,6 +188,32 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, errors.New("agent stats: the agent sent none")
 	}
 	return *resp.Stats, nil
+}
+
+// Version is the protocol version the agent chose.
+func (c *Client) Version() int { return c.version }
+
+// ErrPauseUnsupported: the agent predates protocol version 3 and cannot
+// hold requests while the local process is paused.
+var ErrPauseUnsupported = errors.New("the agent's protocol is older than version 3 and cannot send requests to the pods while your process is paused: run kloop leave and intercept again to update the agent")
+
+// SetPaused tells the agent that this holder's local process is stopped
+// (paused true), for example at a breakpoint, or runs again. While it is,
+// the agent holds new requests of a global intercept for up to hold (0:
+// the agent's default, 2 s) and then lets the app answer them; requests
+// already on the laptop keep waiting there.
+func (c *Client) SetPaused(ctx context.Context, paused bool, hold time.Duration) error {
+	if c.version < 3 {
+		return ErrPauseUnsupported
+	}
+	op := "resume"
+	if paused {
+		op = "pause"
+	}
+	if _, err := c.control(ctx, controlRequest{Op: op, HoldMillis: hold.Milliseconds()}); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
 }
 
 func (c *Client) control(ctx context.Context, req controlRequest) (controlResponse, error) {

@@ -20,6 +20,10 @@
 //     a welcome frame (its ports) or an error (ErrTokenRefused), logging
 //     refusals without any secret.
 //
+// The agent picks the newest version both sides speak (this build: 3, and
+// 2 for agents and daemons of older kloops); a daemon asks a version 2 agent
+// for nothing it cannot do (SetPaused returns ErrPauseUnsupported).
+//
 // A frame is a 4-byte big-endian length and a JSON object. Then yamux runs
 // with keep-alives every 2 s; a peer that does not answer within 3 s ends the
 // tunnel. The agent keeps one tunnel per holder ID: a new tunnel of the same
@@ -28,8 +32,9 @@
 // Every stream starts with a kind byte and a header frame:
 //
 //   - control (daemon to agent): set or clear this holder's intercept rule,
-//     read stats (this holder's counts); one request and one response per
-//     stream.
+//     read stats (this holder's counts), and since version 3 pause or
+//     resume (the holder's process is stopped at a breakpoint, or runs
+//     again); one request and one response per stream.
 //   - dial (daemon to agent): connect to HOST:PORT from inside the pod; the
 //     agent replies with an error or success, then the stream is a byte pipe.
 //     This backs the daemon's HTTP proxy and SOCKS5 listener (kube/intercept/proxy).

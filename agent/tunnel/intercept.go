@@ -77,4 +77,11 @@ type PortStats struct {
 	// Fallbacks were meant for the laptop but went to the app because the
 	// laptop side did not take them; they are also counted in ToApp.
 	Fallbacks uint64 `json:"fallbacks"`
+	// PausedToApp counts requests (connections, for tcp ports) of this
+	// holder's global intercept that the app answered because the
+	// holder's process was paused, since its last pause began; they are
+	// also counted in ToApp.
+	PausedToApp uint64 `json:"pausedToApp,omitempty"`
+	// Paused is whether this holder's process is paused now.
+	Paused bool `json:"paused,omitempty"`
 }

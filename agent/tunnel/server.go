@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +25,10 @@ type Controller interface {
 	SetIntercept(Intercept) error
 	ClearIntercept()
 	Stats() Stats
+	// SetPaused tells whether the holder's local process is stopped (at a
+	// breakpoint), and for how long requests wait for it before the app
+	// answers them instead (0: the agent's default).
+	SetPaused(paused bool, hold time.Duration) error
 }
 
 // ServerConfig is the agent's side of the handshake.
@@ -97,8 +100,9 @@ func serverHandshake(ctx context.Context, conn net.Conn, cfg ServerConfig) (hell
 	if err := readFrame(conn, &h); err != nil {
 		return h, fmt.Errorf("read hello: %w", err)
 	}
-	if !slices.Contains(h.Versions, Version) {
-		msg := fmt.Sprintf("protocol versions %v are not supported; this agent speaks %d: use a kloop whose agent image matches, or run kloop leave and intercept again to update the agent", h.Versions, Version)
+	version := highestCommon(h.Versions)
+	if version == 0 {
+		msg := fmt.Sprintf("protocol versions %v are not supported; this agent speaks %d to %d: use a kloop whose agent image matches, or run kloop leave and intercept again to update the agent", h.Versions, minVersion, Version)
 		writeFrame(conn, challenge{Error: msg})
 		return h, errors.New(msg)
 	}
@@ -111,7 +115,7 @@ func serverHandshake(ctx context.Context, conn net.Conn, cfg ServerConfig) (hell
 	if err != nil {
 		return h, err
 	}
-	if err := writeFrame(conn, challenge{Version: Version, Nonce: nonce, Proof: prove(cfg.Token, roleAgent, h.Nonce, nonce)}); err != nil {
+	if err := writeFrame(conn, challenge{Version: version, Nonce: nonce, Proof: prove(cfg.Token, roleAgent, h.Nonce, nonce)}); err != nil {
 		return h, fmt.Errorf("send challenge: %w", err)
 	}
 	var p clientProof
@@ -123,7 +127,7 @@ func serverHandshake(ctx context.Context, conn net.Conn, cfg ServerConfig) (hell
 		writeFrame(conn, welcome{Error: tokenRefusedPrefix + ": the client does not hold this agent's intercept secret; it was probably replaced by a newer intercept, run kloop leave and intercept again"})
 		return h, ErrTokenRefused
 	}
-	if err := writeFrame(conn, welcome{Version: Version, Agent: cfg.Agent}); err != nil {
+	if err := writeFrame(conn, welcome{Version: version, Agent: cfg.Agent}); err != nil {
 		return h, fmt.Errorf("send welcome: %w", err)
 	}
 	conn.SetDeadline(time.Time{})
@@ -215,6 +219,13 @@ func (s *ServerConn) control(req controlRequest, ctrl Controller) controlRespons
 	case "stats":
 		st := ctrl.Stats()
 		return controlResponse{Stats: &st}
+	case "pause", "resume":
+		paused := req.Op == "pause"
+		if err := ctrl.SetPaused(paused, time.Duration(req.HoldMillis)*time.Millisecond); err != nil {
+			return controlResponse{Error: err.Error()}
+		}
+		s.log.Info("holder's process "+map[bool]string{true: "paused", false: "resumed"}[paused], "client", s.remote, "holder", s.holder)
+		return controlResponse{}
 	}
 	return controlResponse{Error: fmt.Sprintf("unknown control operation %q; is the client newer than this agent?", req.Op)}
 }

@@ -17,8 +17,39 @@ import (
 // versions it knows and the agent picks one, so a newer daemon can still talk
 // to an agent image that was injected by an older kloop. Version 2 proves the
 // secret both ways (version 1 sent the token itself, to whoever listened on
-// the control port) and names the holder of each tunnel.
-const Version = 2
+// the control port) and names the holder of each tunnel. Version 3 adds
+// the pause and resume control operations (the laptop's process stopped at
+// a breakpoint, or running again).
+const Version = 3
+
+// minVersion is the oldest version this build still speaks: an agent
+// injected by a kloop of version 2 keeps working, without pause. Version 1
+// is refused, since it gave the token away.
+const minVersion = 2
+
+// speaks reports whether this build speaks protocol version v.
+func speaks(v int) bool { return v >= minVersion && v <= Version }
+
+// versions is what a client offers, newest first.
+func versions() []int {
+	var out []int
+	for v := Version; v >= minVersion; v-- {
+		out = append(out, v)
+	}
+	return out
+}
+
+// highestCommon is the newest version both this build and a peer offering
+// offered speak, or 0.
+func highestCommon(offered []int) int {
+	best := 0
+	for _, v := range offered {
+		if speaks(v) && v > best {
+			best = v
+		}
+	}
+	return best
+}
 
 // magic opens every tunnel connection so that an agent reached by something
 // other than kloop (a browser, a stray port-forward) fails fast and clearly.
@@ -126,8 +157,12 @@ type reply struct {
 }
 
 type controlRequest struct {
-	Op        string     `json:"op"` // "set", "clear", "stats"
+	Op        string     `json:"op"` // "set", "clear", "stats"; since version 3 "pause", "resume"
 	Intercept *Intercept `json:"intercept,omitempty"`
+	// HoldMillis is, for "pause", how long a request of a global intercept
+	// waits for the laptop before the app answers it; 0 is the agent's
+	// default.
+	HoldMillis int64 `json:"holdMillis,omitempty"`
 }
 
 type controlResponse struct {

@@ -76,6 +76,13 @@ type Tunnels struct {
 	pods    map[string]*podTunnel
 	changed chan struct{} // closed and replaced on every change
 	closed  bool
+
+	// pauseMu orders pause and resume messages, so that an agent never
+	// ends up with an older state than the last one asked for; paused and
+	// hold are what a tunnel that comes up later is told.
+	pauseMu sync.Mutex
+	paused  bool
+	hold    time.Duration
 }
 
 type podTunnel struct {
@@ -269,10 +276,16 @@ func (t *Tunnels) connect(ctx context.Context, pt *podTunnel) error {
 	if err := c.SetIntercept(dctx, t.cfg.Intercept); err != nil {
 		return fmt.Errorf("pod %s: %w", pod, err)
 	}
+	t.pauseMu.Lock()
 	t.mu.Lock()
 	pt.client = c
 	pt.state.Connected, pt.state.Since, pt.state.Err = true, time.Now(), ""
 	t.mu.Unlock()
+	if t.paused {
+		// The process was paused before this pod's tunnel came up.
+		t.sendPaused(dctx, c, true, t.hold)
+	}
+	t.pauseMu.Unlock()
 	t.notify()
 	t.log.Info("tunnel up, intercept set", "pod", pod)
 	err = <-served
@@ -384,6 +397,36 @@ func (t *Tunnels) clients() []*tunnel.Client {
 	return out
 }
 
+// SetPaused tells every agent whether the local process is stopped (at a
+// breakpoint) or runs again, and how long the agents hold a request of a
+// global intercept for it before the app answers (0: the agent's default,
+// 2 s). Tunnels that come up later are told too. An agent too old to
+// hold requests is logged and skipped: its requests wait on the laptop.
+func (t *Tunnels) SetPaused(ctx context.Context, paused bool, hold time.Duration) error {
+	t.pauseMu.Lock()
+	defer t.pauseMu.Unlock()
+	t.paused, t.hold = paused, hold
+	var errs []error
+	for _, c := range t.clients() {
+		if err := t.sendPaused(ctx, c, paused, hold); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t *Tunnels) sendPaused(ctx context.Context, c *tunnel.Client, paused bool, hold time.Duration) error {
+	err := c.SetPaused(ctx, paused, hold)
+	if errors.Is(err, tunnel.ErrPauseUnsupported) {
+		t.log.Warn("agent cannot send requests to the pods while the process is paused", "pod", c.Agent().Pod, "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pod %s: %w", c.Agent().Pod, err)
+	}
+	return nil
+}
+
 // DialCluster connects to addr from inside one of the pods (the first
 // connected), for the outbound proxy (kube/intercept/proxy).
 func (t *Tunnels) DialCluster(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -417,6 +460,8 @@ func (t *Tunnels) Stats(ctx context.Context) (tunnel.Stats, error) {
 			s.ToLaptop += p.ToLaptop
 			s.ToApp += p.ToApp
 			s.Fallbacks += p.Fallbacks
+			s.PausedToApp += p.PausedToApp
+			s.Paused = s.Paused || p.Paused
 		}
 	}
 	var out tunnel.Stats

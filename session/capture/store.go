@@ -31,6 +31,10 @@ type Exchange struct {
 	Response      *Response   `json:"response,omitempty"`
 	// Pid is the local process that answered.
 	Pid int `json:"pid,omitempty"`
+	// Stopped marks a request that was in flight when the debugger
+	// stopped the process: the one a breakpoint sat in. Its Response is
+	// nil when the process was replaced before it answered.
+	Stopped bool `json:"stoppedAtBreakpoint,omitempty"`
 }
 
 // Response is the recorded answer.
@@ -47,6 +51,75 @@ type Store struct {
 	keep int
 	next int
 	list []Exchange
+	// inflight are requests read whose answers have not come yet.
+	inflight map[*inflight]struct{}
+	// stops are the last times the debugger stopped each workload's
+	// process, newest last.
+	stops map[string][]time.Time
+}
+
+// keepStops bounds the stop times kept per workload: a request outlives
+// only the few stops (steps) made while it waits.
+const keepStops = 64
+
+// inflight is one request on its way through the local process.
+type inflight struct {
+	workload string
+	stopped  bool
+}
+
+// begin records that a request of workload reached the local process.
+func (s *Store) begin(workload string) *inflight {
+	f := &inflight{workload: workload}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight == nil {
+		s.inflight = map[*inflight]struct{}{}
+	}
+	s.inflight[f] = struct{}{}
+	return f
+}
+
+// end forgets f and reports whether it was in flight at a stop: marked
+// so, or the process stopped between getting it (sent) and answering it
+// (answered); the parser runs behind the connection, so the mark alone
+// can miss a stop that came right after the request.
+func (s *Store) end(f *inflight, sent, answered time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.inflight, f)
+	if f.stopped {
+		return true
+	}
+	if sent.IsZero() {
+		return false
+	}
+	for _, at := range s.stops[f.workload] {
+		if !at.Before(sent) && !at.After(answered) {
+			return true
+		}
+	}
+	return false
+}
+
+// MarkStopped marks the requests of workload in flight now as stopped at
+// a breakpoint: the debugger has just stopped the process serving them.
+func (s *Store) MarkStopped(workload string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stops == nil {
+		s.stops = map[string][]time.Time{}
+	}
+	stops := append(s.stops[workload], time.Now())
+	if len(stops) > keepStops {
+		stops = stops[len(stops)-keepStops:]
+	}
+	s.stops[workload] = stops
+	for f := range s.inflight {
+		if f.workload == workload {
+			f.stopped = true
+		}
+	}
 }
 
 // NewStore keeps the last keep exchanges per workload (DefaultKeep when
@@ -127,6 +200,31 @@ func (s *Store) LastSafe(workload string) (Exchange, bool) {
 		}
 	}
 	return Exchange{}, false
+}
+
+// Preferred is what a replay without an ID sends: the newest exchange of
+// workload (any workload's for "") that stopped at a breakpoint, else the
+// newest; with safeOnly, among those Safe to send again unasked.
+func (s *Store) Preferred(workload string, safeOnly bool) (Exchange, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var last *Exchange
+	for i := len(s.list) - 1; i >= 0; i-- {
+		e := &s.list[i]
+		if (workload != "" && e.Workload != workload) || (safeOnly && !e.Safe()) {
+			continue
+		}
+		if e.Stopped {
+			return *e, true
+		}
+		if last == nil {
+			last = e
+		}
+	}
+	if last == nil {
+		return Exchange{}, false
+	}
+	return *last, true
 }
 
 // Forget drops workload's exchanges (its intercept ended).

@@ -76,20 +76,45 @@ func (h *halfCloser) CloseWrite() error {
 func (c *recordingConn) parse(s *Store, workload string, pid func() int) {
 	defer c.reqs.close()
 	defer c.resps.close()
-	reqR := bufio.NewReader(&teeReader{ch: c.reqs.ch})
-	respR := bufio.NewReader(&teeReader{ch: c.resps.ch})
+	reqT := &teeReader{ch: c.reqs.ch}
+	reqR := bufio.NewReader(reqT)
+	respT := &teeReader{ch: c.resps.ch}
+	respR := bufio.NewReader(respT)
 	for {
 		req, err := http.ReadRequest(reqR)
 		if err != nil || req.ProtoMajor != 1 || req.Method == http.MethodConnect {
 			return
 		}
 		start := time.Now()
+		// When the process got the request: the parser may run behind
+		// the connection, and a stop in between still counts.
+		sent := reqT.at
+		fl := s.begin(workload)
 		body, truncated, err := readCapped(req.Body)
 		if err != nil {
+			s.end(fl, time.Time{}, time.Time{})
 			return
 		}
 		resp, err := http.ReadResponse(respR, req)
+		answered := respT.at
 		if err != nil {
+			answered = time.Now()
+		}
+		stopped := s.end(fl, sent, answered)
+		if err != nil {
+			if stopped {
+				// The process stopped at a breakpoint in this request and
+				// was replaced (a save) or ended before answering: it is
+				// the request to send to the new build.
+				ex := Exchange{
+					Workload: workload, Time: start, Method: req.Method, Target: req.RequestURI, Host: req.Host,
+					Header: req.Header, Body: string(body), BodyTruncated: truncated, Stopped: true,
+				}
+				if pid != nil {
+					ex.Pid = pid()
+				}
+				s.add(ex)
+			}
 			return
 		}
 		took := time.Since(start)
@@ -99,6 +124,7 @@ func (c *recordingConn) parse(s *Store, workload string, pid func() int) {
 			Method: req.Method, Target: req.RequestURI, Host: req.Host,
 			Header: req.Header, Body: string(body), BodyTruncated: truncated,
 			Response: &Response{Status: resp.StatusCode, Header: resp.Header, Body: string(rbody), BodyTruncated: rtruncated},
+			Stopped:  stopped,
 		}
 		if pid != nil {
 			ex.Pid = pid()
@@ -130,11 +156,17 @@ func readCapped(r io.ReadCloser) ([]byte, bool, error) {
 // chunks, the recording of this connection stops.
 type tee struct {
 	mu   sync.Mutex
-	ch   chan []byte
+	ch   chan chunk
 	done bool
 }
 
-func newTee() *tee { return &tee{ch: make(chan []byte, teeChunks)} }
+// chunk is one write or read of the connection, and when it happened.
+type chunk struct {
+	b  []byte
+	at time.Time
+}
+
+func newTee() *tee { return &tee{ch: make(chan chunk, teeChunks)} }
 
 func (t *tee) feed(b []byte) {
 	t.mu.Lock()
@@ -143,7 +175,7 @@ func (t *tee) feed(b []byte) {
 		return
 	}
 	select {
-	case t.ch <- bytes.Clone(b):
+	case t.ch <- chunk{bytes.Clone(b), time.Now()}:
 	default:
 		t.done = true
 		close(t.ch)
@@ -160,17 +192,18 @@ func (t *tee) close() {
 }
 
 type teeReader struct {
-	ch  <-chan []byte
+	ch  <-chan chunk
 	cur []byte
+	at  time.Time // when the chunk read last was written
 }
 
 func (r *teeReader) Read(p []byte) (int, error) {
 	for len(r.cur) == 0 {
-		b, ok := <-r.ch
+		c, ok := <-r.ch
 		if !ok {
 			return 0, io.EOF
 		}
-		r.cur = b
+		r.cur, r.at = c.b, c.at
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
