@@ -59,6 +59,9 @@ type InterceptRequest struct {
 	// Dial connects one tunneled connection for container port to the
 	// local side. It may wait (bounded) while the program is replaced.
 	Dial func(ctx context.Context, port int) (net.Conn, error)
+	// Outbound, when set, wraps each connection the outbound proxy dials
+	// into the cluster for the local process (capture records the calls).
+	Outbound func(net.Conn) net.Conn
 }
 
 // Interception is a live intercept.
@@ -298,6 +301,7 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 			}
 			return capture.Wrap(c, s.captures, ai.workload, ai.pid), nil
 		},
+		Outbound: func(c net.Conn) net.Conn { return capture.WrapOutbound(c, s.captures, ai.workload) },
 	}, p)
 	if err != nil {
 		// The engine may have materialized the volumes before it failed.

@@ -18,8 +18,22 @@ const teeChunks = 64
 // whose reads carry its answers, recording each HTTP/1.x exchange in s
 // under workload; pid names the process answering at the time.
 func Wrap(conn net.Conn, s *Store, workload string, pid func() int) net.Conn {
+	return wrap(conn, func(e Exchange) { s.add(e) }, workload, pid)
+}
+
+// WrapOutbound returns conn, a connection the outbound proxy dialed into
+// the cluster for the local process of workload (writes carry the
+// process's requests, reads the answers), recording each HTTP/1.x exchange
+// in s as an outbound call of workload. Which inbound request it served is
+// found by time (Store.Outbound). TLS (HTTPS through CONNECT) is not
+// HTTP/1.x on the wire and stays unrecorded.
+func WrapOutbound(conn net.Conn, s *Store, workload string) net.Conn {
+	return wrap(conn, func(e Exchange) { s.addOutbound(e) }, workload, nil)
+}
+
+func wrap(conn net.Conn, add func(Exchange), workload string, pid func() int) net.Conn {
 	c := &recordingConn{Conn: conn, reqs: newTee(), resps: newTee()}
-	go c.parse(s, workload, pid)
+	go c.parse(add, workload, pid)
 	if cw, ok := conn.(closeWriter); ok {
 		return &halfCloser{recordingConn: c, cw: cw}
 	}
@@ -73,17 +87,26 @@ func (h *halfCloser) CloseWrite() error {
 // parse reads requests and answers from the tees in turn, in order, as
 // HTTP/1.x does on one connection, and records each pair. It stops at the
 // first thing that is not HTTP/1.x, an upgrade, or the end.
-func (c *recordingConn) parse(s *Store, workload string, pid func() int) {
+//
+// Times are those at which the bytes crossed the connection (see tee), not
+// when the parser got to them, so that an exchange's [Time, End] contains
+// the outbound calls made while serving it even when the parser lags.
+func (c *recordingConn) parse(add func(Exchange), workload string, pid func() int) {
 	defer c.reqs.close()
 	defer c.resps.close()
-	reqR := bufio.NewReader(&teeReader{ch: c.reqs.ch})
-	respR := bufio.NewReader(&teeReader{ch: c.resps.ch})
+	reqT, respT := &teeReader{ch: c.reqs.ch}, &teeReader{ch: c.resps.ch}
+	reqR, respR := bufio.NewReader(reqT), bufio.NewReader(respT)
 	for {
+		if _, err := reqR.Peek(1); err != nil {
+			return
+		}
+		// The chunk holding the request's first byte (or a later one,
+		// for pipelined requests already buffered).
+		start := reqT.last
 		req, err := http.ReadRequest(reqR)
 		if err != nil || req.ProtoMajor != 1 || req.Method == http.MethodConnect {
 			return
 		}
-		start := time.Now()
 		body, truncated, err := readCapped(req.Body)
 		if err != nil {
 			return
@@ -92,10 +115,10 @@ func (c *recordingConn) parse(s *Store, workload string, pid func() int) {
 		if err != nil {
 			return
 		}
-		took := time.Since(start)
+		took := respT.last.Sub(start)
 		rbody, rtruncated, err := readCapped(resp.Body)
 		ex := Exchange{
-			Workload: workload, Time: start, Duration: took,
+			Workload: workload, Time: start, End: respT.last, Duration: took,
 			Method: req.Method, Target: req.RequestURI, Host: req.Host,
 			Header: req.Header, Body: string(body), BodyTruncated: truncated,
 			Response: &Response{Status: resp.StatusCode, Header: resp.Header, Body: string(rbody), BodyTruncated: rtruncated},
@@ -103,7 +126,7 @@ func (c *recordingConn) parse(s *Store, workload string, pid func() int) {
 		if pid != nil {
 			ex.Pid = pid()
 		}
-		s.add(ex)
+		add(ex)
 		if err != nil || resp.StatusCode == http.StatusSwitchingProtocols {
 			return
 		}
@@ -130,11 +153,17 @@ func readCapped(r io.ReadCloser) ([]byte, bool, error) {
 // chunks, the recording of this connection stops.
 type tee struct {
 	mu   sync.Mutex
-	ch   chan []byte
+	ch   chan chunk
 	done bool
 }
 
-func newTee() *tee { return &tee{ch: make(chan []byte, teeChunks)} }
+// chunk is bytes that crossed the connection, and when.
+type chunk struct {
+	b []byte
+	t time.Time
+}
+
+func newTee() *tee { return &tee{ch: make(chan chunk, teeChunks)} }
 
 func (t *tee) feed(b []byte) {
 	t.mu.Lock()
@@ -143,7 +172,7 @@ func (t *tee) feed(b []byte) {
 		return
 	}
 	select {
-	case t.ch <- bytes.Clone(b):
+	case t.ch <- chunk{bytes.Clone(b), time.Now()}:
 	default:
 		t.done = true
 		close(t.ch)
@@ -160,17 +189,19 @@ func (t *tee) close() {
 }
 
 type teeReader struct {
-	ch  <-chan []byte
+	ch  <-chan chunk
 	cur []byte
+	// last is when the chunk read last crossed the connection.
+	last time.Time
 }
 
 func (r *teeReader) Read(p []byte) (int, error) {
 	for len(r.cur) == 0 {
-		b, ok := <-r.ch
+		c, ok := <-r.ch
 		if !ok {
 			return 0, io.EOF
 		}
-		r.cur = b
+		r.cur, r.last = c.b, c.t
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
