@@ -159,6 +159,8 @@ type interceptPlan struct {
 	build      []string
 	run        []string
 	watch      []string
+	// replayOnSave is .kloop.yaml's (the command's flag adds to it).
+	replayOnSave bool
 }
 
 func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, error) {
@@ -171,6 +173,7 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 		p.args = ic.Args
 		p.env = ic.Env
 		p.buildFlags = ic.BuildFlags
+		p.replayOnSave = ic.ReplayOnSave
 		if ic.Readiness != nil {
 			p.readyPath = ic.Readiness.HTTPPath
 		}
@@ -248,8 +251,8 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 			if err != nil {
 				return nil, err
 			}
-			if args.ReplayOnSave {
-				spec.onStatus = s.replayOnRelaunch(plan.workload, spec.name)
+			if args.ReplayOnSave || plan.replayOnSave {
+				s.withReplayOnSave(&spec, plan.workload)
 			}
 			return s.startProgram(ctx, spec)
 		}
