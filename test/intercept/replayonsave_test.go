@@ -11,7 +11,9 @@ import (
 
 	godap "github.com/google/go-dap"
 
+	"github.com/kloop/kloop/session"
 	"github.com/kloop/kloop/test/dapclient"
+	"github.com/kloop/kloop/test/editor"
 )
 
 // replayOnSave in .kloop.yaml does what --replay-on-save does: after a save,
@@ -49,6 +51,20 @@ func TestReplayOnSaveFromKloopYAML(t *testing.T) {
 	if st.LastReplay == nil || st.LastReplay.Same || st.LastReplay.Pid == firstPid || st.LastReplay.Request.Target != "/orders/1" {
 		t.Errorf("status lastReplay = %+v; want GET /orders/1 replayed to the new build (not pid %d) with a changed answer", st.LastReplay, firstPid)
 	}
+
+	// An LSP client that is none of kloop's own (no kloopReplayView
+	// capability) that runs kloop.replay is shown the outcome as a message.
+	ed := editor.Start(t, f.Daemon, editor.Forwarded)
+	ed.Initialize(f.WS, true)
+	var res session.ReplayResult
+	if err := ed.Execute("kloop.replay", map[string]any{"id": st.LastReplay.Request.ID}, &res); err != nil {
+		t.Fatalf("kloop.replay: %v\nkloop stderr:\n%s", err, ed.Stderr())
+	}
+	ed.WaitNote("window/showMessage", func(raw json.RawMessage) bool {
+		var m struct{ Message string }
+		return json.Unmarshal(raw, &m) == nil && strings.Contains(m.Message, fmt.Sprintf("kloop: replayed #%d GET /orders/1 to pid %d: 200", res.Request.ID, res.Pid)) &&
+			strings.Contains(m.Message, `the answer changed:`) && strings.Contains(m.Message, `$.build: "laptop-v1" → "laptop-v2"`)
+	})
 }
 
 // replayOnSave in the DAP launch configuration: a request from the cluster

@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import { LanguageClient, LanguageClientOptions, ServerOptions, TransportKind } from 'vscode-languageclient/node';
 import { probeBinary } from './binary';
 import { Controller } from './controller';
-import { KloopStatus, goMainOf, resolveLaunch } from './logic';
+import { KloopStatus, goMainOf, replayViewFeature, resolveLaunch } from './logic';
 
 let client: LanguageClient | undefined;
 
@@ -66,6 +66,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     },
   };
   client = new LanguageClient('kloop', 'kloop', serverOptions, clientOptions);
+  // kloop.replay opens a diff editor here, so kloop sends no summary message.
+  client.registerFeature(replayViewFeature);
   controller = new Controller(client, output);
   context.subscriptions.push(controller, ...controller.register());
   context.subscriptions.push(client.onNotification('kloop/status', (st: KloopStatus) => controller?.onStatus(st)));

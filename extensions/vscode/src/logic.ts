@@ -336,3 +336,17 @@ export const replayScheme = 'kloop-replay';
 export function replayPaths(id: number, n: number): { recorded: string; replayed: string } {
   return { recorded: `/${id}/${n}/recorded.http`, replayed: `/${id}/${n}/replayed.http` };
 }
+
+/**
+ * replayViewFeature declares the experimental capability kloopReplayView:
+ * this client shows a replay's answers itself (the diff editor), so kloop
+ * sends it no window/showMessage summary.
+ */
+export const replayViewFeature = {
+  fillClientCapabilities(caps: { experimental?: Record<string, unknown> }): void {
+    caps.experimental = { ...(caps.experimental ?? {}), kloopReplayView: true };
+  },
+  getState: () => ({ kind: 'static' as const }),
+  initialize(): void {},
+  clear(): void {},
+};

@@ -243,7 +243,10 @@ local function lsp_config(root)
     workspace_folders = { { uri = vim.uri_from_fname(root), name = vim.fn.fnamemodify(root, ':t') } },
     handlers = { ['kloop/status'] = on_status },
     commands = client_commands(),
-    capabilities = vim.lsp.protocol.make_client_capabilities(),
+    capabilities = vim.tbl_deep_extend('force', vim.lsp.protocol.make_client_capabilities(), {
+      -- :KloopReplay shows its own diff split, so kloop sends no summary message.
+      experimental = { kloopReplayView = true },
+    }),
   }, user)
   local user_attach = user.on_attach
   cfg.on_attach = function(client, bufnr)
