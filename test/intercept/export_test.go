@@ -56,6 +56,19 @@ func TestExportARequestAsAGoTest(t *testing.T) {
 	if r := f.Kloop(t, "requests", "export", fmt.Sprint(id), "--go-test", "-o", "profile.go"); r.Code == 0 || !strings.Contains(r.Stderr, "_test.go") {
 		t.Errorf("export to a file that is no test: exit %d %q; want an error saying test files end in _test.go", r.Code, r.Stderr)
 	}
+	mine := filepath.Join(f.WS, "mine_test.go")
+	if err := os.WriteFile(mine, []byte("package main\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.Kloop(t, "requests", "export", fmt.Sprint(id), "--go-test", "-o", "mine_test.go"); r.Code == 0 || !strings.Contains(r.Stderr, "not written by kloop") {
+		t.Errorf("export over a file of the user's: exit %d %q; want a refusal", r.Code, r.Stderr)
+	}
+	if b, _ := os.ReadFile(mine); string(b) != "package main\n" {
+		t.Errorf("the user's file was changed: %q", b)
+	}
+	os.Remove(mine)
+	// Twice: the second export overwrites the file the first wrote.
+	f.MustKloop(t, "requests", "export", fmt.Sprint(id), "--go-test")
 	r = f.MustKloop(t, "requests", "export", fmt.Sprint(id), "--go-test")
 	file := filepath.Join(f.WS, fmt.Sprintf("kloop_request_%d_test.go", id))
 	name := fmt.Sprintf("TestKloopRequest%d", id)
