@@ -87,7 +87,11 @@ func TestReplayOnSaveUnderTheDebugger(t *testing.T) {
 		t.Fatalf("launch with replayOnSave failed: %s", r.Message)
 	}
 	stopAndContinue(t, c, f, line, "laptop-v1")
-	firstPid := f.Status(t).Process.PID
+	st := f.Status(t)
+	if st.Process == nil || st.Process.PID == 0 {
+		t.Fatalf("status process = %+v; want the debuggee", st.Process)
+	}
+	firstPid := st.Process.PID
 
 	// The save changes the answer, not the lines: the breakpoint stays.
 	since := c.Mark()
