@@ -65,6 +65,11 @@ var (
 			return s.Doctor(ctx, a, p)
 		})
 
+	Export = declare("kloop.export", "Export a recorded request as a Go test", `{"id":12,"format":"go-test"}`, "",
+		func(ctx context.Context, s *session.Session, a session.ExportArgs, _ session.Progress) (*session.ExportResult, error) {
+			return s.Export(ctx, a)
+		})
+
 	Env = declare("kloop.env", "Copy workload env", `{"workload":"deployment/orders","format":"dotenv"}`, "",
 		func(ctx context.Context, s *session.Session, a session.EnvArgs, _ session.Progress) (*session.EnvResult, error) {
 			return s.Env(ctx, a)

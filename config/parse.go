@@ -245,6 +245,17 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, key *yaml.N
 		default:
 			v.SetString(n.Value)
 		}
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			d.add(n, path, fmt.Sprintf("must be true or false, not %s", describeNode(n)))
+			return
+		}
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			d.add(n, path, fmt.Sprintf("must be true or false: %v", err))
+			return
+		}
+		v.SetBool(b)
 	case reflect.Pointer:
 		p := reflect.New(v.Type().Elem())
 		d.decode(n, p.Elem(), path, key, elem)
@@ -548,6 +559,8 @@ func describeType(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.String:
 		return "a string"
+	case reflect.Bool:
+		return "true or false"
 	case reflect.Struct:
 		return "a mapping"
 	case reflect.Slice:

@@ -28,6 +28,7 @@ intercepts:
     env: {LOG_LEVEL: debug, PORT: 8080}
     buildFlags: ["-tags=dev"]
     readiness: {httpPath: /healthz}
+    replayOnSave: true
   - name: billing
     workload: statefulset/billing
     port: 9090:3000
@@ -49,15 +50,16 @@ func TestParseFullExample(t *testing.T) {
 		Context:    "my-ctx",
 		Intercepts: []Intercept{
 			{
-				Name:       "orders",
-				Workload:   workload.Workload{Kind: workload.Deployment, Name: "orders"},
-				Program:    "./cmd/orders",
-				Port:       Port{Remote: 8080, Local: 8080},
-				Header:     map[string]string{"x-dev": "me"},
-				Args:       []string{"--verbose"},
-				Env:        map[string]string{"LOG_LEVEL": "debug", "PORT": "8080"},
-				BuildFlags: []string{"-tags=dev"},
-				Readiness:  &Readiness{HTTPPath: "/healthz"},
+				Name:         "orders",
+				Workload:     workload.Workload{Kind: workload.Deployment, Name: "orders"},
+				Program:      "./cmd/orders",
+				Port:         Port{Remote: 8080, Local: 8080},
+				Header:       map[string]string{"x-dev": "me"},
+				Args:         []string{"--verbose"},
+				Env:          map[string]string{"LOG_LEVEL": "debug", "PORT": "8080"},
+				BuildFlags:   []string{"-tags=dev"},
+				Readiness:    &Readiness{HTTPPath: "/healthz"},
+				ReplayOnSave: true,
 			},
 			{
 				Name:     "billing",
@@ -141,6 +143,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{`3:5: intercepts[0].prot: unknown field "prot"; did you mean "port"?`}},
 		{"unknown key differing in case suggests", "intercepts:\n  - workload: x\n    buildflags: [-race]\n",
 			[]string{`3:5: intercepts[0].buildflags: unknown field "buildflags"; did you mean "buildFlags"?`}},
+		{"replayOnSave as a string", "intercepts:\n  - workload: x\n    replayOnSave: yes\n",
+			[]string{`3:19: intercepts[0].replayOnSave: must be true or false, not a string`}},
+		{"replayOnSave as a list", "intercepts:\n  - workload: x\n    replayOnSave: [true]\n",
+			[]string{`3:19: intercepts[0].replayOnSave: must be true or false, not a list`}},
 		{"unknown key far from all lists them", "claim:\n  size: 3\n",
 			[]string{`2:3: claim.size: unknown field "size"; known fields here: pool, for`}},
 		{"key set twice", "claim:\n  pool: a\n  pool: b\n",

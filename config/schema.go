@@ -78,6 +78,8 @@ func typeSchema(t reflect.Type, elem bool) map[string]any {
 			return map[string]any{"type": []any{"string", "number", "boolean"}}
 		}
 		return map[string]any{"type": "string"}
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
 	case reflect.Pointer:
 		return typeSchema(t.Elem(), elem)
 	case reflect.Slice:

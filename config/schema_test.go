@@ -62,6 +62,8 @@ func TestSchemaMatchesParser(t *testing.T) {
 		{name: "optional fields null", src: icp("{workload: a, program: , port: , env: , readiness: }"), valid: true},
 		{name: "run with build and watch", src: icp("{workload: a, run: {command: [x]}, build: {command: [make]}, watch: ['**/*.py']}"), valid: true},
 		{name: "readiness", src: icp("{workload: a, readiness: {httpPath: /ready}}"), valid: true},
+		{name: "replayOnSave", src: icp("{workload: a, program: ., replayOnSave: true}"), valid: true},
+		{name: "replayOnSave a string", src: icp("{workload: a, replayOnSave: 'yes'}")},
 
 		{name: "unknown top-level key", src: "intercept: []\n"},
 		{name: "unknown intercept key", src: icp("{workload: a, prot: 1}")},

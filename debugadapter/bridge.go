@@ -400,6 +400,7 @@ func (b *Bridge) launch(ctx context.Context, arguments json.RawMessage) (*sessio
 		Dir: t.dir, Package: t.pkg, Display: t.display,
 		Args: cfg.Args, Cwd: wd, Env: cfg.Env, BaseEnv: b.opts.Env, BuildFlags: cfg.BuildFlags,
 		RelaunchOnSave: cfg.RelaunchOnSave == nil || *cfg.RelaunchOnSave,
+		ReplayOnSave:   cfg.ReplayOnSave,
 	}
 	if cfg.Workload != "" {
 		b.output("console", fmt.Sprintf("kloop: intercepting %s and building %s with debug flags\n", cfg.Workload, t.display))

@@ -28,13 +28,16 @@ type LaunchConfig struct {
 	// RelaunchOnSave rebuilds and relaunches the program when a Go file of its module
 	// changes (nil means true), as the run loop does without the debugger.
 	RelaunchOnSave *bool `json:"relaunchOnSave,omitempty"`
+	// ReplayOnSave sends the last recorded request again to each new build of an
+	// intercepted workload, as `kloop intercept --replay-on-save` does.
+	ReplayOnSave bool `json:"replayOnSave,omitempty"`
 }
 
 // kloopOnlyKeys are launch attributes Delve must not see, because the bridge owns what
 // they mean (Delve would otherwise build, redirect output or pick a console itself).
 var kloopOnlyKeys = []string{
 	"type", "name", "request", "workload", "port", "header", "program", "args", "env", "cwd",
-	"buildFlags", "endWithProgram", "relaunchOnSave", "mode", "output", "outputMode", "stdoutTo", "stderrTo",
+	"buildFlags", "endWithProgram", "relaunchOnSave", "replayOnSave", "mode", "output", "outputMode", "stdoutTo", "stderrTo",
 	"console", "dlvCwd", "backend", "noDebug", "__sessionId", "__configurationTarget",
 }
 

@@ -16,11 +16,14 @@ func TestParseLaunchConfig(t *testing.T) {
 		wantProgram string
 		wantPass    []string // keys that must reach Delve
 		wantDropped []string // keys that must not
+		wantReplay  bool
 	}{
 		{name: "full", in: `{"type":"kloop","request":"launch","workload":"orders","program":"./cmd/orders","port":"8080","header":{"x-dev":"me"},"args":["-v"],"env":{"A":"1"},"buildFlags":["-tags=dev"],"stopOnEntry":true,"maxStringLen":100}`,
 			wantProgram: "./cmd/orders", wantPass: []string{"stopOnEntry", "maxStringLen"}, wantDropped: []string{"workload", "program", "env", "args", "buildFlags", "type"}},
 		{name: "delve output options dropped", in: `{"program":".","outputMode":"remote","console":"integratedTerminal","output":"x","mode":"debug"}`,
 			wantProgram: ".", wantDropped: []string{"outputMode", "console", "output", "mode"}},
+		{name: "replayOnSave is kloop's", in: `{"program":".","replayOnSave":true}`,
+			wantProgram: ".", wantDropped: []string{"replayOnSave"}, wantReplay: true},
 		{name: "exec mode refused", in: `{"program":".","mode":"exec"}`, wantErr: `remove "mode"`},
 		{name: "noDebug refused", in: `{"program":".","noDebug":true}`, wantErr: "noDebug"},
 		{name: "wrong type", in: `{"program":42}`, wantErr: "invalid"},
@@ -40,6 +43,9 @@ func TestParseLaunchConfig(t *testing.T) {
 			}
 			if cfg.Program != tt.wantProgram {
 				t.Errorf("program %q", cfg.Program)
+			}
+			if cfg.ReplayOnSave != tt.wantReplay {
+				t.Errorf("replayOnSave %v, want %v", cfg.ReplayOnSave, tt.wantReplay)
 			}
 			for _, k := range tt.wantPass {
 				if _, ok := pass[k]; !ok {

@@ -163,7 +163,17 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	} else if len(ports) > 0 {
 		it.port = ports[0]
 	}
-	if err := it.startProxies(ic.Tunnels().DialCluster); err != nil {
+	dial := proxy.DialFunc(ic.Tunnels().DialCluster)
+	if req.Outbound != nil {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := ic.Tunnels().DialCluster(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return req.Outbound(c), nil
+		}
+	}
+	if err := it.startProxies(dial); err != nil {
 		if lerr := ic.Leave(context.WithoutCancel(ctx)); lerr != nil {
 			err = errors.Join(err, fmt.Errorf("restore %s: %w", w, lerr))
 		}

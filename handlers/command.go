@@ -11,6 +11,7 @@ import (
 	"go.lsp.dev/protocol"
 
 	"github.com/kloop/kloop/command"
+	"github.com/kloop/kloop/session"
 )
 
 // Error codes kloop answers with besides JSON-RPC's own.
@@ -30,6 +31,9 @@ func (s *Server) ExecuteCommand(ctx context.Context, params *protocol.ExecuteCom
 	result, err := s.execute(ctx, params)
 	if err != nil {
 		return nil, commandError(params.Command, err)
+	}
+	if res, ok := result.(*session.ReplayResult); ok {
+		s.showReplay(ctx, res)
 	}
 	data, err := json.Marshal(result)
 	if err != nil {

@@ -32,6 +32,7 @@ func (s *Server) Initialize(ctx context.Context, params *protocol.InitializePara
 	}
 	s.caps.name = params.ClientInfo.Name
 	s.caps.outputNotifications = wantsOutput(params.Capabilities.Experimental)
+	s.caps.replayView = experimentalFlag(params.Capabilities.Experimental, ExperimentalReplayView)
 	s.mu.Unlock()
 
 	if root := workspaceRoot(params); root != "" {

@@ -58,6 +58,9 @@ type clientCaps struct {
 	// outputNotifications: the client asked for kloop/output (see
 	// ExperimentalOutput).
 	outputNotifications bool
+	// replayView: the client shows replays itself (see
+	// ExperimentalReplayView).
+	replayView bool
 }
 
 // New makes the LSP server of one connection. The transport (package

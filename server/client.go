@@ -99,8 +99,9 @@ func connectOnce(ctx context.Context, opts ClientOptions) (*Client, error) {
 		ClientInfo: protocol.ClientInfo{Name: "kloop-cli"},
 		Capabilities: protocol.ClientCapabilities{
 			Window: &protocol.WindowClientCapabilities{WorkDoneProgress: &yes},
-			// The CLI streams the program's stdout and stderr apart.
-			Experimental: []byte(`{"` + handlers.ExperimentalOutput + `":true}`),
+			// The CLI streams the program's stdout and stderr apart, and
+			// prints a replay's outcome itself.
+			Experimental: []byte(`{"` + handlers.ExperimentalOutput + `":true,"` + handlers.ExperimentalReplayView + `":true}`),
 		},
 	}
 	pid := int32(os.Getpid())

@@ -48,6 +48,9 @@ type DebugArgs struct {
 	// RelaunchOnSave rebuilds on every change of a Go file of the
 	// program's module.
 	RelaunchOnSave bool
+	// ReplayOnSave replays the last safe request after each relaunch, as
+	// InterceptArgs.ReplayOnSave does (also set by .kloop.yaml).
+	ReplayOnSave bool
 }
 
 // DebugProcessSpec is what the debugger starts after each good build.
@@ -161,6 +164,9 @@ func (s *Session) debugInterceptLocked(ctx context.Context, engine InterceptEngi
 		if err != nil {
 			return nil, err
 		}
+		if args.ReplayOnSave || plan.replayOnSave {
+			s.withReplayOnSave(&spec, plan.workload)
+		}
 		return s.startProgram(ctx, spec)
 	}
 	began := time.Now()
@@ -196,6 +202,9 @@ func (s *Session) joinLocked(ctx context.Context, ai *activeIntercept, args Debu
 	spec, err := s.debugSpec(args, hooks, d.key, ai.localPort, ai.live.Env())
 	if err != nil {
 		return nil, err
+	}
+	if args.ReplayOnSave || ai.plan.replayOnSave {
+		s.withReplayOnSave(&spec, ai.workload)
 	}
 	prog, err := s.startProgram(ctx, spec)
 	if err != nil {

@@ -64,6 +64,9 @@ type InterceptRequest struct {
 	// Dial connects one tunneled connection for container port to the
 	// local side. It may wait (bounded) while the program is replaced.
 	Dial func(ctx context.Context, port int) (net.Conn, error)
+	// Outbound, when set, wraps each connection the outbound proxy dials
+	// into the cluster for the local process (capture records the calls).
+	Outbound func(net.Conn) net.Conn
 }
 
 // Interception is a live intercept.
@@ -177,6 +180,8 @@ type interceptPlan struct {
 	run        []string
 	watch      []string
 	pauseHold  time.Duration // 0: the agents' default
+	// replayOnSave is .kloop.yaml's (the command's flag adds to it).
+	replayOnSave bool
 }
 
 func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, error) {
@@ -190,6 +195,7 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 		p.env = ic.Env
 		p.buildFlags = ic.BuildFlags
 		p.pauseHold = ic.PauseHold
+		p.replayOnSave = ic.ReplayOnSave
 		if ic.Readiness != nil {
 			p.readyPath = ic.Readiness.HTTPPath
 		}
@@ -267,8 +273,8 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 			if err != nil {
 				return nil, err
 			}
-			if args.ReplayOnSave {
-				spec.onStatus = s.replayOnRelaunch(plan.workload, spec.name)
+			if args.ReplayOnSave || plan.replayOnSave {
+				s.withReplayOnSave(&spec, plan.workload)
 			}
 			spec.progress = p
 			return s.startProgram(ctx, spec)
@@ -322,6 +328,7 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 			}
 			return capture.Wrap(c, s.captures, ai.workload, ai.pid), nil
 		},
+		Outbound: func(c net.Conn) net.Conn { return capture.WrapOutbound(c, s.captures, ai.workload) },
 	}, p)
 	if err != nil {
 		// The engine may have materialized the volumes before it failed.

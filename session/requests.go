@@ -152,6 +152,20 @@ func canonicalWorkload(ref string) (string, error) {
 	return w.String(), nil
 }
 
+// withReplayOnSave makes spec's program replay the last safe request of
+// workload after each relaunch (replayOnSave), beside the status hook it
+// has.
+func (s *Session) withReplayOnSave(spec *programSpec, workload string) {
+	replay := s.replayOnRelaunch(workload, spec.name)
+	prev := spec.onStatus
+	spec.onStatus = func(st relaunch.Status) {
+		if prev != nil {
+			prev(st)
+		}
+		replay(st)
+	}
+}
+
 // replayOnRelaunch returns a program status hook that, each time a new
 // process of workload is running after a relaunch, replays the last safe
 // request recorded for it that stopped at a breakpoint, else the last safe

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -52,6 +53,58 @@ func newRequestsCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, true)
+	cmd.AddCommand(newExportCmd())
+	return cmd
+}
+
+func newExportCmd() *cobra.Command {
+	var f sessionFlags
+	var goTest bool
+	var file string
+	cmd := &cobra.Command{
+		Use:   "export ID --go-test [-o FILE]",
+		Short: "Write a recorded request as a Go test that runs your program without a cluster, its outbound calls answered as recorded",
+		Long: `Write recorded request ID (from ` + "`kloop requests`" + `) as a Go test: it builds the main
+package it sits in, starts the program with the env it had under kloop (on a free
+port), answers the calls the program made through kloop's outbound proxy as the
+cluster answered them, sends the request and checks status, headers and body
+(JSON-aware) against the recorded answer. Without -o the file is
+kloop_request_ID_test.go in the directory of the intercept's program.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			id, err := strconv.Atoi(pos[0])
+			if err != nil || id <= 0 {
+				return fmt.Errorf("request ID %q: want a number from `kloop requests`", pos[0])
+			}
+			if !goTest {
+				return fmt.Errorf("say what to write: --go-test (the only format so far)")
+			}
+			args := session.ExportArgs{ID: id, Format: "go-test"}
+			if file != "" {
+				// The daemon resolves relative paths against the
+				// workspace; the user means the current directory.
+				abs, err := filepath.Abs(file)
+				if err != nil {
+					return fmt.Errorf("-o %s: %w", file, err)
+				}
+				args.File = abs
+			}
+			return f.run(cmd, func(ctx context.Context, c *server.Client) error {
+				res, err := command.Export.Call(ctx, c, args)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s, %d outbound calls stubbed; run it with `go test -run %s`\n", res.File, res.Test, res.Outbound, res.Test)
+				if res.Overlapped {
+					fmt.Fprintln(cmd.ErrOrStderr(), "note: other requests were served at the same time; some stubbed calls may be theirs (see the file's comment)")
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&goTest, "go-test", false, "write a Go test (net/http/httptest)")
+	cmd.Flags().StringVarP(&file, "output", "o", "", "the test file to write (a name ending in _test.go, in the program's main package directory)")
+	f.register(cmd, false)
 	return cmd
 }
 

@@ -92,7 +92,10 @@ function assertCommandExists(args, where) {
   assert.equal(path.basename(args[0]).replace(/\.exe$/, ''), 'kloop', `${where}: runs ${args[0]}`);
   const sub = args[1];
   assert.ok(subcommands().includes(sub), `${where}: kloop ${sub} is not a kloop command (have ${subcommands().join(', ')})`);
-  const h = help([sub]);
+  // A nested command (`kloop requests export`) has flags of its own.
+  const nested = args[2] && !args[2].startsWith('-') && help([sub]).includes('Available Commands:') &&
+    help([sub]).split('Available Commands:')[1].split('\n\n')[0].split('\n').some((l) => l.trim().split(/\s+/)[0] === args[2]);
+  const h = nested ? help([sub, args[2]]) : help([sub]);
   for (const a of args.slice(2)) {
     if (!a.startsWith('-')) continue;
     const flag = a.split('=')[0];

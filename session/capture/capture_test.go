@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -189,5 +190,96 @@ func TestCompare(t *testing.T) {
 				t.Errorf("Compare:\n got %q\nwant %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// The calls the local process makes through the outbound proxy while it
+// serves a request are tied to that request, and only to it.
+func TestOutboundCallsAreTiedToTheRequestServed(t *testing.T) {
+	s := NewStore(0)
+	users, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	usersSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"user":%q}`, r.URL.Path)
+	})}
+	go usersSrv.Serve(users)
+	t.Cleanup(func() { usersSrv.Close() })
+	// What the proxy does: each connection it dials is wrapped.
+	out := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, users.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		return WrapOutbound(c, s, "deployment/orders"), nil
+	}}}
+	call := func(path string) {
+		resp, err := out.Get("http://users:8080" + path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	local, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	localSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/with-calls" {
+			call("/users/1")
+			call("/users/2")
+		}
+		io.WriteString(w, "ok")
+	})}
+	go localSrv.Serve(local)
+	t.Cleanup(func() { localSrv.Close() })
+
+	c := dialRecorded(t, local.Addr().String(), s)
+	br := bufio.NewReader(c)
+	for _, path := range []string{"/with-calls", "/without"} {
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: orders\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	call("/users/3") // while no request is being served
+	got := waitRecorded(t, s, 2)
+	if len(got) != 2 {
+		t.Fatalf("recorded %d inbound exchanges; want 2", len(got))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.Outbound(Exchange{Workload: "deployment/orders", Time: got[0].Time, End: time.Now()})) < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i, want := range [][]string{{"/users/1", "/users/2"}, nil} {
+		var targets []string
+		for _, o := range s.Outbound(got[i]) {
+			targets = append(targets, o.Target)
+			if o.Host != "users:8080" || o.Response == nil || o.Response.Body != fmt.Sprintf(`{"user":%q}`, o.Target) {
+				t.Errorf("outbound call %+v; want users:8080 and its answer", o)
+			}
+		}
+		if fmt.Sprint(targets) != fmt.Sprint(want) {
+			t.Errorf("outbound calls of %s %s = %v; want %v", got[i].Method, got[i].Target, targets, want)
+		}
+		if s.Overlapping(got[i]) {
+			t.Errorf("%s overlaps another request; it was served alone", got[i].Target)
+		}
+	}
+	if got := s.List(""); len(got) != 2 {
+		t.Errorf("kloop requests lists %d exchanges; want the 2 inbound ones, not the outbound calls", len(got))
+	}
+	s.Forget("deployment/orders")
+	if o := s.Outbound(Exchange{Workload: "deployment/orders", End: time.Now()}); len(o) != 0 {
+		t.Errorf("after the intercept ended %d outbound calls are kept", len(o))
 	}
 }

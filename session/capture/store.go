@@ -19,6 +19,8 @@ type Exchange struct {
 	ID       int       `json:"id"`
 	Workload string    `json:"workload"`
 	Time     time.Time `json:"time"`
+	// End is when the answer's last byte was seen.
+	End time.Time `json:"end"`
 	// Duration is from the request's head to the response's head.
 	Duration time.Duration `json:"duration"`
 	Method   string        `json:"method"`
@@ -51,6 +53,9 @@ type Store struct {
 	keep int
 	next int
 	list []Exchange
+	// outbound are the calls the local processes made through the
+	// outbound proxy, outboundPerRequest times keep per workload.
+	outbound []Exchange
 	// inflight are requests read whose answers have not come yet.
 	inflight map[*inflight]struct{}
 	// stops are the last times the debugger stopped each workload's
@@ -80,11 +85,14 @@ func (s *Store) begin(workload string) *inflight {
 	return f
 }
 
-// end forgets f and reports whether it was in flight at a stop: marked
+// end forgets f (nil: an outbound call, never tracked) and reports whether it was in flight at a stop: marked
 // so, or the process stopped between getting it (sent) and answering it
 // (answered); the parser runs behind the connection, so the mark alone
 // can miss a stop that came right after the request.
 func (s *Store) end(f *inflight, sent, answered time.Time) bool {
+	if f == nil {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.inflight, f)
@@ -122,6 +130,10 @@ func (s *Store) MarkStopped(workload string) {
 	}
 }
 
+// outboundPerRequest is how many outbound calls per kept request a Store
+// keeps, so that the calls of the requests still kept are kept too.
+const outboundPerRequest = 4
+
 // NewStore keeps the last keep exchanges per workload (DefaultKeep when
 // keep <= 0).
 func NewStore(keep int) *Store {
@@ -148,6 +160,53 @@ func (s *Store) add(e Exchange) {
 		i := slices.IndexFunc(s.list, func(x Exchange) bool { return x.Workload == e.Workload })
 		s.list = slices.Delete(s.list, i, i+1)
 	}
+}
+
+func (s *Store) addOutbound(e Exchange) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outbound = append(s.outbound, e)
+	n := 0
+	for _, x := range s.outbound {
+		if x.Workload == e.Workload {
+			n++
+		}
+	}
+	if n > s.keep*outboundPerRequest {
+		i := slices.IndexFunc(s.outbound, func(x Exchange) bool { return x.Workload == e.Workload })
+		s.outbound = slices.Delete(s.outbound, i, i+1)
+	}
+}
+
+// Outbound returns, oldest first and masked, the calls workload's local
+// process made through the outbound proxy while it served e: those whose
+// request and answer both fall within e's [Time, End]. The proxy serves a
+// workload, not a request, so the tie is by time: when requests to the
+// same workload overlapped, the calls made during the overlap are
+// returned for each of them (Overlapping says whether that happened).
+func (s *Store) Outbound(e Exchange) []Exchange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Exchange
+	for _, o := range s.outbound {
+		if o.Workload == e.Workload && !o.Time.Before(e.Time) && !o.End.After(e.End) {
+			out = append(out, o.Masked())
+		}
+	}
+	return out
+}
+
+// Overlapping reports whether another kept request of e's workload was
+// being served while e was.
+func (s *Store) Overlapping(e Exchange) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, x := range s.list {
+		if x.ID != e.ID && x.Workload == e.Workload && x.Time.Before(e.End) && e.Time.Before(x.End) {
+			return true
+		}
+	}
+	return false
 }
 
 // List returns the exchanges of workload (every workload's for ""),
@@ -231,13 +290,8 @@ func (s *Store) Preferred(workload string, safeOnly bool) (Exchange, bool) {
 func (s *Store) Forget(workload string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kept := s.list[:0]
-	for _, e := range s.list {
-		if e.Workload != workload {
-			kept = append(kept, e)
-		}
-	}
-	s.list = kept
+	s.list = slices.DeleteFunc(s.list, func(e Exchange) bool { return e.Workload == workload })
+	s.outbound = slices.DeleteFunc(s.outbound, func(e Exchange) bool { return e.Workload == workload })
 }
 
 // Masked is e with the values of credential headers replaced by "***"

@@ -18,8 +18,24 @@ const teeChunks = 64
 // whose reads carry its answers, recording each HTTP/1.x exchange in s
 // under workload; pid names the process answering at the time.
 func Wrap(conn net.Conn, s *Store, workload string, pid func() int) net.Conn {
+	return wrap(conn, s, true, workload, pid)
+}
+
+// WrapOutbound returns conn, a connection the outbound proxy dialed into
+// the cluster for the local process of workload (writes carry the
+// process's requests, reads the answers), recording each HTTP/1.x exchange
+// in s as an outbound call of workload. Which inbound request it served is
+// found by time (Store.Outbound). TLS (HTTPS through CONNECT) is not
+// HTTP/1.x on the wire and stays unrecorded.
+func WrapOutbound(conn net.Conn, s *Store, workload string) net.Conn {
+	return wrap(conn, s, false, workload, nil)
+}
+
+// wrap records conn's exchanges in s: as requests to the local process
+// (inbound, whose stops at breakpoints are tracked) or as its outbound calls.
+func wrap(conn net.Conn, s *Store, inbound bool, workload string, pid func() int) net.Conn {
 	c := &recordingConn{Conn: conn, reqs: newTee(), resps: newTee()}
-	go c.parse(s, workload, pid)
+	go c.parse(s, inbound, workload, pid)
 	if cw, ok := conn.(closeWriter); ok {
 		return &halfCloser{recordingConn: c, cw: cw}
 	}
@@ -73,30 +89,44 @@ func (h *halfCloser) CloseWrite() error {
 // parse reads requests and answers from the tees in turn, in order, as
 // HTTP/1.x does on one connection, and records each pair. It stops at the
 // first thing that is not HTTP/1.x, an upgrade, or the end.
-func (c *recordingConn) parse(s *Store, workload string, pid func() int) {
+//
+// Times are those at which the bytes crossed the connection (see tee), not
+// when the parser got to them, so that an exchange's [Time, End] contains
+// the outbound calls made while serving it even when the parser lags.
+func (c *recordingConn) parse(s *Store, inbound bool, workload string, pid func() int) {
+	add := s.addOutbound
+	if inbound {
+		add = s.add
+	}
 	defer c.reqs.close()
 	defer c.resps.close()
-	reqT := &teeReader{ch: c.reqs.ch}
-	reqR := bufio.NewReader(reqT)
-	respT := &teeReader{ch: c.resps.ch}
-	respR := bufio.NewReader(respT)
+	reqT, respT := &teeReader{ch: c.reqs.ch}, &teeReader{ch: c.resps.ch}
+	reqR, respR := bufio.NewReader(reqT), bufio.NewReader(respT)
 	for {
+		if _, err := reqR.Peek(1); err != nil {
+			return
+		}
+		// The chunk holding the request's first byte (or a later one,
+		// for pipelined requests already buffered).
+		start := reqT.last
 		req, err := http.ReadRequest(reqR)
 		if err != nil || req.ProtoMajor != 1 || req.Method == http.MethodConnect {
 			return
 		}
-		start := time.Now()
 		// When the process got the request: the parser may run behind
 		// the connection, and a stop in between still counts.
-		sent := reqT.at
-		fl := s.begin(workload)
+		sent := reqT.last
+		var fl *inflight
+		if inbound {
+			fl = s.begin(workload)
+		}
 		body, truncated, err := readCapped(req.Body)
 		if err != nil {
 			s.end(fl, time.Time{}, time.Time{})
 			return
 		}
 		resp, err := http.ReadResponse(respR, req)
-		answered := respT.at
+		answered := respT.last
 		if err != nil {
 			answered = time.Now()
 		}
@@ -113,14 +143,14 @@ func (c *recordingConn) parse(s *Store, workload string, pid func() int) {
 				if pid != nil {
 					ex.Pid = pid()
 				}
-				s.add(ex)
+				add(ex)
 			}
 			return
 		}
-		took := time.Since(start)
+		took := respT.last.Sub(start)
 		rbody, rtruncated, err := readCapped(resp.Body)
 		ex := Exchange{
-			Workload: workload, Time: start, Duration: took,
+			Workload: workload, Time: start, End: respT.last, Duration: took,
 			Method: req.Method, Target: req.RequestURI, Host: req.Host,
 			Header: req.Header, Body: string(body), BodyTruncated: truncated,
 			Response: &Response{Status: resp.StatusCode, Header: resp.Header, Body: string(rbody), BodyTruncated: rtruncated},
@@ -129,7 +159,7 @@ func (c *recordingConn) parse(s *Store, workload string, pid func() int) {
 		if pid != nil {
 			ex.Pid = pid()
 		}
-		s.add(ex)
+		add(ex)
 		if err != nil || resp.StatusCode == http.StatusSwitchingProtocols {
 			return
 		}
@@ -160,10 +190,10 @@ type tee struct {
 	done bool
 }
 
-// chunk is one write or read of the connection, and when it happened.
+// chunk is bytes that crossed the connection, and when.
 type chunk struct {
-	b  []byte
-	at time.Time
+	b []byte
+	t time.Time
 }
 
 func newTee() *tee { return &tee{ch: make(chan chunk, teeChunks)} }
@@ -194,7 +224,8 @@ func (t *tee) close() {
 type teeReader struct {
 	ch  <-chan chunk
 	cur []byte
-	at  time.Time // when the chunk read last was written
+	// last is when the chunk read last crossed the connection.
+	last time.Time
 }
 
 func (r *teeReader) Read(p []byte) (int, error) {
@@ -203,7 +234,7 @@ func (r *teeReader) Read(p []byte) (int, error) {
 		if !ok {
 			return 0, io.EOF
 		}
-		r.cur, r.at = c.b, c.at
+		r.cur, r.last = c.b, c.t
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]

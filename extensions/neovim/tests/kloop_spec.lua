@@ -218,6 +218,47 @@ return {
     T.match(run_and_wait_error('KloopReplay 7', 'the replay answer'), 'request 7 is not among the last 50', ':KloopReplay 7')
   end },
 
+  { ':KloopExport answers from the daemon before any request was recorded', function()
+    vim.cmd('edit ' .. main)
+    local before = #T.notes
+    vim.cmd('KloopExport')
+    T.wait(10000, function() return #T.notes > before end, 'the requests answer')
+    T.eq('kloop: no requests recorded yet; they are recorded while a workload is intercepted', T.notes[#T.notes].msg, ':KloopExport')
+    T.match(run_and_wait_error('KloopExport 7', 'the export answer'), 'request 7 is not among the last 50', ':KloopExport 7')
+  end },
+
+  { 'a replay whose answer changed opens a diff split of the two answers in a new tab', function()
+    local tabs = #api.nvim_list_tabpages()
+    local res = {
+      request = { id = 4, workload = 'deployment/orders', method = 'GET', target = '/orders/1', pid = 10,
+        response = { status = 200, header = { ['Content-Type'] = { 'application/json' }, Date = { 'Mon' } }, body = '{"order":{"id":"1"},"build":"v1"}' } },
+      response = { status = 200, header = { ['Content-Type'] = { 'application/json' }, Date = { 'Tue' } }, body = '{"build":"v2","order":{"id":"1"}}' },
+      pid = 11, same = false, diff = { '$.build: "v1" → "v2"' },
+    }
+    kloop._replay_result(res)
+    T.eq(tabs + 1, #api.nvim_list_tabpages(), 'tab pages')
+    local wins = api.nvim_tabpage_list_wins(0)
+    T.eq(2, #wins, 'windows in the new tab')
+    local want = function(build)
+      return { 'HTTP 200', 'Content-Type: application/json', '', '{', '  "build": "' .. build .. '",', '  "order": {', '    "id": "1"', '  }', '}' }
+    end
+    for i, build in ipairs({ 'v1', 'v2' }) do
+      local buf = api.nvim_win_get_buf(wins[i])
+      T.eq(want(build), api.nvim_buf_get_lines(buf, 0, -1, false), 'window ' .. i .. ' lines')
+      T.eq(true, api.nvim_win_get_option(wins[i], 'diff'), 'window ' .. i .. ' in diff mode')
+      T.eq('nofile', api.nvim_buf_get_option(buf, 'buftype'), 'window ' .. i .. ' is a scratch buffer')
+      T.eq(false, api.nvim_buf_get_option(buf, 'modifiable'), 'window ' .. i .. ' read-only')
+    end
+    T.match(api.nvim_buf_get_name(api.nvim_win_get_buf(wins[1])), 'recorded %(pid 10%)$', 'left is the recorded answer')
+    T.match(api.nvim_buf_get_name(api.nvim_win_get_buf(wins[2])), 'replayed %(pid 11%)$', 'right is the replayed answer')
+    vim.cmd('tabclose')
+
+    -- The same answer opens nothing.
+    res.same, res.diff = true, nil
+    kloop._replay_result(res)
+    T.eq(tabs, #api.nvim_list_tabpages(), 'tab pages after a replay with the same answer')
+  end },
+
   { ':KloopLeave, :KloopRelaunch and :KloopClaim each get an answer', function()
     for _, c in ipairs({ 'KloopLeave', 'KloopRelaunch', 'KloopClaim dev 2h' }) do
       local before = #T.notes

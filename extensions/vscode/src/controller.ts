@@ -4,8 +4,12 @@
 // so that unit tests drive it with a stub `vscode` and a fake client.
 import * as vscode from 'vscode';
 import {
+  Answer,
   KloopStatus,
   actionsFor,
+  answerText,
+  replayPaths,
+  replayScheme,
   describeCommandError,
   formatStatus,
   normalizeWorkload,
@@ -17,9 +21,23 @@ export interface KloopClient {
   sendRequest(method: string, params: unknown): Promise<unknown>;
 }
 
+/**
+ * ReplayDocuments serves the read-only documents of the replay diff
+ * (kloop-replay:/ID/N/recorded.http and …/replayed.http) from memory: the
+ * answers never touch the disk.
+ */
+export class ReplayDocuments implements vscode.TextDocumentContentProvider {
+  readonly docs = new Map<string, string>();
+  provideTextDocumentContent(uri: vscode.Uri): string {
+    return this.docs.get(uri.path) ?? '';
+  }
+}
+
 export class Controller implements vscode.Disposable {
   readonly statusBar: vscode.StatusBarItem;
   status: KloopStatus | undefined;
+  readonly replayDocs = new ReplayDocuments();
+  private replays = 0;
   private disposables: vscode.Disposable[] = [];
 
   constructor(
@@ -47,12 +65,14 @@ export class Controller implements vscode.Disposable {
       ['kloop.requests.ui', () => this.pickRequest()],
       ['kloop.replay.ui', () => this.replay()],
       ['kloop.doctor.ui', () => this.doctor()],
+      ['kloop.export.ui', () => this.exportTest()],
       ['kloop.actions', () => this.actions()],
       ['kloop.showOutput', async () => this.output.show(true)],
     ];
     for (const [id, fn] of cmds) {
       this.disposables.push(vscode.commands.registerCommand(id, fn));
     }
+    this.disposables.push(vscode.workspace.registerTextDocumentContentProvider(replayScheme, this.replayDocs));
     return this.disposables;
   }
 
@@ -261,10 +281,46 @@ export class Controller implements vscode.Disposable {
     if (res.same) {
       void vscode.window.showInformationMessage(`${head}, same answer as recorded.`);
     } else {
-      this.output.show(true);
-      void vscode.window.showInformationMessage(`${head}; ${res.diff?.length ?? 0} differences (see the kloop output).`);
+      await this.showReplayDiff(res);
+      void vscode.window.showInformationMessage(`${head}; ${res.diff?.length ?? 0} differences (see the diff and the kloop output).`);
     }
     return res;
+  }
+
+  /** showReplayDiff opens VS Code's diff editor on the recorded and the new answer. */
+  async showReplayDiff(res: ReplayResult): Promise<void> {
+    const paths = replayPaths(res.request.id, ++this.replays);
+    this.replayDocs.docs.set(paths.recorded, answerText(res.request.response));
+    this.replayDocs.docs.set(paths.replayed, answerText(res.response));
+    const left = vscode.Uri.from({ scheme: replayScheme, path: paths.recorded });
+    const right = vscode.Uri.from({ scheme: replayScheme, path: paths.replayed });
+    const title = `#${res.request.id} ${res.request.method} ${res.request.target}: recorded (pid ${res.request.pid ?? '?'}) ↔ replayed (pid ${res.pid})`;
+    await vscode.commands.executeCommand('vscode.diff', left, right, title, { preview: true });
+  }
+
+  /**
+   * exportTest writes a recorded request (picked from the list) as a Go
+   * test beside the program and opens it.
+   */
+  async exportTest(): Promise<ExportResult | undefined> {
+    const res = await this.execute<{ requests: RecordedRequest[] }>('kloop.requests', {});
+    if (!res) return undefined;
+    if (!res.requests || res.requests.length === 0) {
+      void vscode.window.showInformationMessage('kloop: no requests recorded yet; they are recorded while a workload is intercepted.');
+      return undefined;
+    }
+    const items = [...res.requests].reverse().map((r) => ({
+      label: `#${r.id} ${r.method} ${r.target}` + (r.response ? ` → ${r.response.status}` : ''),
+      description: `${r.workload} · pid ${r.pid ?? '?'}`,
+      request: r,
+    }));
+    const pick = await vscode.window.showQuickPick(items, { title: 'kloop: export a recorded request as a Go test', placeHolder: 'Its outbound calls become stubs; the test needs no cluster' });
+    if (!pick) return undefined;
+    const out = await this.execute<ExportResult>('kloop.export', { id: pick.request.id, format: 'go-test' });
+    if (!out) return undefined;
+    await vscode.window.showTextDocument(vscode.Uri.file(out.file));
+    void vscode.window.showInformationMessage(`kloop: wrote ${out.test} (${out.outbound} outbound calls stubbed); run it with go test -run ${out.test}.`);
+    return out;
   }
 
   async copyEnv(): Promise<string | undefined> {
@@ -297,13 +353,21 @@ export interface RecordedRequest {
   method: string;
   target: string;
   pid?: number;
-  response?: { status: number; body?: string };
+  response?: Answer;
+}
+
+/** ExportResult is kloop.export's answer. */
+export interface ExportResult {
+  file: string;
+  test: string;
+  outbound: number;
+  overlapped?: boolean;
 }
 
 /** ReplayResult is kloop.replay's answer. */
 export interface ReplayResult {
   request: RecordedRequest;
-  response: { status: number; body?: string };
+  response: Answer;
   pid: number;
   same: boolean;
   diff?: string[];

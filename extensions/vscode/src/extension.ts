@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import { LanguageClient, LanguageClientOptions, ServerOptions, TransportKind } from 'vscode-languageclient/node';
 import { probeBinary } from './binary';
 import { Controller } from './controller';
-import { KloopStatus, goMainOf, resolveLaunch } from './logic';
+import { KloopStatus, goMainOf, replayViewFeature, resolveLaunch } from './logic';
 
 let client: LanguageClient | undefined;
 
@@ -31,7 +31,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       const pick = await vscode.window.showErrorMessage(verdict.message, 'Open Settings');
       if (pick === 'Open Settings') await vscode.commands.executeCommand('workbench.action.openSettings', 'kloop.path');
     };
-    for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.actions', 'kloop.showOutput']) {
+    for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.export.ui', 'kloop.actions', 'kloop.showOutput']) {
       context.subscriptions.push(vscode.commands.registerCommand(id, showProblem));
     }
     context.subscriptions.push(vscode.workspace.onDidChangeConfiguration((e) => {
@@ -66,6 +66,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     },
   };
   client = new LanguageClient('kloop', 'kloop', serverOptions, clientOptions);
+  // kloop.replay opens a diff editor here, so kloop sends no summary message.
+  client.registerFeature(replayViewFeature);
   controller = new Controller(client, output);
   context.subscriptions.push(controller, ...controller.register());
   context.subscriptions.push(client.onNotification('kloop/status', (st: KloopStatus) => controller?.onStatus(st)));

@@ -288,3 +288,65 @@ export function goMainOf(text: string, relDir: string): { program: string; workl
   const base = program === '.' ? '' : program.split('/').pop()!;
   return { program, workload: base ? `deployment/${base}` : '' };
 }
+
+/** An HTTP answer as kloop reports it (credentials masked). */
+export interface Answer {
+  status: number;
+  header?: Record<string, string[]>;
+  body?: string;
+  bodyTruncated?: boolean;
+}
+
+/**
+ * answerText renders an answer for the replay diff: the status, the headers
+ * sorted (those that change by themselves left out, as kloop's comparison
+ * does), and the body, indented when it is JSON so the diff is per field.
+ */
+export function answerText(a: Answer | undefined): string {
+  if (!a) return '(no answer was recorded)\n';
+  const skip = new Set(['date', 'content-length', 'connection', 'keep-alive', 'transfer-encoding', 'age', 'expires', 'last-modified', 'etag']);
+  const lines = [`HTTP ${a.status}`];
+  for (const name of Object.keys(a.header ?? {}).sort()) {
+    if (skip.has(name.toLowerCase())) continue;
+    for (const v of a.header![name]) lines.push(`${name}: ${v}`);
+  }
+  lines.push('');
+  let body = a.body ?? '';
+  try {
+    if (body.trim() !== '') body = JSON.stringify(JSON.parse(body), sortedKeys, 2);
+  } catch {
+    // Not JSON: shown as it is.
+  }
+  lines.push(body.replace(/\n$/, ''));
+  if (a.bodyTruncated) lines.push('… (only the first 64 KiB were kept)');
+  return lines.join('\n') + '\n';
+}
+
+function sortedKeys(_key: string, v: unknown): unknown {
+  if (v && typeof v === 'object' && !Array.isArray(v)) {
+    return Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+  return v;
+}
+
+/** The scheme of the replay diff's read-only documents. */
+export const replayScheme = 'kloop-replay';
+
+/** replayPaths names the two documents of replay n of request id. */
+export function replayPaths(id: number, n: number): { recorded: string; replayed: string } {
+  return { recorded: `/${id}/${n}/recorded.http`, replayed: `/${id}/${n}/replayed.http` };
+}
+
+/**
+ * replayViewFeature declares the experimental capability kloopReplayView:
+ * this client shows a replay's answers itself (the diff editor), so kloop
+ * sends it no window/showMessage summary.
+ */
+export const replayViewFeature = {
+  fillClientCapabilities(caps: { experimental?: Record<string, unknown> }): void {
+    caps.experimental = { ...(caps.experimental ?? {}), kloopReplayView: true };
+  },
+  getState: () => ({ kind: 'static' as const }),
+  initialize(): void {},
+  clear(): void {},
+};

@@ -200,7 +200,7 @@ end
 -- so their failures read the same as the user commands'.
 local function client_commands()
   local cmds = {}
-  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs', 'kloop.requests', 'kloop.replay', 'kloop.doctor' }) do
+  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs', 'kloop.requests', 'kloop.replay', 'kloop.doctor', 'kloop.export' }) do
     cmds[name] = function(command, ctx)
       local arg = command.arguments and command.arguments[1] or nil
       -- "Intercept … & debug" starts an nvim-dap session when nvim-dap is there.
@@ -243,7 +243,10 @@ local function lsp_config(root)
     workspace_folders = { { uri = vim.uri_from_fname(root), name = vim.fn.fnamemodify(root, ':t') } },
     handlers = { ['kloop/status'] = on_status },
     commands = client_commands(),
-    capabilities = vim.lsp.protocol.make_client_capabilities(),
+    capabilities = vim.tbl_deep_extend('force', vim.lsp.protocol.make_client_capabilities(), {
+      -- :KloopReplay shows its own diff split, so kloop sends no summary message.
+      experimental = { kloopReplayView = true },
+    }),
   }, user)
   local user_attach = user.on_attach
   cfg.on_attach = function(client, bufnr)
@@ -436,6 +439,39 @@ local function create_commands()
       end)
     end)
   end, { desc = 'kloop: pick a recorded request and replay it' })
+  cmd('KloopExport', function(o)
+    local function export(id)
+      M.execute('kloop.export', { id = id, format = 'go-test' }, function(res)
+        vim.cmd('edit ' .. vim.fn.fnameescape(res.file))
+        notify(string.format('kloop: wrote %s (%d outbound calls stubbed); run it with go test -run %s', res.test, res.outbound or 0, res.test))
+      end)
+    end
+    if o.args ~= '' then
+      export(tonumber(o.args))
+      return
+    end
+    M.execute('kloop.requests', {}, function(res)
+      local reqs = res.requests or {}
+      if #reqs == 0 then
+        notify('kloop: no requests recorded yet; they are recorded while a workload is intercepted')
+        return
+      end
+      local items = {}
+      for i = #reqs, 1, -1 do
+        table.insert(items, reqs[i])
+      end
+      vim.ui.select(items, {
+        prompt = 'Export as a Go test: ',
+        format_item = function(r)
+          return string.format('#%d %s %s -> %s  %s', r.id, r.method, r.target, r.response and r.response.status or '-', r.workload)
+        end,
+      }, function(r)
+        if r then
+          export(r.id)
+        end
+      end)
+    end)
+  end, { nargs = '?', desc = 'kloop: write recorded request [ID] as a Go test (its outbound calls as stubs) and open it' })
   cmd('KloopReplay', function(o)
     M.replay(o.args ~= '' and { id = tonumber(o.args) } or nil)
   end, { nargs = '?', desc = 'kloop: replay recorded request [ID] (default: the last) and show what changed' })
@@ -471,6 +507,103 @@ function M._replay_result(res)
   end
   M._last_replay = lines
   vim.api.nvim_echo({ { table.concat(lines, '\n') } }, true, {})
+  if not res.same then
+    M.show_replay_diff(res)
+  end
+end
+
+-- Headers that change by themselves or describe the transfer: left out of
+-- the diff, as kloop's comparison does.
+local skipped_headers = { date = true, ['content-length'] = true, connection = true, ['keep-alive'] = true,
+  ['transfer-encoding'] = true, age = true, expires = true, ['last-modified'] = true, etag = true }
+
+-- pretty renders a decoded JSON value indented, keys sorted, so a diff
+-- shows the changed fields.
+local function pretty(v, indent, out, prefix)
+  local pad = string.rep('  ', indent)
+  local function emit(s) table.insert(out, s) end
+  if type(v) == 'table' and not (vim.islist or vim.tbl_islist)(v) then
+    local keys = vim.tbl_keys(v)
+    table.sort(keys)
+    if #keys == 0 then emit(pad .. prefix .. '{}') return end
+    emit(pad .. prefix .. '{')
+    for i, k in ipairs(keys) do
+      local sub = {}
+      pretty(v[k], indent + 1, sub, vim.json.encode(k) .. ': ')
+      if i < #keys then sub[#sub] = sub[#sub] .. ',' end
+      vim.list_extend(out, sub)
+    end
+    emit(pad .. '}')
+  elseif type(v) == 'table' then
+    if #v == 0 then emit(pad .. prefix .. '[]') return end
+    emit(pad .. prefix .. '[')
+    for i, x in ipairs(v) do
+      local sub = {}
+      pretty(x, indent + 1, sub, '')
+      if i < #v then sub[#sub] = sub[#sub] .. ',' end
+      vim.list_extend(out, sub)
+    end
+    emit(pad .. ']')
+  elseif v == vim.NIL or v == nil then
+    emit(pad .. prefix .. 'null')
+  else
+    emit(pad .. prefix .. vim.json.encode(v))
+  end
+end
+
+-- answer_lines renders an answer for the diff: status, headers sorted,
+-- and the body (indented when it is JSON).
+function M._answer_lines(a)
+  if not a then
+    return { '(no answer was recorded)' }
+  end
+  local lines = { 'HTTP ' .. tostring(a.status) }
+  local names = vim.tbl_keys(a.header or {})
+  table.sort(names)
+  for _, name in ipairs(names) do
+    if not skipped_headers[name:lower()] then
+      for _, v in ipairs(a.header[name]) do
+        table.insert(lines, name .. ': ' .. v)
+      end
+    end
+  end
+  table.insert(lines, '')
+  local body = a.body or ''
+  local ok, decoded = pcall(vim.json.decode, body)
+  if ok and body:match('%S') and type(decoded) == 'table' then
+    pretty(decoded, 0, lines, '')
+  else
+    vim.list_extend(lines, vim.split((body:gsub('\n$', '')), '\n', true))
+  end
+  if a.bodyTruncated then
+    table.insert(lines, '… (only the first 64 KiB were kept)')
+  end
+  return lines
+end
+
+-- scratch fills the current window's new buffer with lines, read-only.
+local function scratch(name, lines)
+  local buf = vim.api.nvim_get_current_buf()
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.bo[buf].buftype = 'nofile'
+  vim.bo[buf].bufhidden = 'wipe'
+  vim.bo[buf].swapfile = false
+  vim.bo[buf].modifiable = false
+  pcall(vim.api.nvim_buf_set_name, buf, name)
+  vim.cmd('diffthis')
+  return buf
+end
+
+-- show_replay_diff opens a new tab with the recorded answer (left) and the
+-- replayed one (right) in scratch buffers, diffed.
+function M.show_replay_diff(res)
+  local id = res.request.id
+  M._replays = (M._replays or 0) + 1
+  vim.cmd('tabnew')
+  local left = scratch(string.format('kloop-replay://%d/%d/recorded (pid %s)', id, M._replays, tostring(res.request.pid or '?')), M._answer_lines(res.request.response))
+  vim.cmd('rightbelow vnew')
+  local right = scratch(string.format('kloop-replay://%d/%d/replayed (pid %s)', id, M._replays, tostring(res.pid or '?')), M._answer_lines(res.response))
+  return left, right
 end
 
 -- debug_intercept runs a `kloop` nvim-dap session for a lens's arguments;

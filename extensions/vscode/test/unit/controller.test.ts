@@ -60,7 +60,7 @@ test('picking an action in the quick pick runs it against kloop', async () => {
 
 test('every palette command is registered', () => {
   const ids = (vscode.commands as unknown as { registered(): string[] }).registered();
-  for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.actions', 'kloop.showOutput']) {
+  for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.export.ui', 'kloop.actions', 'kloop.showOutput']) {
     assert.ok(ids.includes(id), id);
   }
 });
@@ -182,6 +182,45 @@ test('a picked request is replayed, a POST only once confirmed, and the differen
   stub.answers.push('#4 POST /orders → 201', 'Replay');
   await vscode.commands.executeCommand('kloop.requests.ui');
   assert.deepEqual(client.calls.map((c) => c.arguments[0]), [{}, { id: 4, yes: true }]);
+});
+
+test('a changed answer opens a diff editor of read-only kloop-replay documents: recorded left, replayed right', async () => {
+  const recorded = { status: 200, header: { 'Content-Type': ['application/json'], Date: ['Mon'] }, body: '{"order":{"id":"1"},"build":"v1"}' };
+  const replayed = { status: 200, header: { 'Content-Type': ['application/json'], Date: ['Tue'] }, body: '{"build":"v2","order":{"id":"1"}}' };
+  client.replies.set('kloop.replay', {
+    request: { id: 3, workload: 'deployment/orders', method: 'GET', target: '/orders/1', pid: 10, response: recorded },
+    response: replayed, pid: 11, same: false, diff: ['$.build: "v1" → "v2"'],
+  });
+  await vscode.commands.executeCommand('kloop.replay.ui');
+  const diff = stub.recorded.executed.find((e: { command: string }) => e.command === 'vscode.diff');
+  assert.ok(diff, JSON.stringify(stub.recorded.executed));
+  const [left, right, title] = diff.args as [InstanceType<typeof stub.Uri>, InstanceType<typeof stub.Uri>, string];
+  assert.equal(left.scheme, 'kloop-replay');
+  assert.equal(right.scheme, 'kloop-replay');
+  assert.equal(title, '#3 GET /orders/1: recorded (pid 10) ↔ replayed (pid 11)');
+  const provider = stub.providers.get('kloop-replay');
+  assert.ok(provider, 'no content provider for kloop-replay:');
+  const expected = (build: string) => `HTTP 200\nContent-Type: application/json\n\n{\n  "build": "${build}",\n  "order": {\n    "id": "1"\n  }\n}\n`;
+  // JSON indented with sorted keys, so the diff is the changed field only; Date is left out.
+  assert.equal(provider.provideTextDocumentContent(left), expected('v1'));
+  assert.equal(provider.provideTextDocumentContent(right), expected('v2'));
+});
+
+test('the same answer opens no diff', async () => {
+  client.replies.set('kloop.replay', { request: { id: 9, workload: 'deployment/orders', method: 'GET', target: '/x', response: { status: 200 } }, response: { status: 200 }, pid: 5, same: true });
+  await vscode.commands.executeCommand('kloop.replay.ui');
+  assert.ok(!stub.recorded.executed.some((e: { command: string }) => e.command === 'vscode.diff'));
+});
+
+test('export writes the picked request as a Go test and opens the file', async () => {
+  const get = { id: 3, workload: 'deployment/orders', method: 'GET', target: '/orders/1', pid: 10, response: { status: 200 } };
+  client.replies.set('kloop.requests', { requests: [get] });
+  client.replies.set('kloop.export', { file: '/w/kloop_request_3_test.go', test: 'TestKloopRequest3', outbound: 1 });
+  stub.answers.push('#3 GET /orders/1 → 200');
+  await vscode.commands.executeCommand('kloop.export.ui');
+  assert.deepEqual(client.calls.map((c) => [c.command, c.arguments[0]]), [['kloop.requests', {}], ['kloop.export', { id: 3, format: 'go-test' }]]);
+  assert.deepEqual(stub.recorded.shownDocuments.map((u: { scheme: string; path: string }) => `${u.scheme}:${u.path}`), ['file:/w/kloop_request_3_test.go']);
+  assert.ok(stub.recorded.infos.some((m: string) => m.includes('go test -run TestKloopRequest3')), stub.recorded.infos.join('\n'));
 });
 
 test('replay with no argument replays the last request', async () => {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import {
   KloopStatus, actionsFor, checkVersion, describeCommandError, formatStatus, goMainOf,
-  missingBinaryMessage, normalizeWorkload, resolveLaunch, validateWorkload,
+  answerText, missingBinaryMessage, normalizeWorkload, replayViewFeature, resolveLaunch, validateWorkload,
 } from '../../src/logic';
 
 const idle: KloopStatus = { workspace: '/w', intercepts: [], updated: '2026-01-01T00:00:00Z' };
@@ -103,4 +103,18 @@ test('launch configurations: hand-written mistakes are named before the adapter 
   assert.match((resolveLaunch({ ...base, workload: 'pod/x' }, {}) as { error: string }).error, /"workload".*deployment or statefulset/);
   assert.match((resolveLaunch({ ...base, program: undefined }, {}) as { error: string }).error, /"program" is required/);
   assert.match((resolveLaunch({ ...base, request: 'attach' }, {}) as { error: string }).error, /use "launch"/);
+});
+
+test('the client declares kloopReplayView, keeping other experimental capabilities', () => {
+  const caps: { experimental?: Record<string, unknown> } = { experimental: { other: 1 } };
+  replayViewFeature.fillClientCapabilities(caps);
+  assert.deepEqual(caps.experimental, { other: 1, kloopReplayView: true });
+  const empty: { experimental?: Record<string, unknown> } = {};
+  replayViewFeature.fillClientCapabilities(empty);
+  assert.deepEqual(empty.experimental, { kloopReplayView: true });
+});
+
+test('answerText shows a non-JSON body as it is, and says when no answer was recorded', () => {
+  assert.equal(answerText({ status: 500, header: { 'Content-Type': ['text/plain'] }, body: 'boom\n' }), 'HTTP 500\nContent-Type: text/plain\n\nboom\n');
+  assert.equal(answerText(undefined), '(no answer was recorded)\n');
 });

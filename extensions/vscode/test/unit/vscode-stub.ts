@@ -10,7 +10,19 @@ export const recorded = {
   clipboard: '',
   quickPicks: [] as Array<{ items: any[]; options: any }>,
   inputBoxes: [] as any[],
+  shownDocuments: [] as Uri[],
 };
+
+/** providers are the TextDocumentContentProviders registered, by scheme. */
+export const providers = new Map<string, { provideTextDocumentContent(uri: Uri): string }>();
+
+export class Uri {
+  constructor(public scheme: string, public path: string) {}
+  get fsPath() { return this.path; }
+  static from(c: { scheme: string; path: string }) { return new Uri(c.scheme, c.path); }
+  static file(p: string) { return new Uri('file', p); }
+  toString() { return `${this.scheme}:${this.path}`; }
+}
 
 /** answers pops one scripted answer per prompt (input box, quick pick, message). */
 export const answers: unknown[] = [];
@@ -23,6 +35,8 @@ export function reset(): void {
   recorded.clipboard = '';
   recorded.quickPicks = [];
   recorded.inputBoxes = [];
+  recorded.shownDocuments = [];
+  providers.clear();
   answers.length = 0;
   registered.clear();
   debug.started = [];
@@ -63,6 +77,7 @@ class OutputChannel {
 }
 
 export const window = {
+  showTextDocument: async (uri: Uri) => { recorded.shownDocuments.push(uri); return undefined; },
   createStatusBarItem: (id: string) => new StatusBarItem(id),
   createOutputChannel: (name: string) => new OutputChannel(name),
   showErrorMessage: async (msg: string, ..._items: unknown[]) => { recorded.errors.push(msg); return undefined; },
@@ -114,6 +129,10 @@ export const workspace = {
     get: (key: string) => settings[`${section}.${key}`],
   }),
   onDidChangeConfiguration: () => ({ dispose() {} }),
+  registerTextDocumentContentProvider(scheme: string, p: { provideTextDocumentContent(uri: Uri): string }) {
+    providers.set(scheme, p);
+    return { dispose: () => providers.delete(scheme) };
+  },
 };
 
 export const debug = {
