@@ -56,8 +56,6 @@ type Store struct {
 	// outbound are the calls the local processes made through the
 	// outbound proxy, outboundPerRequest times keep per workload.
 	outbound []Exchange
-	// inflight are requests read whose answers have not come yet.
-	inflight map[*inflight]struct{}
 	// stops are the last times the debugger stopped each workload's
 	// process, newest last.
 	stops map[string][]time.Time
@@ -67,42 +65,15 @@ type Store struct {
 // only the few stops (steps) made while it waits.
 const keepStops = 64
 
-// inflight is one request on its way through the local process.
-type inflight struct {
-	workload string
-	stopped  bool
-}
-
-// begin records that a request of workload reached the local process.
-func (s *Store) begin(workload string) *inflight {
-	f := &inflight{workload: workload}
+// stoppedBetween reports whether the debugger stopped workload's process
+// between sent (the process got the request) and answered (its answer left,
+// or the connection ended without one): the request was then in flight, as
+// the one a breakpoint sits in is. Times are those the bytes crossed the
+// connection, so the parser running behind it changes nothing.
+func (s *Store) stoppedBetween(workload string, sent, answered time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inflight == nil {
-		s.inflight = map[*inflight]struct{}{}
-	}
-	s.inflight[f] = struct{}{}
-	return f
-}
-
-// end forgets f (nil: an outbound call, never tracked) and reports whether it was in flight at a stop: marked
-// so, or the process stopped between getting it (sent) and answering it
-// (answered); the parser runs behind the connection, so the mark alone
-// can miss a stop that came right after the request.
-func (s *Store) end(f *inflight, sent, answered time.Time) bool {
-	if f == nil {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.inflight, f)
-	if f.stopped {
-		return true
-	}
-	if sent.IsZero() {
-		return false
-	}
-	for _, at := range s.stops[f.workload] {
+	for _, at := range s.stops[workload] {
 		if !at.Before(sent) && !at.After(answered) {
 			return true
 		}
@@ -110,8 +81,9 @@ func (s *Store) end(f *inflight, sent, answered time.Time) bool {
 	return false
 }
 
-// MarkStopped marks the requests of workload in flight now as stopped at
-// a breakpoint: the debugger has just stopped the process serving them.
+// MarkStopped records that the debugger has just stopped workload's
+// process: the requests in flight across this moment are marked stopped at
+// a breakpoint when they are recorded (see stoppedBetween).
 func (s *Store) MarkStopped(workload string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -123,11 +95,6 @@ func (s *Store) MarkStopped(workload string) {
 		stops = stops[len(stops)-keepStops:]
 	}
 	s.stops[workload] = stops
-	for f := range s.inflight {
-		if f.workload == workload {
-			f.stopped = true
-		}
-	}
 }
 
 // outboundPerRequest is how many outbound calls per kept request a Store

@@ -116,13 +116,8 @@ func (c *recordingConn) parse(s *Store, inbound bool, workload string, pid func(
 		// When the process got the request: the parser may run behind
 		// the connection, and a stop in between still counts.
 		sent := reqT.last
-		var fl *inflight
-		if inbound {
-			fl = s.begin(workload)
-		}
 		body, truncated, err := readCapped(req.Body)
 		if err != nil {
-			s.end(fl, time.Time{}, time.Time{})
 			return
 		}
 		resp, err := http.ReadResponse(respR, req)
@@ -130,7 +125,7 @@ func (c *recordingConn) parse(s *Store, inbound bool, workload string, pid func(
 		if err != nil {
 			answered = time.Now()
 		}
-		stopped := s.end(fl, sent, answered)
+		stopped := inbound && s.stoppedBetween(workload, sent, answered)
 		if err != nil {
 			if stopped {
 				// The process stopped at a breakpoint in this request and
