@@ -342,7 +342,8 @@ func (s *Runner) reportImagePullFailure(ctx context.Context, pod *corev1.Pod, co
 
 // reportImageID records what a pulled container runs, as a kubelet does
 // once the container started: the resolved REPOSITORY@DIGEST in its
-// status's imageID.
+// status's imageID; after failed pulls, the container running again and
+// the pod Ready once all its containers are.
 func (s *Runner) reportImageID(ctx context.Context, pod *corev1.Pod, container, image, imageID string) {
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := s.opts.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
@@ -351,7 +352,23 @@ func (s *Runner) reportImageID(ctx context.Context, pod *corev1.Pod, container, 
 		}
 		setContainerStatus(cur, container, func(cs *corev1.ContainerStatus) {
 			cs.Image, cs.ImageID = image, imageID
+			if cs.State.Waiting != nil {
+				// A retry after a failed pull: undo what reportImagePullFailure set.
+				cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
+				cs.Ready, cs.Started = true, ptrTo(true)
+			}
 		})
+		ready := true
+		for _, cs := range cur.Status.ContainerStatuses {
+			ready = ready && cs.Ready
+		}
+		for i := range cur.Status.Conditions {
+			c := &cur.Status.Conditions[i]
+			if ready && c.Status == corev1.ConditionFalse && c.Reason == "ContainersNotReady" &&
+				(c.Type == corev1.PodReady || c.Type == corev1.ContainersReady) {
+				c.Status, c.Reason, c.Message, c.LastTransitionTime = corev1.ConditionTrue, "", "", metav1.Now()
+			}
+		}
 		_, err = s.opts.Client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})

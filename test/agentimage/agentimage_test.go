@@ -7,6 +7,7 @@ package agentimage_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -15,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -130,9 +134,11 @@ func TestInterceptRunsTheAgentPulledFromTheRegistry(t *testing.T) {
 }
 
 // TestWrongAgentImageLeavesTheContainerInErrImagePull: a reference the
-// registry does not have (nothing was pushed: NAME_UNKNOWN) leaves the agent container waiting, first with
-// ErrImagePull and the registry's answer, then in ImagePullBackOff, with
-// the kubelet's events, which is what the pull-failure reporting reads.
+// registry does not have (nothing was pushed: NAME_UNKNOWN) leaves the
+// agent container waiting, first with ErrImagePull and the registry's
+// answer, then in ImagePullBackOff, with the kubelet's events, which is
+// what the pull-failure reporting reads; pushed meanwhile, the image runs
+// at the next pull.
 func TestWrongAgentImageLeavesTheContainerInErrImagePull(t *testing.T) {
 	reg := cluster.StartRegistry(t)
 	f := orders.New(t, kloopBinary.Path(t), cluster.WithRegistry(reg, agentimage.Verify))
@@ -185,6 +191,24 @@ func TestWrongAgentImageLeavesTheContainerInErrImagePull(t *testing.T) {
 	if cs.Ready || cs.ImageID != "" || cs.Image != wrong {
 		t.Errorf("agent status %+v: want not ready, no imageID, image %s", cs, wrong)
 	}
+	pods, err := f.Env.Client.CoreV1().Pods(f.Env.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pod := range pods.Items {
+		if cs := containerStatus(&pod, agentContainer); cs == nil || cs.State.Waiting == nil {
+			continue
+		}
+		// Running, as kwok left it, but not Ready: no Service sends it traffic.
+		for _, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status != corev1.ConditionFalse {
+				t.Errorf("pod %s with its agent not pulled is Ready=%s", pod.Name, c.Status)
+			}
+		}
+		if pod.Status.Phase != corev1.PodRunning {
+			t.Errorf("pod %s phase %s, want Running", pod.Name, pod.Status.Phase)
+		}
+	}
 	cs = waitFor("in ImagePullBackOff", waiting("ImagePullBackOff"))
 	if msg := cs.State.Waiting.Message; !strings.HasPrefix(msg, `Back-off pulling image "`+wrong+`"`) {
 		t.Errorf("ImagePullBackOff message %q", msg)
@@ -194,6 +218,33 @@ func TestWrongAgentImageLeavesTheContainerInErrImagePull(t *testing.T) {
 			t.Errorf("an agent stand-in runs in %s although its image cannot be pulled", p.Pod)
 		}
 	}
+	// Once the image is there, the next pull (after the back-off) runs it:
+	// here an image around the local kloop build, pushed under that tag.
+	bin, err := os.ReadFile(kloopBinary.Path(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := agentimage.Image(bin, v1.Platform{OS: "linux", Architecture: runtime.GOARCH}, "devel", time.Unix(0, 0).UTC())
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := agentimage.Index([]v1.Image{img}, "devel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(wrong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(tag, idx); err != nil {
+		t.Fatal(err)
+	}
+	digest, _ := idx.Digest()
+	wantID := reg.Host + "/kloop/agent@" + digest.String()
+	waitFor("running the image pushed meanwhile", func(cs *corev1.ContainerStatus) bool {
+		return cs.State.Running != nil && cs.Ready && cs.ImageID == wantID
+	})
+
 	evs, err := f.Env.Client.CoreV1().Events(f.Env.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
