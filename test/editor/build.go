@@ -2,6 +2,7 @@ package editor
 
 import (
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,7 +32,7 @@ func BuildKloop(dir string) (string, error) {
 	return bin, nil
 }
 
-// Binary builds kloop once per test binary into os.TempDir()/name and
+// Binary builds kloop once per test binary into os.TempDir()/name… and
 // returns its path; later calls return the same path. The directory is
 // fixed (and rebuilt each run, from the build cache) because sandbox.Main
 // exits without giving a TestMain the chance to clean up.
@@ -42,14 +43,30 @@ type Binary struct {
 	err  error
 }
 
-// NewBinary returns a Binary built into os.TempDir()/name.
+// binarySuffix keeps apart the binaries of different checkouts (git
+// worktrees of one machine run their suites at once) and of race and plain
+// builds: with one directory, whichever test binary built last would be
+// the kloop every concurrent run executes.
+func binarySuffix() string {
+	_, file, _, _ := runtime.Caller(0)
+	h := fnv.New32a()
+	h.Write([]byte(filepath.Dir(file)))
+	suffix := fmt.Sprintf("-%08x", h.Sum32())
+	if racecheck.Enabled {
+		suffix += "-race"
+	}
+	return suffix
+}
+
+// NewBinary returns a Binary built into os.TempDir()/name (plus a suffix
+// naming the checkout and the build mode).
 func NewBinary(name string) *Binary { return &Binary{name: name} }
 
 // Path builds the binary the first time and fails t if it cannot.
 func (b *Binary) Path(t testing.TB) string {
 	t.Helper()
 	b.once.Do(func() {
-		dir := filepath.Join(os.TempDir(), b.name)
+		dir := filepath.Join(os.TempDir(), b.name+binarySuffix())
 		if b.err = os.MkdirAll(dir, 0o755); b.err == nil {
 			b.path, b.err = BuildKloop(dir)
 		}
