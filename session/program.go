@@ -126,7 +126,7 @@ func (s *Session) startProgram(ctx context.Context, spec programSpec) (*program,
 	first := make(chan relaunch.Status, 1)
 	var once sync.Once
 	// Reports stop with the first launch: the caller's progress ends then.
-	var launched atomic.Bool
+	var launched, startShown atomic.Bool
 	runSpec := spec.run
 	// Recorded before readiness: a daemon that dies now leaves a pid the
 	// next one can kill.
@@ -151,7 +151,9 @@ func (s *Session) startProgram(ctx context.Context, spec programSpec) (*program,
 			if spec.onStatus != nil {
 				spec.onStatus(st)
 			}
-			if spec.progress != nil && st.State == relaunch.StateStarting && !launched.Load() {
+			// The loop publishes Starting more than once while the port is
+			// awaited; one line says it.
+			if spec.progress != nil && st.State == relaunch.StateStarting && !launched.Load() && startShown.CompareAndSwap(false, true) {
 				spec.progress.Report(fmt.Sprintf("starting %s (built in %.1fs); waiting until it accepts on port %d", prog.name, st.LastBuild.Seconds(), spec.run.Port), 90)
 			}
 			switch st.State {

@@ -147,6 +147,9 @@ func TestREADMELoopRunsAsPrinted(t *testing.T) {
 				"building "+argAfter(args, "--program"),
 				"starting "+argAfter(args, "--program"),
 				"runs here and relaunches on save; Ctrl-C ends the intercept")
+			if n := strings.Count(j.errOut.String(), "starting "+argAfter(args, "--program")); n != 1 {
+				t.Errorf("%s's stderr says it is starting the program %d times, want once", line, n)
+			}
 			j.ctrlC(t)
 			if !strings.Contains(j.errOut.String(), "left deployment/"+workload) {
 				t.Errorf("%s: no word of leaving after Ctrl-C:\n%s", line, j.errOut.String())
