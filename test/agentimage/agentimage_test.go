@@ -7,7 +7,6 @@ package agentimage_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -16,10 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kloop/kloop/internal/agentimage"
@@ -133,119 +130,41 @@ func TestInterceptRunsTheAgentPulledFromTheRegistry(t *testing.T) {
 	}
 }
 
-// TestWrongAgentImageLeavesTheContainerInErrImagePull: a reference the
-// registry does not have (nothing was pushed: NAME_UNKNOWN) leaves the
-// agent container waiting, first with ErrImagePull and the registry's
-// answer, then in ImagePullBackOff, with the kubelet's events, which is
-// what the pull-failure reporting reads; pushed meanwhile, the image runs
-// at the next pull.
-func TestWrongAgentImageLeavesTheContainerInErrImagePull(t *testing.T) {
+// TestWrongAgentImageFailsTheInterceptAndRestores: a reference the
+// registry does not have (nothing was pushed: NAME_UNKNOWN). The stand-in
+// runner pulls it as a kubelet would and leaves the agent container waiting
+// in ErrImagePull with the registry's answer and a kubelet Failed event;
+// `kloop intercept` reads that and fails at once (not at the rollout
+// timeout) naming the image, the registry's answer and the fix, and the
+// workload and its Service are left exactly as they were.
+func TestWrongAgentImageFailsTheInterceptAndRestores(t *testing.T) {
 	reg := cluster.StartRegistry(t)
 	f := orders.New(t, kloopBinary.Path(t), cluster.WithRegistry(reg, agentimage.Verify))
 	wrong := reg.Host + "/kloop/agent:v9.9.9-never-pushed"
 	f.Daemon.Extra = append(f.Daemon.Extra, "KLOOP_AGENT_IMAGE="+wrong)
+	tmpl, ports := f.Specs(t)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := f.Daemon.Command(ctx, "intercept", "orders", "--detach")
-	cmd.Dir = f.WS
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	r := f.Kloop(t, "intercept", "orders", "--detach")
+	if r.Code == 0 {
+		t.Fatalf("intercept with an agent image nobody pushed succeeded:\n%s%s", r.Stdout, r.Stderr)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	defer func() { cancel(); <-done }()
-
-	waitFor := func(what string, ok func(cs *corev1.ContainerStatus) bool) *corev1.ContainerStatus {
-		t.Helper()
-		deadline := time.Now().Add(cluster.WaitTimeout)
-		var last []string
-		for time.Now().Before(deadline) {
-			pods, err := f.Env.Client.CoreV1().Pods(f.Env.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=orders"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			last = last[:0]
-			for _, pod := range pods.Items {
-				if cs := containerStatus(&pod, agentContainer); cs != nil {
-					last = append(last, pod.Name+": "+describe(cs))
-					if ok(cs) {
-						return cs
-					}
-				}
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Fatalf("no agent container %s; last seen %q", what, last)
-		return nil
-	}
-	waiting := func(reason string) func(cs *corev1.ContainerStatus) bool {
-		return func(cs *corev1.ContainerStatus) bool {
-			return cs.State.Waiting != nil && cs.State.Waiting.Reason == reason
+	for _, want := range []string{wrong, "NAME_UNKNOWN", "kloop agent-image push"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("intercept error does not say %q:\n%s", want, r.Stderr)
 		}
 	}
-	cs := waitFor("in ErrImagePull", waiting("ErrImagePull"))
-	if msg := cs.State.Waiting.Message; !strings.Contains(msg, `"`+wrong+`"`) || !strings.Contains(msg, "NAME_UNKNOWN") {
-		t.Errorf("ErrImagePull message %q does not name the image and the registry's answer", msg)
+	if tmpl2, ports2 := f.Specs(t); !equality.Semantic.DeepEqual(tmpl, tmpl2) || !equality.Semantic.DeepEqual(ports, ports2) {
+		t.Errorf("the failed intercept left the workload changed:\ntemplate %+v\nwant %+v\nports %+v\nwant %+v", tmpl2, tmpl, ports2, ports)
 	}
-	if cs.Ready || cs.ImageID != "" || cs.Image != wrong {
-		t.Errorf("agent status %+v: want not ready, no imageID, image %s", cs, wrong)
-	}
-	pods, err := f.Env.Client.CoreV1().Pods(f.Env.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=orders"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, pod := range pods.Items {
-		if cs := containerStatus(&pod, agentContainer); cs == nil || cs.State.Waiting == nil {
-			continue
-		}
-		// Running, as kwok left it, but not Ready: no Service sends it traffic.
-		for _, c := range pod.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status != corev1.ConditionFalse {
-				t.Errorf("pod %s with its agent not pulled is Ready=%s", pod.Name, c.Status)
-			}
-		}
-		if pod.Status.Phase != corev1.PodRunning {
-			t.Errorf("pod %s phase %s, want Running", pod.Name, pod.Status.Phase)
-		}
-	}
-	cs = waitFor("in ImagePullBackOff", waiting("ImagePullBackOff"))
-	if msg := cs.State.Waiting.Message; !strings.HasPrefix(msg, `Back-off pulling image "`+wrong+`"`) {
-		t.Errorf("ImagePullBackOff message %q", msg)
-	}
-	for _, p := range f.StandIns.Processes() {
-		if p.Container == agentContainer {
-			t.Errorf("an agent stand-in runs in %s although its image cannot be pulled", p.Pod)
-		}
-	}
-	// Once the image is there, the next pull (after the back-off) runs it:
-	// here an image around the local kloop build, pushed under that tag.
-	bin, err := os.ReadFile(kloopBinary.Path(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := agentimage.Image(bin, v1.Platform{OS: "linux", Architecture: runtime.GOARCH}, "devel", time.Unix(0, 0).UTC())
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := agentimage.Index([]v1.Image{img}, "devel")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag, err := name.NewTag(wrong)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(tag, idx); err != nil {
-		t.Fatal(err)
-	}
-	digest, _ := idx.Digest()
-	wantID := reg.Host + "/kloop/agent@" + digest.String()
-	waitFor("running the image pushed meanwhile", func(cs *corev1.ContainerStatus) bool {
-		return cs.State.Running != nil && cs.Ready && cs.ImageID == wantID
+	orders.Eventually(t, "orders answered by its own pods again", func() bool {
+		code, a, _, err := f.TryGetOrder(t)
+		return err == nil && code == 200 && a.Build == ""
 	})
+	if st := f.Status(t); len(st.Intercepts) != 0 {
+		t.Errorf("status after the failed intercept lists intercepts %+v", st.Intercepts)
+	}
 
-	evs, err := f.Env.Client.CoreV1().Events(f.Env.Namespace).List(ctx, metav1.ListOptions{})
+	evs, err := f.Env.Client.CoreV1().Events(f.Env.Namespace).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,15 +191,4 @@ func containerStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {
 		}
 	}
 	return nil
-}
-
-func describe(cs *corev1.ContainerStatus) string {
-	switch {
-	case cs.State.Waiting != nil:
-		return "waiting " + cs.State.Waiting.Reason + ": " + cs.State.Waiting.Message
-	case cs.State.Running != nil:
-		return "running " + cs.ImageID
-	default:
-		return "terminated"
-	}
 }
