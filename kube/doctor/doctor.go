@@ -147,14 +147,21 @@ func checkImage(ctx context.Context, opts Options) Finding {
 		return f
 	}
 	f.Status = OK
-	// kloop does not reach registries itself (no registry client is built
-	// in): the reference and its source are what it can vouch for, and a
-	// pull that fails is reported by the intercept within seconds.
-	f.Detail = fmt.Sprintf("%s (from %s); the kubelet pulls it, and an intercept reports a failed pull at once", choice.Ref, choice.Source)
+	f.Detail = fmt.Sprintf("%s (from %s)", choice.Ref, choice.Source)
 	if choice.Note != "" {
 		f.Status = Warn
 		f.Detail += "; " + choice.Note
 		f.Fix = choice.Note
+	}
+	lookup := checkRegistry(ctx, choice.Ref)
+	f.Detail += "; " + lookup.detail
+	switch {
+	case lookup.status == Fail:
+		f.Status = Fail
+		f.Fix = fmt.Sprintf("push the agent image there (`kloop agent-image push %s`), or set a reference the cluster can pull (`kloop pool agent-image REF`, agentImage: in .kloop.yaml)", choice.Ref)
+	case lookup.status == Warn && f.Status == OK:
+		f.Status = Warn
+		f.Fix = "if the cluster's nodes cannot reach that registry either, push the agent image to one they can (`kloop agent-image push REF`) and set it once (`kloop pool agent-image REF`); an intercept reports a failed pull at once"
 	}
 	if choice.Source == intercept.SourceDefault {
 		// Said in the detail, not as a fix: nothing is known to be wrong.
