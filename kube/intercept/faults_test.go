@@ -13,6 +13,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -373,5 +374,24 @@ func readOnlyConfig(t *testing.T, f *fixture, extra ...rbacv1.PolicyRule) *rest.
 	}
 	cfg := rest.AnonymousClientConfig(f.env.Config)
 	cfg.BearerToken = tok.Status.Token
+	// The API server's RBAC authorizer learns of the new Role and binding
+	// from its informers, a moment after they are created: wait until it
+	// grants what every such account may do, so that a refusal the test
+	// sees is the one it set up.
+	sa := mustClient(t, cfg)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r, err := sa.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: ns, Verb: "get", Group: "apps", Resource: "deployments"}},
+		}, metav1.CreateOptions{})
+		if err == nil && r.Status.Allowed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ServiceAccount %s is still not allowed to get deployments a minute after its Role was bound (%v)", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	return cfg
 }

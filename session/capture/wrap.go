@@ -51,9 +51,12 @@ type recordingConn struct {
 }
 
 func (c *recordingConn) Write(b []byte) (int, error) {
+	// Stamped before the write: the peer may get the bytes, and act on
+	// them (call out through the proxy), before Write returns here.
+	at := time.Now()
 	n, err := c.Conn.Write(b)
 	if n > 0 {
-		c.reqs.feed(b[:n])
+		c.reqs.feed(b[:n], at)
 	}
 	return n, err
 }
@@ -61,7 +64,7 @@ func (c *recordingConn) Write(b []byte) (int, error) {
 func (c *recordingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
-		c.resps.feed(b[:n])
+		c.resps.feed(b[:n], time.Now())
 	}
 	if err != nil {
 		c.resps.close()
@@ -193,14 +196,15 @@ type chunk struct {
 
 func newTee() *tee { return &tee{ch: make(chan chunk, teeChunks)} }
 
-func (t *tee) feed(b []byte) {
+// feed queues b, which crossed the connection at at.
+func (t *tee) feed(b []byte, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.done {
 		return
 	}
 	select {
-	case t.ch <- chunk{bytes.Clone(b), time.Now()}:
+	case t.ch <- chunk{bytes.Clone(b), at}:
 	default:
 		t.done = true
 		close(t.ch)
