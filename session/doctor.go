@@ -120,7 +120,9 @@ func (s *Session) editorFinding() Finding {
 	}
 	f.Detail = strings.Join(parts, "; ")
 	if unknown {
-		f.Fix = "an editor that does not send initializationOptions.extensionVersion cannot be checked against this kloop; update its kloop extension"
+		// kloop's own extensions do not send it yet either: say so rather
+		// than send the user after an update that does not exist.
+		f.Fix = "an editor that does not send initializationOptions.extensionVersion cannot be checked against this kloop (kloop's VS Code and Neovim extensions do not send it yet); nothing to do unless kloop's commands fail from that editor"
 	}
 	return f
 }
