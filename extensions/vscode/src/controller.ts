@@ -241,6 +241,12 @@ export class Controller implements vscode.Disposable {
 
   /** pickRequest lists the requests the daemon recorded; the one picked is replayed. */
   async pickRequest(): Promise<ReplayResult | undefined> {
+    const picked = await this.pickRecorded('kloop: replay a recorded request', 'Sent again to your process only, never to the cluster');
+    return picked && this.replay(picked);
+  }
+
+  /** pickRecorded asks for one of the recorded requests, newest first. */
+  private async pickRecorded(title: string, placeHolder: string): Promise<RecordedRequest | undefined> {
     const res = await this.execute<{ requests: RecordedRequest[] }>('kloop.requests', {});
     if (!res) return undefined;
     if (!res.requests || res.requests.length === 0) {
@@ -252,9 +258,8 @@ export class Controller implements vscode.Disposable {
       description: `${r.workload} · pid ${r.pid ?? '?'}`,
       request: r,
     }));
-    const pick = await vscode.window.showQuickPick(items, { title: 'kloop: replay a recorded request', placeHolder: 'Sent again to your process only, never to the cluster' });
-    if (!pick) return undefined;
-    return this.replay(pick.request);
+    const pick = await vscode.window.showQuickPick(items, { title, placeHolder });
+    return pick?.request;
   }
 
   /**
@@ -303,20 +308,9 @@ export class Controller implements vscode.Disposable {
    * test beside the program and opens it.
    */
   async exportTest(): Promise<ExportResult | undefined> {
-    const res = await this.execute<{ requests: RecordedRequest[] }>('kloop.requests', {});
-    if (!res) return undefined;
-    if (!res.requests || res.requests.length === 0) {
-      void vscode.window.showInformationMessage('kloop: no requests recorded yet; they are recorded while a workload is intercepted.');
-      return undefined;
-    }
-    const items = [...res.requests].reverse().map((r) => ({
-      label: `#${r.id} ${r.method} ${r.target}` + (r.response ? ` → ${r.response.status}` : ''),
-      description: `${r.workload} · pid ${r.pid ?? '?'}`,
-      request: r,
-    }));
-    const pick = await vscode.window.showQuickPick(items, { title: 'kloop: export a recorded request as a Go test', placeHolder: 'Its outbound calls become stubs; the test needs no cluster' });
-    if (!pick) return undefined;
-    const out = await this.execute<ExportResult>('kloop.export', { id: pick.request.id, format: 'go-test' });
+    const picked = await this.pickRecorded('kloop: export a recorded request as a Go test', 'Its outbound calls become stubs; the test needs no cluster');
+    if (!picked) return undefined;
+    const out = await this.execute<ExportResult>('kloop.export', { id: picked.id, format: 'go-test' });
     if (!out) return undefined;
     await vscode.window.showTextDocument(vscode.Uri.file(out.file));
     void vscode.window.showInformationMessage(`kloop: wrote ${out.test} (${out.outbound} outbound calls stubbed); run it with go test -run ${out.test}.`);

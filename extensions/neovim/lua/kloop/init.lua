@@ -416,7 +416,8 @@ local function create_commands()
       vim.api.nvim_echo({ { table.concat(lines, '\n') } }, true, {})
     end)
   end, { nargs = '?', desc = 'kloop: show the program output kloop keeps [TAIL]' })
-  cmd('KloopRequests', function()
+  -- pick_recorded asks for one of the recorded requests, newest first.
+  local function pick_recorded(prompt, on_pick)
     M.execute('kloop.requests', {}, function(res)
       local reqs = res.requests or {}
       if #reqs == 0 then
@@ -428,16 +429,19 @@ local function create_commands()
         table.insert(items, reqs[i])
       end
       vim.ui.select(items, {
-        prompt = 'Replay (to your process only): ',
+        prompt = prompt,
         format_item = function(r)
           return string.format('#%d %s %s -> %s  %s', r.id, r.method, r.target, r.response and r.response.status or '-', r.workload)
         end,
       }, function(r)
         if r then
-          M.replay(r)
+          on_pick(r)
         end
       end)
     end)
+  end
+  cmd('KloopRequests', function()
+    pick_recorded('Replay (to your process only): ', M.replay)
   end, { desc = 'kloop: pick a recorded request and replay it' })
   cmd('KloopExport', function(o)
     local function export(id)
@@ -450,26 +454,8 @@ local function create_commands()
       export(tonumber(o.args))
       return
     end
-    M.execute('kloop.requests', {}, function(res)
-      local reqs = res.requests or {}
-      if #reqs == 0 then
-        notify('kloop: no requests recorded yet; they are recorded while a workload is intercepted')
-        return
-      end
-      local items = {}
-      for i = #reqs, 1, -1 do
-        table.insert(items, reqs[i])
-      end
-      vim.ui.select(items, {
-        prompt = 'Export as a Go test: ',
-        format_item = function(r)
-          return string.format('#%d %s %s -> %s  %s', r.id, r.method, r.target, r.response and r.response.status or '-', r.workload)
-        end,
-      }, function(r)
-        if r then
-          export(r.id)
-        end
-      end)
+    pick_recorded('Export as a Go test: ', function(r)
+      export(r.id)
     end)
   end, { nargs = '?', desc = 'kloop: write recorded request [ID] as a Go test (its outbound calls as stubs) and open it' })
   cmd('KloopReplay', function(o)
