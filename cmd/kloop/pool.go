@@ -108,7 +108,7 @@ func newPoolCreateCmd(f *poolFlags) *cobra.Command {
 	// syntax; the admin's own kubeconfig is --admin-kubeconfig here.
 	cmd.Flags().StringArrayVar(&kubeconfigs, "kubeconfig", nil, "kubeconfig file of a slot cluster (its current context); repeat for more")
 	cmd.Flags().BoolVar(&isDefault, "default", false, "make this the pool 'kloop claim' uses without --pool")
-	cmd.Flags().StringVar(&agentImage, "agent-image", "", "set the cluster's agent image too (as `kloop pool agent-image REF`)")
+	cmd.Flags().StringVar(&agentImage, "agent-image", "", "also set the cluster's agent image to `REF`, as kloop pool agent-image REF does")
 	return cmd
 }
 
