@@ -133,6 +133,19 @@ type activeIntercept struct {
 
 	pmu   sync.Mutex
 	pause pauseState
+
+	// portsMu guards remote and localPort while Intercept fills in the
+	// ports the engine inferred: tunneled connections (dialLocal) read
+	// them meanwhile.
+	portsMu sync.Mutex
+}
+
+// ports are the container port intercepted and the local one it goes to
+// (0 until known).
+func (ai *activeIntercept) ports() (remote, local int) {
+	ai.portsMu.Lock()
+	defer ai.portsMu.Unlock()
+	return ai.remote, ai.localPort
 }
 
 // startWait bounds how long an early connection waits for the first build
@@ -339,12 +352,14 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 		return nil, err
 	}
 	ai.live = live
+	ai.portsMu.Lock()
 	if ai.remote == 0 {
 		ai.remote = live.Port()
 	}
 	if ai.localPort == 0 {
 		ai.localPort = live.Port()
 	}
+	ai.portsMu.Unlock()
 	if start != nil {
 		prog, err := start(ai, live.Env())
 		if err != nil {
@@ -560,7 +575,8 @@ func (s *Session) Env(ctx context.Context, args EnvArgs) (*EnvResult, error) {
 // restart by the user. Other ports of a multi-port intercept go to the same
 // port number here.
 func (s *Session) dialLocal(ctx context.Context, ai *activeIntercept, port int) (net.Conn, error) {
-	main := ai.remote == 0 || port == ai.remote
+	remote, _ := ai.ports()
+	main := remote == 0 || port == remote
 	if main && ai.wantsProgram {
 		select {
 		case <-ai.ready:
@@ -577,14 +593,18 @@ func (s *Session) dialLocal(ctx context.Context, ai *activeIntercept, port int) 
 			return p.loop.DialLocalReplaying(ctx)
 		}
 	}
-	local := port
-	if main {
-		local = ai.localPort
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(local))
 	deadline := time.Now().Add(localDialRetry)
 	var d net.Dialer
 	for {
+		// Read each time: a connection that came before Intercept learnt
+		// the inferred port waits for it like for the user's program.
+		local := port
+		if main {
+			if _, l := ai.ports(); l != 0 {
+				local = l
+			}
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(local))
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err == nil {
 			return c, nil
