@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,9 @@ type pauseGate struct {
 	paused  bool
 	hold    time.Duration
 	resumed chan struct{} // closed when the pause ends
+	// pausedNow mirrors paused (written under mu) so that every request
+	// and connection of the tunnel checks it without taking the lock.
+	pausedNow atomic.Bool
 }
 
 func newPauseGate() *pauseGate { return &pauseGate{} }
@@ -38,6 +42,7 @@ func (g *pauseGate) set(paused bool, hold time.Duration) bool {
 	if !paused {
 		if g.paused {
 			g.paused = false
+			g.pausedNow.Store(false)
 			close(g.resumed)
 		}
 		return false
@@ -50,6 +55,7 @@ func (g *pauseGate) set(paused bool, hold time.Duration) bool {
 		return false
 	}
 	g.paused, g.resumed = true, make(chan struct{})
+	g.pausedNow.Store(true)
 	return true
 }
 
@@ -58,9 +64,7 @@ func (g *pauseGate) isPaused() bool {
 	if g == nil {
 		return false
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.paused
+	return g.pausedNow.Load()
 }
 
 // wait returns true at once when the process runs, or as soon as it runs
