@@ -47,6 +47,11 @@ const (
 // with many intercepts is a few KiB.
 const MaxFileBytes = 1 << 20
 
+// TrafficModes are the values of an intercept's traffic setting, as the
+// CLI's --traffic, launch configurations and the schema spell them; the
+// first is the default.
+var TrafficModes = []string{"steal"}
+
 // Config is the content of .kloop.yaml, the per-workspace kloop settings.
 //
 // The description tags become the JSON Schema descriptions that editors show
@@ -83,6 +88,7 @@ type Intercept struct {
 	Run          *Command          `yaml:"run,omitempty" json:"run,omitempty" description:"Command that starts a program that is not Go (no debugger); use program for Go main packages."`
 	ReplayOnSave bool              `yaml:"replayOnSave,omitempty" json:"replayOnSave,omitempty" description:"After each relaunch, send the last recorded request of a safe method (GET, HEAD, OPTIONS, TRACE) to the new build and report how its answer changed, as 'kloop intercept --replay-on-save' does."`
 	Watch        []string          `yaml:"watch,omitempty" json:"watch,omitempty" description:"Glob patterns (relative to the directory of .kloop.yaml; ** matches any number of directories) of files whose change rebuilds and relaunches the program. Go programs already watch their module's Go files."`
+	Traffic      string            `yaml:"traffic,omitempty" json:"traffic,omitempty" description:"How the workload's traffic is treated: steal (the default) sends the intercepted requests to this machine, which answers them."`
 	PauseHold    time.Duration     `yaml:"pauseHold,omitempty" json:"pauseHold,omitempty" default:"2s" description:"While the debugged program is stopped at a breakpoint, how long each new request of a global intercept waits for it before the workload's own container in the pod answers instead, as a Go duration such as 2s or 500ms; more than 0 and at most 30s."`
 }
 

@@ -238,6 +238,15 @@ func (*Intercept) extendSchema(s map[string]any) {
 		},
 	}
 	s["dependencies"] = map[string]any{"build": []any{"run"}}
+	if props, ok := s["properties"].(map[string]any); ok {
+		if t, ok := props["traffic"].(map[string]any); ok {
+			enum := make([]any, 0, len(TrafficModes)+1)
+			for _, m := range TrafficModes {
+				enum = append(enum, m)
+			}
+			t["enum"] = append(enum, nil)
+		}
+	}
 }
 
 // tagOf returns the struct tag key of field name of the struct value v; the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -95,6 +96,9 @@ func (ic *Intercept) validate(r reporter) {
 		r.atValue("pauseHold", fmt.Sprintf("pauseHold %s must be more than 0; leave it out for the default of %s", ic.PauseHold, DefaultPauseHold))
 	case ic.PauseHold > MaxPauseHold:
 		r.atValue("pauseHold", fmt.Sprintf("pauseHold %s is longer than the maximum of %s: callers would time out before the pods answer", ic.PauseHold, MaxPauseHold))
+	}
+	if ic.Traffic != "" && !slices.Contains(TrafficModes, ic.Traffic) {
+		r.atValue("traffic", fmt.Sprintf("traffic %q is not one of %s", ic.Traffic, strings.Join(TrafficModes, ", ")))
 	}
 	for i, pattern := range ic.Watch {
 		if _, err := path.Match(pattern, ""); err != nil {

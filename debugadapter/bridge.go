@@ -401,6 +401,7 @@ func (b *Bridge) launch(ctx context.Context, arguments json.RawMessage) (*sessio
 		Args: cfg.Args, Cwd: wd, Env: cfg.Env, BaseEnv: b.opts.Env, BuildFlags: cfg.BuildFlags,
 		RelaunchOnSave: cfg.RelaunchOnSave == nil || *cfg.RelaunchOnSave,
 		ReplayOnSave:   cfg.ReplayOnSave,
+		Traffic:        cfg.Traffic,
 	}
 	if cfg.Workload != "" {
 		b.output("console", fmt.Sprintf("kloop: intercepting %s and building %s with debug flags\n", cfg.Workload, t.display))

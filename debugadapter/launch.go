@@ -31,13 +31,15 @@ type LaunchConfig struct {
 	// ReplayOnSave sends the last recorded request again to each new build of an
 	// intercepted workload, as `kloop intercept --replay-on-save` does.
 	ReplayOnSave bool `json:"replayOnSave,omitempty"`
+	// Traffic is the intercept's traffic mode, as `kloop intercept --traffic`.
+	Traffic string `json:"traffic,omitempty"`
 }
 
 // kloopOnlyKeys are launch attributes Delve must not see, because the bridge owns what
 // they mean (Delve would otherwise build, redirect output or pick a console itself).
 var kloopOnlyKeys = []string{
 	"type", "name", "request", "workload", "port", "header", "program", "args", "env", "cwd",
-	"buildFlags", "endWithProgram", "relaunchOnSave", "replayOnSave", "mode", "output", "outputMode", "stdoutTo", "stderrTo",
+	"buildFlags", "endWithProgram", "relaunchOnSave", "replayOnSave", "traffic", "mode", "output", "outputMode", "stdoutTo", "stderrTo",
 	"console", "dlvCwd", "backend", "noDebug", "__sessionId", "__configurationTarget",
 }
 

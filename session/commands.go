@@ -146,6 +146,9 @@ type InterceptArgs struct {
 	// (GET, HEAD, OPTIONS) to each relaunched build as soon as it is
 	// ready, and reports how its answer changed.
 	ReplayOnSave bool `json:"replayOnSave,omitempty"`
+	// Traffic is the traffic mode (ParseTraffic); "" takes .kloop.yaml's,
+	// else steal.
+	Traffic string `json:"traffic,omitempty"`
 }
 
 // LeaveArgs are the arguments of kloop.leave / `kloop leave`.

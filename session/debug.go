@@ -51,6 +51,9 @@ type DebugArgs struct {
 	// ReplayOnSave replays the last safe request after each relaunch, as
 	// InterceptArgs.ReplayOnSave does (also set by .kloop.yaml).
 	ReplayOnSave bool
+	// Traffic is the launch configuration's traffic mode; "" takes
+	// .kloop.yaml's, else steal.
+	Traffic string
 }
 
 // DebugProcessSpec is what the debugger starts after each good build.
@@ -135,7 +138,7 @@ func (s *Session) Debug(ctx context.Context, args DebugArgs, hooks DebugHooks, p
 	if err != nil {
 		return nil, err
 	}
-	plan, err := planIntercept(cfg, InterceptArgs{Workload: args.Workload, Port: args.Port, Header: args.Header})
+	plan, err := planIntercept(cfg, InterceptArgs{Workload: args.Workload, Port: args.Port, Header: args.Header, Traffic: args.Traffic})
 	if err != nil {
 		return nil, err
 	}

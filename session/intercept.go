@@ -54,6 +54,8 @@ type InterceptRequest struct {
 	// a program every port a Service targets is intercepted.
 	NeedPort bool
 	Header   map[string]string
+	// Traffic is the intercept's mode; never "".
+	Traffic Traffic
 	// AgentImage is the workspace's agentImage (.kloop.yaml); "" leaves
 	// the choice to the engine (KLOOP_AGENT_IMAGE, the cluster's setting,
 	// the default).
@@ -195,6 +197,7 @@ type interceptPlan struct {
 	pauseHold  time.Duration // 0: the agents' default
 	// replayOnSave is .kloop.yaml's (the command's flag adds to it).
 	replayOnSave bool
+	traffic      Traffic
 }
 
 func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, error) {
@@ -209,6 +212,7 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 		p.buildFlags = ic.BuildFlags
 		p.pauseHold = ic.PauseHold
 		p.replayOnSave = ic.ReplayOnSave
+		p.traffic = Traffic(ic.Traffic)
 		if ic.Readiness != nil {
 			p.readyPath = ic.Readiness.HTTPPath
 		}
@@ -246,6 +250,14 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 	if len(args.Args) > 0 {
 		p.args = args.Args
 	}
+	if args.Traffic != "" {
+		p.traffic = Traffic(args.Traffic)
+	}
+	mode, err := ParseTraffic(string(p.traffic))
+	if err != nil {
+		return nil, fmt.Errorf("intercept %s: %w", p.workload, err)
+	}
+	p.traffic = mode
 	// Without a port the engine chooses one from the workload (its only
 	// port, else the one a Service targets) before a program starts, and
 	// the local port is that one too.
@@ -332,6 +344,7 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 		Port:       plan.remote,
 		NeedPort:   start != nil,
 		Header:     plan.header,
+		Traffic:    plan.traffic,
 		AgentImage: cfg.AgentImage,
 		Root:       root,
 		Dial: func(ctx context.Context, port int) (net.Conn, error) {
