@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,6 +52,15 @@ const MaxFileBytes = 1 << 20
 // CLI's --traffic, launch configurations and the schema spell them; the
 // first is the default.
 var TrafficModes = []string{"steal"}
+
+// CheckTraffic reports a traffic mode that is not one of TrafficModes
+// (spelled exactly, as the schema's enum has it); "" is the default.
+func CheckTraffic(mode string) error {
+	if mode == "" || slices.Contains(TrafficModes, mode) {
+		return nil
+	}
+	return fmt.Errorf("traffic %q is not one of %s; leave it out for %s", mode, strings.Join(TrafficModes, ", "), TrafficModes[0])
+}
 
 // Config is the content of .kloop.yaml, the per-workspace kloop settings.
 //

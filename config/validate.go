@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -97,8 +96,8 @@ func (ic *Intercept) validate(r reporter) {
 	case ic.PauseHold > MaxPauseHold:
 		r.atValue("pauseHold", fmt.Sprintf("pauseHold %s is longer than the maximum of %s: callers would time out before the pods answer", ic.PauseHold, MaxPauseHold))
 	}
-	if ic.Traffic != "" && !slices.Contains(TrafficModes, ic.Traffic) {
-		r.atValue("traffic", fmt.Sprintf("traffic %q is not one of %s", ic.Traffic, strings.Join(TrafficModes, ", ")))
+	if err := CheckTraffic(ic.Traffic); err != nil {
+		r.atValue("traffic", err.Error())
 	}
 	for i, pattern := range ic.Watch {
 		if _, err := path.Match(pattern, ""); err != nil {
