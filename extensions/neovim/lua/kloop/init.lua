@@ -6,6 +6,10 @@
 -- vim.lsp.buf_attach_client) and on 0.8+ (vim.lsp.start).
 local M = {}
 
+-- The plugin's version, sent to kloop as initializationOptions.extensionVersion
+-- (`kloop doctor` reports it).
+M.version = '0.1.0'
+
 local api = vim.api
 
 M.defaults = {
@@ -203,8 +207,13 @@ local function client_commands()
   for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs', 'kloop.requests', 'kloop.replay', 'kloop.doctor', 'kloop.export' }) do
     cmds[name] = function(command, ctx)
       local arg = command.arguments and command.arguments[1] or nil
-      -- "Intercept … & debug" starts an nvim-dap session when nvim-dap is there.
-      if name == 'kloop.intercept' and type(arg) == 'table' and arg.debug == true and M.debug_intercept(arg) then
+      -- "Intercept … & debug" starts an nvim-dap session. kloop offers it
+      -- only when nvim-dap was there at start; without it an intercept for
+      -- debugging would send traffic here with nothing to answer it.
+      if name == 'kloop.intercept' and type(arg) == 'table' and arg.debug == true then
+        if not M.debug_intercept(arg) then
+          notify('kloop: "& debug" needs nvim-dap, which is not loaded now; install it (or keep setup{ dap = true }), or run "Intercept & run"', vim.log.levels.ERROR)
+        end
         if M.config.codelens then
           pcall(vim.lsp.codelens.refresh)
         end
@@ -230,6 +239,18 @@ function M._env_result(workload)
   end
 end
 
+-- has_dap: nvim-dap is installed and the plugin may use it.
+local function has_dap()
+  return M.config.dap and (pcall(require, 'dap')) or false
+end
+
+-- init_options tell kloop whether this Neovim starts kloop debug sessions
+-- (nvim-dap present: the "& debug" lens runs one; without it kloop offers
+-- "& run" only) and the plugin's version, for `kloop doctor`.
+function M.init_options()
+  return { startsDebugSessions = has_dap(), extensionVersion = M.version }
+end
+
 local function lsp_config(root)
   local cmd = { M.config.cmd, 'lsp' }
   if M.config.standalone then
@@ -242,6 +263,7 @@ local function lsp_config(root)
     root_dir = root,
     workspace_folders = { { uri = vim.uri_from_fname(root), name = vim.fn.fnamemodify(root, ':t') } },
     handlers = { ['kloop/status'] = on_status },
+    init_options = M.init_options(),
     commands = client_commands(),
     capabilities = vim.tbl_deep_extend('force', vim.lsp.protocol.make_client_capabilities(), {
       -- :KloopReplay shows its own diff split, so kloop sends no summary message.
