@@ -27,8 +27,9 @@ func main() {
 
 // openOrders starts a Server on one end of a pipe, initializes it with
 // initOptions as an editor would, and opens cmd/orders/main.go of a fresh
-// workspace. The other end drains what the server sends.
-func openOrders(t *testing.T, initOptions string) (*Server, uri.URI) {
+// workspace. The other end reads what the server sends; window/showMessage
+// notifications arrive on messages.
+func openOrders(t *testing.T, initOptions string) (s *Server, u uri.URI, messages <-chan protocol.ShowMessageParams) {
 	t.Helper()
 	root := t.TempDir()
 	if err := os.WriteFile(filepath.Join(root, "go.mod"), []byte("module example.com/shop\n"), 0o644); err != nil {
@@ -45,9 +46,16 @@ func openOrders(t *testing.T, initOptions string) (*Server, uri.URI) {
 	a, b := net.Pipe()
 	serverConn := jsonrpc2.NewConn(jsonrpc2.NewStream(a))
 	editorConn := jsonrpc2.NewConn(jsonrpc2.NewStream(b))
-	editorConn.Go(ctx, func(ctx context.Context, req *jsonrpc2.Request) (any, error) { return nil, nil })
+	shown := make(chan protocol.ShowMessageParams, 8)
+	editorConn.Go(ctx, func(ctx context.Context, req *jsonrpc2.Request) (any, error) {
+		var m protocol.ShowMessageParams
+		if req.Method() == protocol.MethodWindowShowMessage && json.Unmarshal(req.Params(), &m) == nil {
+			shown <- m
+		}
+		return nil, nil
+	})
 	mgr := session.NewManager(session.Options{})
-	s := New(ctx, serverConn, Options{Manager: mgr})
+	s = New(ctx, serverConn, Options{Manager: mgr})
 	serverConn.Go(ctx, s.Handler())
 	t.Cleanup(func() {
 		cancel()
@@ -62,11 +70,11 @@ func openOrders(t *testing.T, initOptions string) (*Server, uri.URI) {
 	if _, err := s.Initialize(ctx, params); err != nil {
 		t.Fatal(err)
 	}
-	u := uri.File(path)
+	u = uri.File(path)
 	if err := s.DidOpen(ctx, &protocol.DidOpenTextDocumentParams{TextDocument: protocol.TextDocumentItem{URI: u, LanguageID: "go", Version: 1, Text: ordersMain}}); err != nil {
 		t.Fatal(err)
 	}
-	return s, u
+	return s, u, shown
 }
 
 type offered struct {
@@ -113,7 +121,7 @@ func TestDebugIsOfferedOnlyToEditorsThatStartDebugSessions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, u := openOrders(t, tt.initOptions)
+			s, u, _ := openOrders(t, tt.initOptions)
 			lenses, err := s.CodeLens(t.Context(), &protocol.CodeLensParams{TextDocument: protocol.TextDocumentIdentifier{URI: u}})
 			if err != nil {
 				t.Fatal(err)
@@ -145,5 +153,18 @@ func TestDebugIsOfferedOnlyToEditorsThatStartDebugSessions(t *testing.T) {
 				t.Errorf("intercept actions %+v\nwant %+v", got, tt.actions)
 			}
 		})
+	}
+}
+
+// TestNoticeIsShownToTheUser: the session's notice that an intercept made
+// for debugging has no debugger (session's
+// TestAnInterceptForDebuggingSaysWhenNoDebuggerAttaches) reaches the editor
+// as a warning it shows, whichever editor it is.
+func TestNoticeIsShownToTheUser(t *testing.T) {
+	s, _, messages := openOrders(t, "")
+	s.sendEvent(t.Context(), session.Event{Notice: &session.Notice{Workload: "deployment/orders", Message: "orders is intercepted for debugging but no debugger is attached"}})
+	m := <-messages
+	if m.Type != protocol.MessageTypeWarning || m.Message != "kloop: orders is intercepted for debugging but no debugger is attached" {
+		t.Errorf("window/showMessage %+v", m)
 	}
 }
