@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import { LanguageClient, LanguageClientOptions, ServerOptions, TransportKind } from 'vscode-languageclient/node';
 import { probeBinary } from './binary';
 import { Controller } from './controller';
-import { KloopStatus, goMainOf, replayViewFeature, resolveLaunch } from './logic';
+import { KloopStatus, goMainOf, initializationOptions, replayViewFeature, resolveLaunch } from './logic';
 
 let client: LanguageClient | undefined;
 
@@ -55,6 +55,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       { scheme: 'file', language: 'yaml' },
     ],
     outputChannel: output,
+    // serverCommand below starts a debug session for "& debug": say so, or
+    // kloop offers only "& run".
+    initializationOptions: initializationOptions(String(context.extension?.packageJSON?.version ?? '')),
     middleware: {
       // Code lenses and code actions run kloop.* through the client: the
       // "& debug" lens starts a debug session, a failure reads as kloop's

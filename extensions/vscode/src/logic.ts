@@ -350,3 +350,13 @@ export const replayViewFeature = {
   initialize(): void {},
   clear(): void {},
 };
+
+/**
+ * initializationOptions are what the extension tells `kloop lsp` in
+ * initialize: it turns the "& debug" lens and code action into a `kloop`
+ * debug session (so kloop offers them; an editor that starts none gets
+ * "& run" only), and its own version, which `kloop doctor` reports.
+ */
+export function initializationOptions(extensionVersion: string): { startsDebugSessions: true; extensionVersion: string } {
+  return { startsDebugSessions: true, extensionVersion };
+}

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import {
   KloopStatus, actionsFor, checkVersion, describeCommandError, formatStatus, goMainOf,
-  answerText, missingBinaryMessage, normalizeWorkload, replayViewFeature, resolveLaunch, validateWorkload,
+  answerText, initializationOptions, missingBinaryMessage, normalizeWorkload, replayViewFeature, resolveLaunch, validateWorkload,
 } from '../../src/logic';
 
 const idle: KloopStatus = { workspace: '/w', intercepts: [], updated: '2026-01-01T00:00:00Z' };
@@ -117,4 +117,8 @@ test('the client declares kloopReplayView, keeping other experimental capabiliti
 test('answerText shows a non-JSON body as it is, and says when no answer was recorded', () => {
   assert.equal(answerText({ status: 500, header: { 'Content-Type': ['text/plain'] }, body: 'boom\n' }), 'HTTP 500\nContent-Type: text/plain\n\nboom\n');
   assert.equal(answerText(undefined), '(no answer was recorded)\n');
+});
+
+test('initializationOptions tell kloop the extension starts debug sessions, and its version', () => {
+  assert.deepEqual(initializationOptions('0.1.0'), { startsDebugSessions: true, extensionVersion: '0.1.0' });
 });
