@@ -339,6 +339,16 @@ return {
     T.eq('kloop: no claim', kloop.statusline(), 'restored')
   end },
 
+  { 'kloop\'s warnings reach vim.notify at WARN; :KloopStatus shows an intercept\'s notice', function()
+    local warning = 'orders is intercepted for debugging but no debugger is attached: its traffic comes to this machine and nothing answers it.'
+    client().config.handlers['window/showMessage'](nil, { type = 2, message = 'kloop: ' .. warning }, { client_id = client_id, method = 'window/showMessage' })
+    T.eq({ msg = 'kloop: ' .. warning, level = vim.log.levels.WARN }, T.notes[#T.notes], 'the warning')
+    local saved = kloop.status[ws]
+    kloop._show_status({ workspace = ws, intercepts = { { workload = 'deployment/orders', ports = { '8080->8080' }, requests = 0, state = 'waiting for a debugger', notice = warning } }, updated = '' })
+    T.match(T.notes[#T.notes].msg, '\nintercept: deployment/orders ports 8080%->8080, 0 requests, waiting for a debugger\n  warning: ' .. vim.pesc(warning), ':KloopStatus report')
+    kloop.status[ws] = saved
+  end },
+
   { 'with nvim-dap present, setup registers a `kloop dap` adapter that answers DAP', function()
     local fake = { adapters = {}, configurations = {} }
     package.loaded.dap = fake

@@ -164,6 +164,18 @@ local function on_status(err, result, ctx)
   api.nvim_exec_autocmds('User', { pattern = 'KloopStatus', modeline = false })
 end
 
+-- kloop's window/showMessage (a warning that an intercept for debugging has
+-- no debugger, a build's outcome) goes through vim.notify like everything
+-- else the plugin says, at the level kloop gave it.
+local message_levels = { vim.log.levels.ERROR, vim.log.levels.WARN, vim.log.levels.INFO, vim.log.levels.DEBUG }
+local function on_show_message(err, result)
+  if err or isnil(result) or type(result.message) ~= 'string' then
+    return
+  end
+  notify(result.message, message_levels[result.type] or vim.log.levels.INFO)
+end
+M._on_show_message = on_show_message
+
 -- describe_error turns a JSON-RPC error into the sentence the user reads.
 function M.describe_error(_, err)
   local msg = type(err) == 'table' and err.message or tostring(err)
@@ -262,7 +274,7 @@ local function lsp_config(root)
     cmd = cmd,
     root_dir = root,
     workspace_folders = { { uri = vim.uri_from_fname(root), name = vim.fn.fnamemodify(root, ':t') } },
-    handlers = { ['kloop/status'] = on_status },
+    handlers = { ['kloop/status'] = on_status, ['window/showMessage'] = on_show_message },
     init_options = M.init_options(),
     commands = client_commands(),
     capabilities = vim.tbl_deep_extend('force', vim.lsp.protocol.make_client_capabilities(), {
@@ -382,12 +394,17 @@ local function show_status(st)
   end
   for _, ic in ipairs(isnil(st.intercepts) and {} or st.intercepts) do
     table.insert(lines, string.format('intercept: %s ports %s, %d requests, %s', ic.workload, table.concat(ic.ports or {}, ','), ic.requests or 0, ic.state))
+    if not isnil(ic.notice) and ic.notice ~= '' then
+      table.insert(lines, '  warning: ' .. ic.notice)
+    end
   end
   if not isnil(st.process) then
     table.insert(lines, string.format('process: %s pid %d %s', st.process.program, st.process.pid, st.process.state))
   end
   notify(table.concat(lines, '\n'))
 end
+
+M._show_status = show_status
 
 local function create_commands()
   local cmd = api.nvim_create_user_command
