@@ -295,8 +295,10 @@ func wireEngines(log *slog.Logger) session.Engines {
 			log.Warn("no holder ID; intercepts are held as user@host alone", "err", err)
 		}
 	}
+	intercepts := engines.NewIntercepts(iopts)
 	e := session.Engines{
-		Intercepts: engines.NewIntercepts(iopts),
+		Intercepts: intercepts,
+		Agents:     intercepts,
 		Env:        engines.Env{},
 		Doctor:     engines.Doctor{Image: iopts.Image},
 	}
