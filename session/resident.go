@@ -43,7 +43,9 @@ type AgentInstallArgs struct {
 }
 
 // ProgressTitle names the workload in the progress report.
-func (a AgentInstallArgs) ProgressTitle() string { return "Installing the kloop agent into " + a.Workload }
+func (a AgentInstallArgs) ProgressTitle() string {
+	return "Installing the kloop agent into " + a.Workload
+}
 
 // Validate checks the workload and the ports.
 func (a AgentInstallArgs) Validate() error {

@@ -22,7 +22,7 @@ func newAgentCmd() *cobra.Command {
 		pod       string
 	)
 	cmd := &cobra.Command{
-		Use:   "agent install|uninstall WORKLOAD",
+		Use:   "agent",
 		Short: "Install or remove a resident traffic agent (run with --forward, it is the agent itself)",
 		Long: `kloop agent install WORKLOAD keeps the traffic agent in WORKLOAD's pods, so
 intercepts start without a rollout; kloop agent uninstall WORKLOAD removes it.
@@ -63,7 +63,7 @@ intercept and kloop agent install write that command into the pod template.`,
 	cmd.Flags().StringVar(&control, "control", "", "loopback address for the daemon's tunnel (env KLOOP_AGENT_CONTROL, default "+agent.DefaultControlAddr+")")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the intercept token (env KLOOP_AGENT_TOKEN_FILE; or the token itself in KLOOP_AGENT_TOKEN)")
 	cmd.Flags().StringVar(&pod, "pod", "", "this pod's name, reported to clients (env POD_NAME)")
-	cmd.AddCommand(newAgentInstallCmd(), newAgentUninstallCmd())
+	cmd.AddCommand(agentSubcommands()...)
 	return cmd
 }
 
