@@ -70,6 +70,18 @@ var (
 			return s.Export(ctx, a)
 		})
 
+	AgentInstall = declare("kloop.agent.install", "Install a resident agent (intercepts without a rollout)",
+		`{"workload":"deployment/orders","ports":["http"]}`, "Installing the kloop agent",
+		func(ctx context.Context, s *session.Session, a session.AgentInstallArgs, p session.Progress) (*session.AgentInstallResult, error) {
+			return s.InstallAgent(ctx, a, p)
+		})
+
+	AgentUninstall = declare("kloop.agent.uninstall", "Uninstall a resident agent", `{"workload":"deployment/orders"}`, "Removing the kloop agent",
+		func(ctx context.Context, s *session.Session, a session.AgentUninstallArgs, p session.Progress) (session.Status, error) {
+			err := s.UninstallAgent(ctx, a, p)
+			return s.Status(), err
+		})
+
 	Env = declare("kloop.env", "Copy workload env", `{"workload":"deployment/orders","format":"dotenv"}`, "",
 		func(ctx context.Context, s *session.Session, a session.EnvArgs, _ session.Progress) (*session.EnvResult, error) {
 			return s.Env(ctx, a)

@@ -67,6 +67,8 @@ type Engines struct {
 	Intercepts InterceptEngine
 	Env        EnvEngine
 	Doctor     DoctorEngine
+	// Agents installs and removes resident agents (kloop agent install).
+	Agents AgentEngine
 }
 
 // errNoEngine is what a command answers when the Manager was made without

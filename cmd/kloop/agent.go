@@ -22,15 +22,22 @@ func newAgentCmd() *cobra.Command {
 		pod       string
 	)
 	cmd := &cobra.Command{
-		Use:    "agent",
-		Short:  "Run the in-cluster traffic agent (injected by kloop intercept)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
+		Use:   "agent",
+		Short: "Install or remove a resident traffic agent (run with --forward, it is the agent itself)",
+		Long: `kloop agent install WORKLOAD keeps the traffic agent in WORKLOAD's pods, so
+intercepts start without a rollout; kloop agent uninstall WORKLOAD removes it.
+
+Run with --forward, kloop agent is the in-cluster agent itself: kloop
+intercept and kloop agent install write that command into the pod template.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(forwards) == 0 {
 				if env := os.Getenv("KLOOP_AGENT_FORWARD"); env != "" {
 					forwards = strings.Split(env, ",")
 				}
+			}
+			if len(forwards) == 0 {
+				return fmt.Errorf("kloop agent needs a subcommand (install or uninstall WORKLOAD), or --forward to run as the in-cluster agent")
 			}
 			cfg := agent.Config{
 				Control: envDefault(control, "KLOOP_AGENT_CONTROL"),
@@ -56,6 +63,7 @@ func newAgentCmd() *cobra.Command {
 	cmd.Flags().StringVar(&control, "control", "", "loopback address for the daemon's tunnel (env KLOOP_AGENT_CONTROL, default "+agent.DefaultControlAddr+")")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the intercept token (env KLOOP_AGENT_TOKEN_FILE; or the token itself in KLOOP_AGENT_TOKEN)")
 	cmd.Flags().StringVar(&pod, "pod", "", "this pod's name, reported to clients (env POD_NAME)")
+	cmd.AddCommand(agentSubcommands()...)
 	return cmd
 }
 

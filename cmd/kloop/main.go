@@ -59,29 +59,3 @@ Start here:
   kloop intercept NAME --program ./cmd/NAME       NAME's traffic to your build; Ctrl-C ends it
   kloop status                                    what this workspace holds now
   kloop release                                   give the namespace back`
-
-// commands lists every subcommand. Each lives in its own file as newXxxCmd.
-func commands() []*cobra.Command {
-	return []*cobra.Command{
-		newVersionCmd(),
-		newDaemonCmd(),
-		newLSPCmd(),
-		newStatusCmd(),
-		newClaimCmd(),
-		newReleaseCmd(),
-		newInterceptCmd(),
-		newLeaveCmd(),
-		newEnvCmd(),
-		newRelaunchCmd(),
-		newLogsCmd(),
-		newRequestsCmd(),
-		newReplayCmd(),
-		newDoctorCmd(),
-		newDAPCmd(), newDebugWorkerCmd(),
-		newSandboxCmd(),
-		newAgentCmd(),
-		newPoolCmd(),
-		newAgentImageCmd(),
-		// Subcommands are added here, one line each.
-	}
-}

@@ -1,8 +1,9 @@
+//go:build !agentonly
+
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -251,12 +252,6 @@ func newRelaunchCmd() *cobra.Command {
 	}
 	f.register(cmd, false)
 	return cmd
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func newLogsCmd() *cobra.Command {

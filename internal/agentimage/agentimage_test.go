@@ -268,7 +268,7 @@ func TestPushReproducibleMultiArch(t *testing.T) {
 		for _, s := range bi.Settings {
 			settings[s.Key] = s.Value
 		}
-		want := map[string]string{"-trimpath": "true", "CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": d.Platform.Architecture, "-race": ""}
+		want := map[string]string{"-trimpath": "true", "CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": d.Platform.Architecture, "-race": "", "-tags": BuildTag}
 		if d.Platform.Architecture == "amd64" {
 			want["GOAMD64"] = "v1"
 		} else {

@@ -2,10 +2,14 @@ package intercept_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,50 +21,79 @@ import (
 // BenchmarkInterceptSetup measures, per iteration, a global intercept of
 // the two-replica orders from the call to intercept.Start until the first
 // request through a port-forward to the Service reaches the laptop
-// (s/setup), and the part of it until the rollout finished (s/rollout).
-// Leave runs outside the timer, and a first intercept before it (the
+// (p50-ms/setup), and the part of it until the Services pointed at the
+// agent (p50-ms/rollout):
+//
+//   - inject: the agent goes in with the intercept and out with the leave
+//     (a rollout each way; the baseline);
+//   - resident: the agent was installed once (kloop agent install), so
+//     the intercept joins it and the leave keeps it.
+//
+// Leave runs outside the timer, and a first intercept before both (the
 // run's first agent stand-in builds the kloop binary).
+//
+//	go test ./kube/intercept -run '^$' -bench InterceptSetup -benchtime 5x
 func BenchmarkInterceptSetup(b *testing.B) {
 	f := newFixture(b)
 	l := newLaptop(b)
+	spec := intercept.Spec{Workload: orders, Ports: []string{"8080"}, Holder: "bench@laptop"}
 	// Warm up: the first agent stand-in of a run builds kloop.
-	warm, err := intercept.Start(context.Background(), f.config(l, b), intercept.Spec{Workload: orders, Ports: []string{"8080"}, Holder: "bench@laptop"})
+	warm, err := intercept.Start(context.Background(), f.config(l, b), spec)
 	if err != nil {
 		b.Fatal(err)
 	}
 	if err := warm.Leave(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	var total, rollout time.Duration
-	for b.Loop() {
-		start := time.Now()
-		var rolled time.Duration
-		cfg := f.config(l, b)
-		cfg.Progress = func(p intercept.Progress) {
-			b.Logf("%6dms %s: %s", time.Since(start).Milliseconds(), p.Stage, p.Message)
-			if p.Stage == "service" && rolled == 0 {
-				rolled = time.Since(start)
+	measure := func(b *testing.B) {
+		var total, rollout []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			var rolled time.Duration
+			cfg := f.config(l, b)
+			cfg.Progress = func(p intercept.Progress) {
+				b.Logf("%6dms %s: %s", time.Since(start).Milliseconds(), p.Stage, p.Message)
+				if p.Stage == "tunnel" && rolled == 0 {
+					rolled = time.Since(start)
+				}
 			}
+			ic, err := intercept.Start(context.Background(), cfg, spec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, _, body := f.getService(b, "orders", 8080, "/orders/1"); body != "laptop /orders/1" {
+				b.Fatalf("first request: %q", body)
+			}
+			total = append(total, time.Since(start))
+			rollout = append(rollout, rolled)
+			b.StopTimer()
+			if err := ic.Leave(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
 		}
-		ic, err := intercept.Start(context.Background(), cfg, intercept.Spec{Workload: orders, Ports: []string{"8080"}, Holder: "bench@laptop"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, _, body := f.getService(b, "orders", 8080, "/orders/1"); body != "laptop /orders/1" {
-			b.Fatalf("first request: %q", body)
-		}
-		b.Logf("%6dms first request tunneled", time.Since(start).Milliseconds())
-		total += time.Since(start)
-		rollout += rolled
-		b.StopTimer()
-		if err := ic.Leave(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
+		b.ReportMetric(float64(p50(total).Milliseconds()), "p50-ms/setup")
+		b.ReportMetric(float64(p50(rollout).Milliseconds()), "p50-ms/rollout")
+		b.ReportMetric(0, "ns/op")
 	}
-	b.ReportMetric(total.Seconds()/float64(b.N), "s/setup")
-	b.ReportMetric(rollout.Seconds()/float64(b.N), "s/rollout")
-	b.ReportMetric(0, "ns/op")
+	b.Run("inject", measure)
+	inj := &intercept.Injector{Client: f.env.Client, Namespace: f.env.Namespace}
+	if _, err := inj.Install(context.Background(), spec); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("resident", measure)
+	if err := inj.Uninstall(context.Background(), orders, 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// p50 is the median of ds (which it sorts).
+func p50(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
 
 // BenchmarkRequestLatency sends GETs one at a time on a keep-alive
@@ -172,4 +205,79 @@ func BenchmarkRequestLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	run(laptopCase("agent+tunnel-spdy", dialAddr(agentAddr), true))
+}
+
+// BenchmarkDormantAgent measures what a resident agent costs while nobody
+// intercepts: GETs one at a time on keep-alive connections, alternating
+// between the app's own port in the pod (the baseline) and the dormant
+// agent's port in front of it, both from the host over the pod network;
+// and the agent process's resident memory (VmRSS) after the requests.
+//
+//	go test ./kube/intercept -run '^$' -bench DormantAgent -benchtime 2000x
+func BenchmarkDormantAgent(b *testing.B) {
+	f := newFixture(b)
+	inj := &intercept.Injector{Client: f.env.Client, Namespace: f.env.Namespace}
+	got, err := inj.Install(context.Background(), intercept.Spec{Workload: orders, Ports: []string{"8080"}, Holder: "bench@laptop"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { inj.Uninstall(context.Background(), orders, 0) }()
+	pod := f.readyPod(b, "app=orders")
+	agentPort, _ := got.Record.AgentPort(8080)
+	agent := f.si.Wait(b, pod.Name, intercept.AgentContainer)
+	app := f.si.Wait(b, pod.Name, "orders").Addr(8080)
+	through := agent.Addr(int32(agentPort))
+	client := func(addr string) *http.Client {
+		return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}}}
+	}
+	get := func(c *http.Client) time.Duration {
+		t0 := time.Now()
+		resp, err := c.Get("http://orders/healthz")
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "ok\n" {
+			b.Fatalf("answer %q, want the app's ok", body)
+		}
+		return time.Since(t0)
+	}
+	direct, viaAgent := client(app), client(through)
+	get(direct)
+	get(viaAgent)
+	var dl, al []time.Duration
+	for b.Loop() {
+		dl = append(dl, get(direct))
+		al = append(al, get(viaAgent))
+	}
+	d, a := p50(dl), p50(al)
+	b.ReportMetric(float64(d.Microseconds()), "app-p50-µs")
+	b.ReportMetric(float64(a.Microseconds()), "agent-p50-µs")
+	b.ReportMetric(float64((a - d).Microseconds()), "added-p50-µs")
+	b.ReportMetric(rssMiB(b, agent.PID()), "agent-rss-MiB")
+	b.ReportMetric(0, "ns/op")
+}
+
+// rssMiB reads VmRSS of pid (the stand-in runs the agent as that process,
+// through `ip netns exec`, which execs into it).
+func rssMiB(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return float64(kb) / 1024
+		}
+	}
+	b.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
 }

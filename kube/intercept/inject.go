@@ -171,7 +171,7 @@ func (in *Injector) Inject(ctx context.Context, spec Spec) (*Result, error) {
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		res, err := in.inject(ctx, spec)
+		res, err := in.inject(ctx, spec, false)
 		if !errors.Is(err, errRaced) || attempt >= 4 {
 			return res, err
 		}
@@ -188,7 +188,9 @@ func (spec Spec) header() string {
 	return spec.Header.String()
 }
 
-func (in *Injector) inject(ctx context.Context, spec Spec) (*Result, error) {
+// inject adds the agent with the holder's rule, or, when resident, with no
+// rule at all (kloop agent install): a dormant agent for later intercepts.
+func (in *Injector) inject(ctx context.Context, spec Spec, resident bool) (*Result, error) {
 	cs, ns := in.Client, in.Namespace
 	obj, err := getObject(ctx, cs, ns, spec.Workload)
 	if err != nil {
@@ -201,6 +203,9 @@ func (in *Injector) inject(ctx context.Context, spec Spec) (*Result, error) {
 	if rec, err := readRecord(obj.meta().Annotations); err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Workload, err)
 	} else if rec != nil {
+		if resident {
+			return in.makeResident(ctx, obj, rec, spec, sel)
+		}
 		return in.join(ctx, obj, rec, spec, sel)
 	}
 	if obj.sts != nil && obj.sts.Spec.UpdateStrategy.Type == "OnDelete" {
@@ -232,9 +237,11 @@ func (in *Injector) inject(ctx context.Context, spec Spec) (*Result, error) {
 		}
 		ports = targeted
 	}
-	mine, err := holderRule(spec, ctr.Name, ports)
-	if err != nil {
-		return nil, err
+	var mine HolderRecord
+	if !resident {
+		if mine, err = holderRule(spec, ctr.Name, ports); err != nil {
+			return nil, err
+		}
 	}
 	if err := allocateAgentPorts(tmpl, ports, spec.ControlPort); err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Workload, err)
@@ -252,10 +259,12 @@ func (in *Injector) inject(ctx context.Context, spec Spec) (*Result, error) {
 		Since: time.Now().UTC().Truncate(time.Second), ID: id,
 		Secret: secretName(spec.Workload, id), Container: ctr.Name, Ports: ports,
 		Image: spec.Image, ControlPort: spec.ControlPort, Services: svcs.names,
-		Holders: []HolderRecord{mine},
+		Resident: resident,
 	}
-	mine.Since = rec.Since
-	rec.Holders[0].Since = rec.Since
+	if !resident {
+		mine.Since = rec.Since
+		rec.Holders = []HolderRecord{mine}
+	}
 
 	in.Progress.report("inject", fmt.Sprintf("injecting the kloop agent into %s (ports %s)", spec.Workload, joinInts(rec.AppPorts())), 0, 0)
 	if err := in.createSecret(ctx, obj, rec, spec.Holder, token); err != nil {
@@ -286,10 +295,17 @@ func (in *Injector) inject(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	in.log().Info("agent injected", "workload", spec.Workload.String(), "namespace", ns, "ports", rec.AppPorts(), "holder", spec.Holder)
 
+	// A failed injection is undone whole, resident or not.
+	rollback := func(rctx context.Context) (bool, error) {
+		if resident {
+			return in.uninstall(rctx, spec.Workload, spec.RolloutTimeout, false)
+		}
+		return in.leaveHolder(rctx, spec.Workload, spec.holder(), spec.RolloutTimeout, false)
+	}
 	if err := in.waitRollout(ctx, spec.Workload, spec.RolloutTimeout); err != nil {
 		var nr *PodNotReadyError
 		rctx := context.WithoutCancel(ctx)
-		restored, rerr := in.leaveHolder(rctx, spec.Workload, spec.holder(), spec.RolloutTimeout, false)
+		restored, rerr := rollback(rctx)
 		if rerr != nil {
 			return nil, fmt.Errorf("%w; restoring the workload also failed: %v", err, rerr)
 		}
@@ -303,8 +319,7 @@ func (in *Injector) inject(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	in.Progress.report("service", fmt.Sprintf("pointing Service %s at the agent", strings.Join(rec.Services, ", ")), 0, 0)
 	if err := in.pointServices(ctx, spec.Workload, rec); err != nil {
-		rctx := context.WithoutCancel(ctx)
-		if _, rerr := in.leaveHolder(rctx, spec.Workload, spec.holder(), spec.RolloutTimeout, false); rerr != nil {
+		if _, rerr := rollback(context.WithoutCancel(ctx)); rerr != nil {
 			return nil, fmt.Errorf("%w; restoring the workload also failed: %v", err, rerr)
 		}
 		return nil, err
@@ -429,9 +444,12 @@ func (in *Injector) join(ctx context.Context, obj *object, rec *Record, spec Spe
 	if token == "" {
 		return nil, fmt.Errorf("%s: Secret %s holds no token; run `kloop leave --all` when nobody else intercepts it, and intercept again", spec.Workload, rec.Secret)
 	}
-	if own != nil {
+	switch {
+	case own != nil:
 		in.Progress.report("inject", fmt.Sprintf("%s already carries your agent; reusing it", spec.Workload), 0, 0)
-	} else {
+	case len(sharing) == 0 && rec.Resident:
+		in.Progress.report("inject", fmt.Sprintf("%s carries a resident kloop agent; adding your rule, no rollout", spec.Workload), 0, 0)
+	default:
 		in.Progress.report("inject", fmt.Sprintf("%s already carries the kloop agent (for %s); adding your rule", spec.Workload, strings.Join(sharing, ", ")), 0, 0)
 	}
 	undo := func(err error) (*Result, error) {

@@ -57,8 +57,13 @@ type Record struct {
 	// Services whose targetPorts point at the agent.
 	Services []string `json:"services"`
 	// Holders route requests through the agent; the last to leave
-	// restores the workload.
+	// restores the workload, unless the agent is Resident.
 	Holders []HolderRecord `json:"holders"`
+	// Resident agents were installed by `kloop agent install`: they stay,
+	// dormant, when the last holder leaves, so the next intercept is a
+	// message over the tunnel instead of a rollout. Only Uninstall
+	// removes them.
+	Resident bool `json:"resident,omitempty"`
 
 	// The single holder of records written before intercepts had many;
 	// readRecord moves them into Holders.

@@ -25,7 +25,7 @@ func (in *Injector) Leave(ctx context.Context, w workload.Workload, holder Holde
 	obj, err := getObject(ctx, in.Client, in.Namespace, w)
 	if errors.Is(err, ErrNoWorkload) {
 		// Deleted meanwhile: put back its Services, drop its Secret.
-		conflicts, err := in.restoreServices(ctx, &w)
+		conflicts, err := in.restoreServices(ctx, &w, nil)
 		if err != nil {
 			return err
 		}
@@ -45,6 +45,9 @@ func (in *Injector) Leave(ctx context.Context, w workload.Workload, holder Holde
 		return fmt.Errorf("%w: %s carries no kloop intercept", ErrNotIntercepted, w)
 	}
 	if holder != (Holder{}) && rec.heldBy(holder) == nil {
+		if len(rec.Holders) == 0 && rec.Resident {
+			return fmt.Errorf("%w: %s carries a resident kloop agent that nobody intercepts through; `kloop agent uninstall %s` removes it", ErrNotIntercepted, w, w)
+		}
 		if len(rec.Holders) == 0 {
 			return fmt.Errorf("%w: %s carries a kloop agent that nobody holds; `kloop leave --all` removes it", ErrNotIntercepted, w)
 		}
@@ -59,11 +62,13 @@ func (in *Injector) Leave(ctx context.Context, w workload.Workload, holder Holde
 }
 
 // leaveHolder removes holder's rule from w's record; when nobody is left it
-// restores the workload (waiting for the rollout when wait). It reports
-// whether it restored the workload.
+// restores the workload (waiting for the rollout when wait), unless the
+// agent is resident: that one stays, dormant. It reports whether it
+// restored the workload.
 func (in *Injector) leaveHolder(ctx context.Context, w workload.Workload, holder Holder, timeout time.Duration, wait bool) (bool, error) {
-	last := false
+	last, resident := false, false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		last, resident = false, false
 		obj, err := getObject(ctx, in.Client, in.Namespace, w)
 		if err != nil {
 			return err
@@ -74,10 +79,11 @@ func (in *Injector) leaveHolder(ctx context.Context, w workload.Workload, holder
 			return err
 		}
 		others := rec.others(holder)
-		if len(others) == 0 {
+		if len(others) == 0 && !rec.Resident {
 			last = true
 			return nil
 		}
+		resident = len(others) == 0
 		if len(others) == len(rec.Holders) {
 			return nil
 		}
@@ -86,7 +92,11 @@ func (in *Injector) leaveHolder(ctx context.Context, w workload.Workload, holder
 		return obj.update(ctx, in.Client)
 	})
 	if err != nil || !last {
-		if err == nil {
+		switch {
+		case err != nil:
+		case resident:
+			in.Progress.report("restore", fmt.Sprintf("left %s; its resident agent stays, dormant (`kloop agent uninstall %s` removes it)", w, w), 0, 0)
+		default:
 			in.Progress.report("restore", fmt.Sprintf("left %s; others still intercept it, so the agent stays", w), 0, 0)
 		}
 		return false, err
@@ -100,7 +110,7 @@ func (in *Injector) leaveHolder(ctx context.Context, w workload.Workload, holder
 // points the Services back.
 func (in *Injector) restore(ctx context.Context, w workload.Workload, holder Holder, timeout time.Duration, wait bool) (bool, error) {
 	in.Progress.report("restore", fmt.Sprintf("restoring %s", w), 0, 0)
-	conflicts, err := in.restoreServices(ctx, &w)
+	conflicts, err := in.restoreServices(ctx, &w, nil)
 	if err != nil {
 		return false, err
 	}
@@ -116,7 +126,8 @@ func (in *Injector) restore(ctx context.Context, w workload.Workload, holder Hol
 		rec, _ := readRecord(m.Annotations)
 		if rec != nil {
 			secret = rec.Secret
-			if others := rec.others(holder); len(others) > 0 {
+			// Someone joined, or installed the agent to stay, meanwhile.
+			if others := rec.others(holder); len(others) > 0 || rec.Resident {
 				rec.Holders = others
 				m.Annotations[AnnotationIntercept] = mustJSON(rec)
 				joined = rec
@@ -140,7 +151,7 @@ func (in *Injector) restore(ctx context.Context, w workload.Workload, holder Hol
 		return false, err
 	}
 	if joined != nil {
-		in.log().Info("someone joined the intercept while it was being restored; keeping the agent", "workload", w.String(), "holders", joined.HolderNames())
+		in.log().Info("someone joined the intercept or made its agent resident while it was being restored; keeping the agent", "workload", w.String(), "holders", joined.HolderNames())
 		return false, in.pointServices(ctx, w, *joined)
 	}
 	if secret != "" {
@@ -221,8 +232,15 @@ func (in *Injector) LeaveAll(ctx context.Context, holder Holder, timeout time.Du
 	}
 	var done, restored []workload.Workload
 	var errs []error
+	// Resident agents stay, with their Services and Secrets: they are
+	// installed, not intercepts, and only Uninstall removes them.
+	keptServices, keptSecrets := map[string]bool{}, map[string]bool{}
 	for _, r := range recs {
-		if holder != (Holder{}) && r.Record.heldBy(holder) == nil {
+		if r.Record.Resident {
+			keptServices[r.Workload.String()] = true
+			keptSecrets[r.Record.Secret] = true
+		}
+		if holder != (Holder{}) && r.Record.heldBy(holder) == nil || len(r.Record.Holders) == 0 && r.Record.Resident {
 			continue
 		}
 		ok, err := in.leaveHolder(ctx, r.Workload, holder, timeout, false)
@@ -238,7 +256,7 @@ func (in *Injector) LeaveAll(ctx context.Context, holder Holder, timeout time.Du
 	}
 	if holder == (Holder{}) {
 		// Services and Secrets whose workload is gone.
-		if conflicts, err := in.restoreServices(ctx, nil); err != nil {
+		if conflicts, err := in.restoreServices(ctx, nil, keptServices); err != nil {
 			errs = append(errs, err)
 		} else if len(conflicts) > 0 {
 			errs = append(errs, fmt.Errorf("%w: %s", ErrRestoreConflict, strings.Join(conflicts, "; ")))
@@ -248,6 +266,9 @@ func (in *Injector) LeaveAll(ctx context.Context, holder Holder, timeout time.Du
 			errs = append(errs, apiErr(err, "list", "secrets", in.Namespace))
 		} else {
 			for _, s := range secs.Items {
+				if keptSecrets[s.Name] {
+					continue
+				}
 				if err := in.deleteSecret(ctx, s.Name); err != nil {
 					errs = append(errs, err)
 				}

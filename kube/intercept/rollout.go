@@ -23,6 +23,9 @@ func (in *Injector) waitRollout(ctx context.Context, w workload.Workload, timeou
 	defer cancel()
 	lastMsg := ""
 	var lastPullCheck time.Time
+	// A rollout that is already complete (a join, a resident agent) or
+	// nearly so is seen at once; a long one is polled every 250 ms.
+	poll := 10 * time.Millisecond
 	for {
 		obj, err := getObject(ctx, in.Client, in.Namespace, w)
 		if err != nil {
@@ -56,7 +59,8 @@ func (in *Injector) waitRollout(ctx context.Context, w workload.Workload, timeou
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(poll):
+			poll = min(2*poll, 250*time.Millisecond)
 			continue
 		}
 		break

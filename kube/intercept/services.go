@@ -244,10 +244,11 @@ func (in *Injector) pointServices(ctx context.Context, w workload.Workload, rec 
 }
 
 // restoreServices moves back every Service port kloop pointed at w's agent
-// (every workload's when w is nil), where it still points at the agent; the
-// rest of each Service, edited meanwhile or not, stays as it is. It returns
-// the pointed ports someone changed since, which it left alone.
-func (in *Injector) restoreServices(ctx context.Context, w *workload.Workload) ([]string, error) {
+// (every workload's but those in keep when w is nil), where it still points
+// at the agent; the rest of each Service, edited meanwhile or not, stays as
+// it is. It returns the pointed ports someone changed since, which it left
+// alone.
+func (in *Injector) restoreServices(ctx context.Context, w *workload.Workload, keep map[string]bool) ([]string, error) {
 	svcs := in.Client.CoreV1().Services(in.Namespace)
 	list, err := svcs.List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -260,7 +261,8 @@ func (in *Injector) restoreServices(ctx context.Context, w *workload.Workload) (
 		if !pointed && !legacy {
 			continue
 		}
-		if w != nil && s.Annotations[AnnotationInterceptedBy] != w.String() {
+		by := s.Annotations[AnnotationInterceptedBy]
+		if w != nil && by != w.String() || w == nil && keep[by] {
 			continue
 		}
 		var found []string

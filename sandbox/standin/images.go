@@ -17,6 +17,8 @@ type Image struct {
 	// ("github.com/kloop/kloop/cmd/kloop"); it is built once per test binary
 	// from the module the tests run in.
 	Package string
+	// Tags are build tags for Package (the agent image's "agentonly").
+	Tags []string
 	// Binary is a program to run as it is; it wins over Package.
 	Binary string
 	// Ports the program listens on that pod specs may not declare (an
@@ -41,7 +43,7 @@ const AgentImage = "ghcr.io/kloop/agent"
 // (AgentImage, built from the kloop command in the module the tests run
 // in). Add entries for other images.
 func DefaultImages() Images {
-	return Images{AgentImage: {Package: "github.com/kloop/kloop/cmd/kloop"}}
+	return Images{AgentImage: {Package: "github.com/kloop/kloop/cmd/kloop", Tags: []string{"agentonly"}}}
 }
 
 // lookup finds the stand-in of image.
@@ -89,14 +91,21 @@ func (b *builder) binary(ctx context.Context, img Image) (string, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if r, ok := b.built[img.Package]; ok {
+	key := img.Package
+	if len(img.Tags) > 0 {
+		key += "-" + strings.Join(img.Tags, "-")
+	}
+	if r, ok := b.built[key]; ok {
 		return r.path, r.err
 	}
 	if err := os.MkdirAll(b.dir, 0o700); err != nil {
 		return "", fmt.Errorf("stand-in binary dir: %w", err)
 	}
-	out := filepath.Join(b.dir, strings.NewReplacer("/", "_", ".", "_").Replace(img.Package))
+	out := filepath.Join(b.dir, strings.NewReplacer("/", "_", ".", "_", ",", "_").Replace(key))
 	args := []string{"build"}
+	if len(img.Tags) > 0 {
+		args = append(args, "-tags="+strings.Join(img.Tags, ","))
+	}
 	if b.race {
 		// Its own name: runners of one run sharing dir may differ in Race.
 		out += "-race"
@@ -107,7 +116,7 @@ func (b *builder) binary(ctx context.Context, img Image) (string, error) {
 	}
 	// Another runner of this run built it already.
 	if _, err := os.Stat(out); err == nil {
-		b.built[img.Package] = buildResult{path: out}
+		b.built[key] = buildResult{path: out}
 		return out, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -122,6 +131,6 @@ func (b *builder) binary(ctx context.Context, img Image) (string, error) {
 	} else if err = os.Rename(tmp, out); err != nil {
 		err = fmt.Errorf("install stand-in binary: %w", err)
 	}
-	b.built[img.Package] = buildResult{path: out, err: err}
+	b.built[key] = buildResult{path: out, err: err}
 	return out, err
 }

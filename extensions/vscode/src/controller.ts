@@ -66,6 +66,8 @@ export class Controller implements vscode.Disposable {
       ['kloop.replay.ui', () => this.replay()],
       ['kloop.doctor.ui', () => this.doctor()],
       ['kloop.export.ui', () => this.exportTest()],
+      ['kloop.agent.install.ui', () => this.installAgent()],
+      ['kloop.agent.uninstall.ui', () => this.uninstallAgent()],
       ['kloop.actions', () => this.actions()],
       ['kloop.showOutput', async () => this.output.show(true)],
     ];
@@ -326,6 +328,27 @@ export class Controller implements vscode.Disposable {
     const n = res.content.split('\n').filter((l) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(l)).length;
     void vscode.window.showInformationMessage(`Copied ${n} variables of ${workload} to the clipboard (dotenv).`);
     return res.content;
+  }
+
+  /** installAgent installs a resident agent: later intercepts start without a rollout. */
+  async installAgent(): Promise<unknown> {
+    const workload = await this.askWorkload('kloop: install a resident agent into a workload');
+    if (!workload) return undefined;
+    const res = await this.execute<{ workload: string; ports: number[]; existing?: boolean }>('kloop.agent.install', { workload });
+    if (res) {
+      void vscode.window.showInformationMessage(res.existing
+        ? `The kloop agent already in ${res.workload} now stays; intercepts of it start without a rollout.`
+        : `Installed a resident kloop agent in ${res.workload} (ports ${res.ports.join(', ')}); intercepts of it start without a rollout.`);
+    }
+    return res;
+  }
+
+  async uninstallAgent(): Promise<unknown> {
+    const workload = await this.askWorkload('kloop: remove the resident agent of a workload');
+    if (!workload) return undefined;
+    const res = await this.execute('kloop.agent.uninstall', { workload });
+    if (res) void vscode.window.showInformationMessage(`Removed the kloop agent from ${workload}.`);
+    return res;
   }
 
   async actions(): Promise<unknown> {

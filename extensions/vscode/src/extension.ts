@@ -31,7 +31,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       const pick = await vscode.window.showErrorMessage(verdict.message, 'Open Settings');
       if (pick === 'Open Settings') await vscode.commands.executeCommand('workbench.action.openSettings', 'kloop.path');
     };
-    for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.export.ui', 'kloop.actions', 'kloop.showOutput']) {
+    for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.export.ui', 'kloop.agent.install.ui', 'kloop.agent.uninstall.ui', 'kloop.actions', 'kloop.showOutput']) {
       context.subscriptions.push(vscode.commands.registerCommand(id, showProblem));
     }
     context.subscriptions.push(vscode.workspace.onDidChangeConfiguration((e) => {

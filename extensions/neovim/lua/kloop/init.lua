@@ -216,7 +216,7 @@ end
 -- so their failures read the same as the user commands'.
 local function client_commands()
   local cmds = {}
-  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs', 'kloop.requests', 'kloop.replay', 'kloop.doctor', 'kloop.export' }) do
+  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs', 'kloop.requests', 'kloop.replay', 'kloop.doctor', 'kloop.export', 'kloop.agent.install', 'kloop.agent.uninstall' }) do
     cmds[name] = function(command, ctx)
       local arg = command.arguments and command.arguments[1] or nil
       -- "Intercept … & debug" starts an nvim-dap session. kloop offers it
@@ -435,6 +435,18 @@ local function create_commands()
     local args = o.args ~= '' and { workload = o.args } or { all = true }
     M.execute('kloop.leave', args, function() notify('kloop: left ' .. (args.workload or 'all intercepts')) end)
   end, { nargs = '?', desc = 'kloop: leave WORKLOAD (default: all)' })
+  cmd('KloopAgentInstall', function(o)
+    with_workload(o.fargs[1], 'Install a resident agent into: ', function(w)
+      M.execute('kloop.agent.install', { workload = w }, function(res)
+        notify('kloop: resident agent in ' .. res.workload .. '; intercepts of it start without a rollout')
+      end)
+    end)
+  end, { nargs = '?', desc = 'kloop: install a resident agent into WORKLOAD' })
+  cmd('KloopAgentUninstall', function(o)
+    with_workload(o.fargs[1], 'Remove the resident agent of: ', function(w)
+      M.execute('kloop.agent.uninstall', { workload = w }, function() notify('kloop: removed the agent from ' .. w) end)
+    end)
+  end, { nargs = '?', desc = 'kloop: remove WORKLOAD\'s resident agent' })
   cmd('KloopStatus', function()
     M.execute('kloop.status', nil, show_status)
   end, { nargs = 0, desc = 'kloop: show status' })

@@ -60,7 +60,7 @@ test('picking an action in the quick pick runs it against kloop', async () => {
 
 test('every palette command is registered', () => {
   const ids = (vscode.commands as unknown as { registered(): string[] }).registered();
-  for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.export.ui', 'kloop.actions', 'kloop.showOutput']) {
+  for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.export.ui', 'kloop.agent.install.ui', 'kloop.agent.uninstall.ui', 'kloop.actions', 'kloop.showOutput']) {
     assert.ok(ids.includes(id), id);
   }
 });
