@@ -27,17 +27,25 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   context.subscriptions.push(output);
   let controller: Controller | undefined;
 
+  let problemKind: 'binary' | 'start' = 'binary';
   const showProblem = async (message: string) => {
-    const pick = await vscode.window.showErrorMessage(message, 'Install kloop', 'Open Settings');
+    // A binary that is missing or wrong is fixed by installing or pointing
+    // kloop.path at it; a server that would not start is read in the output.
+    const pick = problemKind === 'binary'
+      ? await vscode.window.showErrorMessage(message, 'Install kloop', 'Open Settings')
+      : await vscode.window.showErrorMessage(message, 'Show output', 'Restart kloop');
     if (pick === 'Install kloop') await vscode.commands.executeCommand('kloop.install');
     if (pick === 'Open Settings') await vscode.commands.executeCommand('workbench.action.openSettings', 'kloop.path');
+    if (pick === 'Show output') output.show(true);
+    if (pick === 'Restart kloop') await vscode.commands.executeCommand('kloop.restart');
   };
 
   const mgr = new ClientManager<LanguageClient>({
     binary: binaryPath,
     probe: (b) => probeBinary(b),
     log: (line) => output.appendLine(line),
-    problem: (message) => {
+    problem: (message, kind) => {
+      problemKind = kind;
       controller?.onProblem(message);
       void showProblem(message);
     },

@@ -17,8 +17,11 @@ export interface ClientManagerDeps<C extends ManagedClient> {
   /** create makes a client that spawns binary; it is not started yet. */
   create(binary: string): C;
   log(line: string): void;
-  /** problem tells the user why no kloop runs. */
-  problem(message: string): void;
+  /**
+   * problem tells the user why no kloop runs: the binary is missing, too old
+   * or not kloop ('binary'), or `kloop lsp` would not start ('start').
+   */
+  problem(message: string, kind: 'binary' | 'start'): void;
 }
 
 /** Settings whose change restarts the client. */
@@ -81,7 +84,7 @@ export class ClientManager<C extends ManagedClient> {
     const binary = this.deps.binary();
     const verdict = await this.deps.probe(binary);
     if (!verdict.ok) {
-      this.fail(verdict.message);
+      this.fail(verdict.message, 'binary');
       return;
     }
     this.deps.log(`Using kloop ${verdict.version} at ${binary}`);
@@ -94,7 +97,7 @@ export class ClientManager<C extends ManagedClient> {
       } catch {
         // It did not start, so there is nothing to stop.
       }
-      this.fail(`kloop lsp did not start: ${(err as Error)?.message ?? err}`);
+      this.fail(`kloop lsp did not start: ${(err as Error)?.message ?? err}`, 'start');
       return;
     }
     this.client = c;
@@ -102,9 +105,9 @@ export class ClientManager<C extends ManagedClient> {
     this.problem = undefined;
   }
 
-  private fail(message: string): void {
+  private fail(message: string, kind: 'binary' | 'start'): void {
     this.problem = message;
     this.deps.log(message);
-    this.deps.problem(message);
+    this.deps.problem(message, kind);
   }
 }

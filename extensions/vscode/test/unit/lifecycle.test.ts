@@ -27,6 +27,7 @@ class FakeClient implements ManagedClient {
 function setup(binaries: Record<string, VersionVerdict | 'fails-to-start'>) {
   const events: string[] = [];
   const problems: string[] = [];
+  const kinds: string[] = [];
   const clients: FakeClient[] = [];
   let setting = Object.keys(binaries)[0];
   const m = new ClientManager<FakeClient>({
@@ -41,9 +42,9 @@ function setup(binaries: Record<string, VersionVerdict | 'fails-to-start'>) {
       return c;
     },
     log: () => {},
-    problem: (msg) => problems.push(msg),
+    problem: (msg, kind) => { problems.push(msg); kinds.push(kind); },
   });
-  return { m, events, problems, clients, set: (b: string) => { setting = b; } };
+  return { m, events, problems, kinds, clients, set: (b: string) => { setting = b; } };
 }
 
 const good: VersionVerdict = { ok: true, version: 'v0.1.0', dev: false };
@@ -73,9 +74,10 @@ test('a burst of settings changes ends with one client, on the last binary', asy
 
 test('a missing kloop leaves no client; requests fail with the reason, and fixing the path recovers', async () => {
   const missing: VersionVerdict = { ok: false, message: 'kloop was not found (/x/kloop). Install it' };
-  const { m, problems, set } = setup({ '/x/kloop': missing, '/a/kloop': good });
+  const { m, problems, kinds, set } = setup({ '/x/kloop': missing, '/a/kloop': good });
   await m.restart();
   assert.deepEqual(problems, [missing.message]);
+  assert.deepEqual(kinds, ['binary'], 'offered: install kloop or fix kloop.path');
   assert.equal(m.client, undefined);
   await assert.rejects(m.sendRequest('workspace/executeCommand', {}), /kloop was not found/);
   set('/a/kloop');
@@ -85,8 +87,9 @@ test('a missing kloop leaves no client; requests fail with the reason, and fixin
 });
 
 test('a kloop lsp that does not start is reported and not kept as the client', async () => {
-  const { m, problems } = setup({ '/broken/kloop': 'fails-to-start' });
+  const { m, problems, kinds } = setup({ '/broken/kloop': 'fails-to-start' });
   await m.restart();
+  assert.deepEqual(kinds, ['start'], 'offered: the output and a restart, not an install');
   assert.equal(m.client, undefined);
   assert.match(problems[0], /^kloop lsp did not start: exec format error$/);
   await assert.rejects(m.sendRequest('z', {}), /kloop lsp did not start/);
