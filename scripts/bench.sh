@@ -14,6 +14,7 @@ runs=(
 	"./sandbox|.|3x|sandbox: cached start to ready; cache verification"
 	"./test/cluster|.|3x|sandbox: Deployment to pod Running and stand-in serving"
 	"./kube/claim|ClaimRelease|50x|claim/release through the apiserver (library)"
+	"./kube/claim|ClaimRace|3x|claim: 50 claimers racing for 100 slots, beside one claim alone"
 	"./test/claim|.|20x|claim/release through the CLI and the daemon"
 	"./agent|Requests|20000x|agent: requests through agent+tunnel vs direct loopback"
 	"./agent|TunnelSetup|200x|agent: tunnel handshake over loopback"

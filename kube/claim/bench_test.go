@@ -1,7 +1,9 @@
 package claim
 
 import (
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,4 +80,75 @@ func percentile(ds []time.Duration, p int) float64 {
 	i := (len(s)*p + 99) / 100
 	i = min(max(i-1, 0), len(s)-1)
 	return float64(s[i]) / float64(time.Millisecond)
+}
+
+// BenchmarkClaimRace measures claims under contention: per iteration, 50
+// claimers (each its own holder and client) claim from a pool of 100
+// slots at once. Reported: p50/p99 of each claim's latency, and the
+// latency of one claim alone on the same pool first (the baseline).
+// Every claimer must get a slot of its own; releases run outside the
+// timer.
+//
+//	go test ./kube/claim -run '^$' -bench ClaimRace -benchtime 3x
+func BenchmarkClaimRace(b *testing.B) {
+	const claimers, slots = 50, 100
+	cfg, _ := testCluster(b)
+	pool := newPool(b, cfg, slots)
+	cs := make([]*Claimer, claimers)
+	for i := range cs {
+		cs[i] = newClaimer(b, cfg, fmt.Sprintf("racer%d@bench", i))
+	}
+	ctx := b.Context()
+	var alone []time.Duration
+	for range 5 {
+		start := time.Now()
+		held, err := cs[0].Claim(ctx, pool, time.Hour, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		alone = append(alone, time.Since(start))
+		if err := cs[0].Release(ctx, held, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var raced []time.Duration
+	for b.Loop() {
+		lat := make([]time.Duration, claimers)
+		held := make([]*Claim, claimers)
+		errs := make([]error, claimers)
+		var wg sync.WaitGroup
+		for i, c := range cs {
+			wg.Go(func() {
+				start := time.Now()
+				held[i], errs[i] = c.Claim(ctx, pool, time.Hour, nil)
+				lat[i] = time.Since(start)
+			})
+		}
+		wg.Wait()
+		b.StopTimer()
+		seen := map[string]string{}
+		for i, h := range held {
+			if errs[i] != nil {
+				b.Fatalf("claimer %d of %d: %v", i, claimers, errs[i])
+			}
+			if other, dup := seen[h.Namespace]; dup {
+				b.Fatalf("%s was given to %s and %s", h.Namespace, other, h.Holder)
+			}
+			seen[h.Namespace] = h.Holder
+		}
+		raced = append(raced, lat...)
+		for i, h := range held {
+			wg.Go(func() {
+				if err := cs[i].Release(ctx, h, nil); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		b.StartTimer()
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(percentile(alone, 50), "alone-p50-ms")
+	b.ReportMetric(percentile(raced, 50), "raced-p50-ms")
+	b.ReportMetric(percentile(raced, 99), "raced-p99-ms")
 }

@@ -399,6 +399,11 @@ func (in *Injector) join(ctx context.Context, obj *object, rec *Record, spec Spe
 	if err != nil {
 		return nil, err
 	}
+	// The record is an annotation, and a Deployment's generation counts
+	// annotation changes too: the controller then takes a moment to
+	// observe it, though no pod changes. An agent that was rolled out
+	// before the rule was added needs no wait after.
+	rolledOut, _, _, _ := rolloutState(obj)
 	own := rec.heldBy(me)
 	var sharing []string
 	for _, o := range rec.others(me) {
@@ -460,8 +465,10 @@ func (in *Injector) join(ctx context.Context, obj *object, rec *Record, spec Spe
 		}
 		return nil, err
 	}
-	if err := in.waitRollout(ctx, spec.Workload, spec.RolloutTimeout); err != nil {
-		return undo(err)
+	if !rolledOut {
+		if err := in.waitRollout(ctx, spec.Workload, spec.RolloutTimeout); err != nil {
+			return undo(err)
+		}
 	}
 	if err := in.pointServices(ctx, spec.Workload, *rec); err != nil {
 		return undo(err)
