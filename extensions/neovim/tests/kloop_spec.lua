@@ -119,6 +119,42 @@ return {
     T.eq('go', vim.bo.filetype, 'back in main.go')
   end },
 
+  { 'the statusline shows kloop\'s $/progress while kloop doctor runs and drops it at the end', function()
+    local seen = {}
+    local au = api.nvim_create_autocmd('User', { pattern = 'KloopProgress', callback = function()
+      table.insert(seen, kloop.statusline())
+    end })
+    local rep
+    kloop.execute('kloop.doctor', {}, function(res) rep = res end)
+    T.wait(20000, function() return rep ~= nil end, 'the doctor report')
+    api.nvim_del_autocmd(au)
+    T.eq({
+      "kloop: no claim · Checking kloop's setup",
+      "kloop: no claim · Checking kloop's setup: checking the cluster 10%",
+      "kloop: no claim · Checking kloop's setup: checking the daemon 90%",
+      'kloop: no claim',
+    }, seen, 'statusline at each $/progress of kloop lsp')
+    T.eq('kloop: no claim', kloop.statusline(), 'statusline after the doctor')
+    T.eq({}, kloop.progress[ws].order, 'nothing in flight')
+  end },
+
+  { 'of two $/progress in flight the statusline shows the newest, then the older once the newest ends', function()
+    local h = client().config.handlers['$/progress']
+    local function send(token, value)
+      h(nil, { token = token, value = value }, { client_id = client_id, method = '$/progress' })
+    end
+    send('a', { kind = 'begin', title = 'Claiming a dev namespace', percentage = 0 })
+    T.eq('kloop: no claim · Claiming a dev namespace 0%', kloop.statusline(), 'first begin')
+    send(7, { kind = 'begin', title = 'Building ./cmd/orders' })
+    send(7, { kind = 'report', message = 'compiling', percentage = 40 })
+    T.eq('kloop: no claim · Building ./cmd/orders: compiling 40%', kloop.statusline(), 'newest report')
+    send('a', { kind = 'report', message = 'waiting for a free slot', percentage = 50 })
+    send(7, { kind = 'end', message = 'done' })
+    T.eq('kloop: no claim · Claiming a dev namespace: waiting for a free slot 50%', kloop.statusline(), 'older one after the newest ended')
+    send('a', { kind = 'end', message = 'failed: pool dev is empty' })
+    T.eq('kloop: no claim', kloop.statusline(), 'all ended')
+  end },
+
   { 'without nvim-dap, func main of the orders main.go gets "& run" only', function()
     local bufnr = api.nvim_get_current_buf()
     local line = line_of(main, '^func main%(%)')

@@ -31,8 +31,48 @@ M.config = vim.deepcopy(M.defaults)
 -- Last kloop/status per workspace root, and the client of each root.
 M.status = {}
 M.clients = {}
+-- $/progress in flight per workspace root: { tokens = { [token] = {
+-- title, message, percentage } }, order = { token, ... } }.
+M.progress = {}
 
 local has_start = vim.lsp.start ~= nil -- 0.8+
+
+local function has(feature)
+  return vim.fn.has(feature) == 1
+end
+
+-- One code path over the client API's forms: 0.11 made request/stop methods
+-- and deprecates the dot form (gone in 0.13); 0.7 .. 0.10 only have the dot
+-- form, whose fields are closures that take no self.
+local function client_request(c, method, params, handler, bufnr)
+  if has('nvim-0.11') then
+    return c:request(method, params, handler, bufnr)
+  end
+  return c.request(method, params, handler, bufnr)
+end
+
+function M.stop_client(c, force)
+  if has('nvim-0.11') then
+    return c:stop(force)
+  end
+  return c.stop(force)
+end
+
+-- refresh_codelens refreshes one buffer's lenses: on 0.10+ refresh() without
+-- a buffer refreshes every buffer, which asks kloop for lenses of files it
+-- does not serve.
+local function refresh_codelens(bufnr)
+  if not M.config.codelens then
+    return
+  end
+  bufnr = (bufnr == nil or bufnr == 0) and api.nvim_get_current_buf() or bufnr
+  if has('nvim-0.10') then
+    pcall(vim.lsp.codelens.refresh, { bufnr = bufnr })
+  else
+    pcall(vim.lsp.codelens.refresh)
+  end
+end
+M._refresh_codelens = refresh_codelens
 
 local function notify(msg, level)
   vim.notify(msg, level or vim.log.levels.INFO, { title = 'kloop' })
@@ -131,13 +171,37 @@ local function client_for(bufnr)
   return only
 end
 
+-- format_progress is the statusline text of one $/progress in flight:
+-- its title, the last message and percentage kloop reported.
+function M.format_progress(p)
+  local text = p.title or ''
+  if not isnil(p.message) and p.message ~= '' then
+    text = text .. ': ' .. p.message
+  end
+  if not isnil(p.percentage) then
+    text = text .. ' ' .. tostring(p.percentage) .. '%'
+  end
+  return text
+end
+
+-- with_progress appends the newest work in flight of a workspace, so a
+-- claim or build that takes a while shows what it is doing.
+local function with_progress(text, root)
+  local inflight = root and M.progress[root]
+  local last = inflight and inflight.order[#inflight.order]
+  if not last then
+    return text
+  end
+  return text .. ' · ' .. M.format_progress(inflight.tokens[last])
+end
+
 -- statusline returns the kloop part of a statusline for the current buffer:
 --   set statusline=%f\ %{v:lua.require'kloop'.statusline()}
 function M.statusline()
   local bufnr = api.nvim_get_current_buf()
   local own = kloop_clients(bufnr)[1]
   if own then
-    return M.format_status(M.status[own.config.root_dir])
+    return with_progress(M.format_status(M.status[own.config.root_dir]), own.config.root_dir)
   end
   local name = api.nvim_buf_get_name(bufnr)
   if vim.tbl_contains(M.config.filetypes, vim.bo[bufnr].filetype) then
@@ -150,8 +214,50 @@ function M.statusline()
   end
   -- Other buffers (quickfix, terminal, help) show the only kloop session.
   local c = client_for(bufnr)
-  return c and M.format_status(M.status[c.config.root_dir]) or ''
+  return c and with_progress(M.format_status(M.status[c.config.root_dir]), c.config.root_dir) or ''
 end
+
+-- on_progress keeps the $/progress reports in flight per workspace (begin
+-- adds one, report updates it, end removes it) for the statusline, after
+-- Neovim's own handler so vim.lsp.util.get_progress_messages and the
+-- LspProgress events keep working.
+local function on_progress(err, result, ctx, config)
+  local default = vim.lsp.handlers['$/progress']
+  if default then
+    pcall(default, err, result, ctx, config)
+  end
+  if err or isnil(result) or type(result.value) ~= 'table' then
+    return
+  end
+  local c = vim.lsp.get_client_by_id(ctx.client_id)
+  local root = c and c.config.root_dir
+  if not root then
+    return
+  end
+  local inflight = M.progress[root] or { tokens = {}, order = {} }
+  M.progress[root] = inflight
+  local token, v = tostring(result.token), result.value
+  if v.kind == 'begin' then
+    inflight.tokens[token] = { title = v.title, message = v.message, percentage = v.percentage }
+    table.insert(inflight.order, token)
+  elseif v.kind == 'report' and inflight.tokens[token] then
+    local p = inflight.tokens[token]
+    if not isnil(v.message) then
+      p.message = v.message
+    end
+    if not isnil(v.percentage) then
+      p.percentage = v.percentage
+    end
+  elseif v.kind == 'end' then
+    inflight.tokens[token] = nil
+    inflight.order = vim.tbl_filter(function(t)
+      return t ~= token
+    end, inflight.order)
+  end
+  pcall(vim.cmd, 'redrawstatus!')
+  api.nvim_exec_autocmds('User', { pattern = 'KloopProgress', modeline = false })
+end
+M._on_progress = on_progress
 
 local function on_status(err, result, ctx)
   if err or isnil(result) then
@@ -197,11 +303,10 @@ function M.execute(command, args, on_result, bufnr)
   if args ~= nil then
     params.arguments = { next(args) == nil and vim.empty_dict() or args }
   end
-  c.request('workspace/executeCommand', params, function(err, result)
+  local target = (bufnr == nil or bufnr == 0) and api.nvim_get_current_buf() or bufnr
+  client_request(c, 'workspace/executeCommand', params, function(err, result)
     -- Running a lens hides it until the next refresh: refresh either way.
-    if M.config.codelens then
-      pcall(vim.lsp.codelens.refresh)
-    end
+    refresh_codelens(target)
     if err then
       notify(M.describe_error(command, err), vim.log.levels.ERROR)
       return
@@ -209,7 +314,7 @@ function M.execute(command, args, on_result, bufnr)
     if on_result then
       on_result(result)
     end
-  end, bufnr or api.nvim_get_current_buf())
+  end, target)
 end
 
 -- Lenses and code actions name kloop.* commands; run them through execute
@@ -226,9 +331,7 @@ local function client_commands()
         if not M.debug_intercept(arg) then
           notify('kloop: "& debug" needs nvim-dap, which is not loaded now; install it (or keep setup{ dap = true }), or run "Intercept & run"', vim.log.levels.ERROR)
         end
-        if M.config.codelens then
-          pcall(vim.lsp.codelens.refresh)
-        end
+        refresh_codelens(ctx and ctx.bufnr)
         return
       end
       M.execute(command.command, arg, name == 'kloop.env' and M._env_result(arg and arg.workload) or nil, ctx and ctx.bufnr)
@@ -263,7 +366,23 @@ function M.init_options()
   return { startsDebugSessions = has_dap(), extensionVersion = M.version }
 end
 
-local function lsp_config(root)
+-- forget drops what the plugin keeps about a client that exited.
+local function forget(client_id)
+  for root, id in pairs(M.clients) do
+    if id == client_id then
+      M.clients[root] = nil
+      M.status[root] = nil
+      M.progress[root] = nil
+    end
+  end
+  pcall(vim.cmd, 'redrawstatus!')
+end
+
+-- client_settings is what setup() and lsp/kloop.lua (vim.lsp.config on
+-- 0.11+) both give the client: the same cmd, handlers, commands,
+-- capabilities and initializationOptions, so either way kloop sees one
+-- Neovim.
+function M.client_settings()
   local cmd = { M.config.cmd, 'lsp' }
   if M.config.standalone then
     table.insert(cmd, '--standalone')
@@ -272,9 +391,7 @@ local function lsp_config(root)
   local cfg = vim.tbl_extend('force', {
     name = 'kloop',
     cmd = cmd,
-    root_dir = root,
-    workspace_folders = { { uri = vim.uri_from_fname(root), name = vim.fn.fnamemodify(root, ':t') } },
-    handlers = { ['kloop/status'] = on_status, ['window/showMessage'] = on_show_message },
+    handlers = { ['kloop/status'] = on_status, ['window/showMessage'] = on_show_message, ['$/progress'] = on_progress },
     init_options = M.init_options(),
     commands = client_commands(),
     capabilities = vim.tbl_deep_extend('force', vim.lsp.protocol.make_client_capabilities(), {
@@ -284,27 +401,58 @@ local function lsp_config(root)
   }, user)
   local user_attach = user.on_attach
   cfg.on_attach = function(client, bufnr)
+    -- vim.lsp.enable starts clients without attach(): learn the root here.
+    if client.config.root_dir then
+      M.clients[client.config.root_dir] = client.id
+    end
     if M.config.codelens then
       local group = api.nvim_create_augroup('kloop_codelens_' .. bufnr, { clear = true })
       api.nvim_create_autocmd({ 'BufEnter', 'InsertLeave', 'BufWritePost', 'CursorHold' }, {
         group = group,
         buffer = bufnr,
         callback = function()
-          pcall(vim.lsp.codelens.refresh)
+          refresh_codelens(bufnr)
         end,
       })
       if bufnr == api.nvim_get_current_buf() then
-        pcall(vim.lsp.codelens.refresh)
+        refresh_codelens(bufnr)
       end
     end
     if user_attach then
       user_attach(client, bufnr)
     end
   end
-  cfg.on_exit = function()
-    M.clients[root] = nil
-    M.status[root] = nil
-    pcall(vim.cmd, 'redrawstatus!')
+  local user_exit = user.on_exit
+  cfg.on_exit = function(code, signal, client_id)
+    forget(client_id)
+    if user_exit then
+      user_exit(code, signal, client_id)
+    end
+  end
+  return cfg
+end
+
+local function lsp_config(root)
+  local cfg = M.client_settings()
+  cfg.root_dir = root
+  cfg.workspace_folders = { { uri = vim.uri_from_fname(root), name = vim.fn.fnamemodify(root, ':t') } }
+  return cfg
+end
+
+-- lsp_enable_config is the vim.lsp.config of lsp/kloop.lua (0.11+).
+function M.lsp_enable_config()
+  local cfg = M.client_settings()
+  cfg.name = nil
+  cfg.filetypes = vim.deepcopy(M.config.filetypes)
+  cfg.root_markers = vim.deepcopy(M.config.root_markers)
+  -- root_dir decides over root_markers: the nearest directory holding any
+  -- marker, as setup() and kloop's own CLI pick it. A plain root_markers
+  -- list would prefer a .kloop.yaml far above a nearer go.mod.
+  cfg.root_dir = function(bufnr, on_dir)
+    local name = api.nvim_buf_get_name(bufnr)
+    if name ~= '' then
+      on_dir(M.root_of(name))
+    end
   end
   return cfg
 end
@@ -660,8 +808,19 @@ function M.debug_intercept(arg)
   return true
 end
 
+-- dap_type_to_filetypes maps launch.json's "type": "kloop" onto Go buffers,
+-- for nvim-dap's require('dap.ext.vscode').load_launchjs(nil, ...).
+M.dap_type_to_filetypes = { kloop = { 'go' } }
+
 -- setup_dap registers the `kloop` adapter and a Go configuration in nvim-dap.
 function M.setup_dap(dap)
+  -- nvim-dap 0.8+ reads .vscode/launch.json by itself through this table;
+  -- 0.6.0 takes the mapping as load_launchjs's second argument only.
+  local ok, vscode = pcall(require, 'dap.ext.vscode')
+  if ok and type(vscode) == 'table' then
+    vscode.type_to_filetypes = vscode.type_to_filetypes or {}
+    vscode.type_to_filetypes.kloop = vim.deepcopy(M.dap_type_to_filetypes.kloop)
+  end
   dap.adapters.kloop = {
     type = 'executable',
     command = M.config.cmd,
