@@ -52,7 +52,7 @@ return {
       'OK the daemon answers (kloop status for ' .. ws .. ': no claim)',
       '## kloop: nvim-dap',
       'WARNING nvim-dap is not installed: the "Intercept … & debug" lens is not offered (only "& run") and no kloop debug configuration exists',
-      'ADVICE install nvim-dap (' .. (vim.fn.has('nvim-0.8') == 1 and ('a release that supports Neovim ' .. nvim_version()) or '0.6.0, the last release for Neovim 0.7') .. ') to debug intercepted workloads and local programs with Delve',
+      'ADVICE install nvim-dap (' .. (vim.fn.has('nvim-0.8') == 1 and require('kloop.health').dap_pin() or '0.6.0, the last release for Neovim 0.7') .. ') to debug intercepted workloads and local programs with Delve',
       '## kloop: Neovim',
       'OK Neovim ' .. nvim_version(),
     }, checkhealth(), 'health report')

@@ -56,6 +56,19 @@ local function neovim_version()
   return string.format('%d.%d.%d', v.major, v.minor, v.patch)
 end
 
+-- dap_pin is the nvim-dap release to install on this Neovim: each nvim-dap
+-- release supports the last two Neovim releases of its time.
+function M.dap_pin()
+  if vim.fn.has('nvim-0.11') == 1 then
+    return 'a current release'
+  elseif vim.fn.has('nvim-0.10') == 1 then
+    return 'a release from before it required Neovim 0.11'
+  elseif vim.fn.has('nvim-0.8') == 1 then
+    return '0.10.0, the last release for Neovim 0.9'
+  end
+  return '0.6.0, the last release for Neovim 0.7'
+end
+
 function M.check()
   local r = reporter()
   local kloop = require('kloop')
@@ -105,7 +118,7 @@ function M.check()
   r.start('kloop: nvim-dap')
   local has_dap = pcall(require, 'dap')
   if not has_dap then
-    local pin = vim.fn.has('nvim-0.8') == 1 and 'a release that supports Neovim ' .. neovim_version() or '0.6.0, the last release for Neovim 0.7'
+    local pin = M.dap_pin()
     r.warn('nvim-dap is not installed: the "Intercept … & debug" lens is not offered (only "& run") and no kloop debug configuration exists', {
       'install nvim-dap (' .. pin .. ') to debug intercepted workloads and local programs with Delve',
     })

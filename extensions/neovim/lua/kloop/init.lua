@@ -814,7 +814,7 @@ M.dap_type_to_filetypes = { kloop = { 'go' } }
 
 -- setup_dap registers the `kloop` adapter and a Go configuration in nvim-dap.
 function M.setup_dap(dap)
-  -- nvim-dap 0.8+ reads .vscode/launch.json by itself through this table;
+  -- Newer nvim-dap reads .vscode/launch.json by itself through this table;
   -- 0.6.0 takes the mapping as load_launchjs's second argument only.
   local ok, vscode = pcall(require, 'dap.ext.vscode')
   if ok and type(vscode) == 'table' then
