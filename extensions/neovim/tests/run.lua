@@ -115,10 +115,11 @@ for _, file in ipairs(files) do
 end
 
 -- Tear down: stop the clients, then the private daemon.
-for _, c in pairs(vim.lsp.get_active_clients()) do
-  c.stop(true)
+local all_clients = vim.lsp.get_clients or vim.lsp.get_active_clients
+for _, c in pairs(all_clients()) do
+  require('kloop').stop_client(c, true)
 end
-vim.wait(2000, function() return #vim.lsp.get_active_clients() == 0 end, 50)
+vim.wait(2000, function() return #all_clients() == 0 end, 50)
 vim.fn.system({ T.bin, 'daemon', 'stop' })
 local races = race_reports()
 if races ~= '' then
