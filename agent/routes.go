@@ -16,10 +16,10 @@ import (
 // route is one holder's intercept, bound to that holder's tunnel.
 type route struct {
 	conn   *tunnel.ServerConn
-	holder string                      // the holder's ID (its key in the table)
+	holder string                 // the holder's ID (its key in the table)
 	ports  map[int]*tunnel.Filter // app port -> rule (nil: global)
 	since  time.Time              // when the holder's rule was first set: earlier wins overlaps
-	laptop *transports                 // HTTP to the laptop through conn
+	laptop *transports            // HTTP to the laptop through conn
 	stats  *holderStats
 	pause  *pauseGate // the tunnel's; shared by the routes it sets
 

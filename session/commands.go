@@ -143,8 +143,8 @@ type ReleaseArgs struct{}
 
 // InterceptArgs are the arguments of kloop.intercept / `kloop intercept`.
 type InterceptArgs struct {
-	Workload string            `json:"workload"`
-	Port     string            `json:"port,omitempty"`
+	Workload string `json:"workload"`
+	Port     string `json:"port,omitempty"`
 	// Header, Path, PathRegex, Method and Match are the personal rule: a
 	// request is intercepted when it meets all of them (Match "any": at
 	// least one). Given here, they replace .kloop.yaml's rule as a whole.
@@ -152,11 +152,11 @@ type InterceptArgs struct {
 	Path      string            `json:"path,omitempty"`
 	PathRegex string            `json:"pathRegex,omitempty"`
 	// Method lists HTTP methods; an item may be comma-separated (GET,POST).
-	Method []string `json:"method,omitempty"`
-	Match  string   `json:"match,omitempty"`
-	Debug  bool     `json:"debug,omitempty"`
-	Program  string            `json:"program,omitempty"`
-	Args     []string          `json:"args,omitempty"`
+	Method  []string `json:"method,omitempty"`
+	Match   string   `json:"match,omitempty"`
+	Debug   bool     `json:"debug,omitempty"`
+	Program string   `json:"program,omitempty"`
+	Args    []string `json:"args,omitempty"`
 	// ReplayOnSave sends the last recorded request of a safe method
 	// (GET, HEAD, OPTIONS) to each relaunched build as soon as it is
 	// ready, and reports how its answer changed.
