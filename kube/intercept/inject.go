@@ -318,7 +318,7 @@ func (in *Injector) inject(ctx context.Context, spec Spec) (*Result, error) {
 // HTTP ports, a global one all of them.
 func holderRule(spec Spec, container string, ports []PortRecord) (HolderRecord, error) {
 	rule := spec.rule()
-	h := HolderRecord{Name: spec.Holder, ID: spec.HolderID, Since: time.Now().UTC().Truncate(time.Second), Header: rule.String()}
+	h := HolderRecord{Name: spec.Holder, ID: spec.HolderID, Since: time.Now().UTC().Truncate(time.Millisecond), Header: rule.String()}
 	if rule.SingleHeader() == nil {
 		h.Filter = rule
 	}
