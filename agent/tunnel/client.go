@@ -209,7 +209,7 @@ var ErrPauseUnsupported = errors.New("the agent's protocol is older than version
 
 // ErrFilterUnsupported: the agent predates protocol version 4 and routes
 // by one header only.
-var ErrFilterUnsupported = errors.New("the agent's protocol is older than version 4 and routes by one header only, not by path, method or several headers: run kloop leave --all once every holder is done (or ask them to leave) and intercept again to update the agent, or use a single --header rule")
+var ErrFilterUnsupported = errors.New("the workload's agent speaks a protocol older than version 4 (it was injected by an older kloop) and routes by one header only, not by path, method or several headers: use a single --header rule, or, once every holder has left (kloop leave), intercept again to inject the current agent")
 
 // SetPaused tells the agent that this holder's local process is stopped
 // (paused true), for example at a breakpoint, or runs again. While it is,
