@@ -53,8 +53,14 @@ func (s *Server) CodeAction(ctx context.Context, params *protocol.CodeActionPara
 		intercepted := slices.ContainsFunc(st.Intercepts, func(in session.InterceptStatus) bool { return in.Workload == target.Workload })
 		if intercepted {
 			add(KindLeave, lspCommand("kloop: Leave "+target.Workload, command.Leave, session.LeaveArgs{Workload: target.Workload}))
-		} else {
+		} else if target.Program == "" {
+			// A manifest's workload: traffic goes to the local port.
 			add(KindIntercept, lspCommand("kloop: Intercept "+target.Workload, command.Intercept, target))
+		} else {
+			if s.startsDebugSessions() {
+				add(KindIntercept, lspCommand("kloop: Intercept "+target.Workload+" & debug", command.Intercept, withDebug(target, true)))
+			}
+			add(KindIntercept, lspCommand("kloop: Intercept "+target.Workload+" & run", command.Intercept, withDebug(target, false)))
 		}
 		add(KindEnv, lspCommand("kloop: Copy env of "+target.Workload, command.Env, session.EnvArgs{Workload: target.Workload, Format: "dotenv"}))
 	}

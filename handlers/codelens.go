@@ -87,12 +87,25 @@ func (s *Server) mainLenses(path string, text []byte) []protocol.CodeLens {
 		pos := fset.Position(fn.Pos())
 		rng := lineRange(pos.Line - 1)
 		args := s.interceptArgsFor(filepath.Dir(path))
+		if !s.startsDebugSessions() {
+			return []protocol.CodeLens{
+				{Range: rng, Command: lspCommand("Intercept "+args.Workload+" & run", command.Intercept, withDebug(args, false))},
+			}
+		}
 		return []protocol.CodeLens{
 			{Range: rng, Command: lspCommand("Intercept "+args.Workload+" & debug", command.Intercept, withDebug(args, true))},
 			{Range: rng, Command: lspCommand("Intercept & run", command.Intercept, withDebug(args, false))},
 		}
 	}
 	return nil
+}
+
+// startsDebugSessions: the client turns debug=true into a debug session of
+// its own (see clientCaps).
+func (s *Server) startsDebugSessions() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.caps.startsDebugSessions
 }
 
 // interceptArgsFor picks the workload of the main package in dir: the

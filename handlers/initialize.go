@@ -33,6 +33,7 @@ func (s *Server) Initialize(ctx context.Context, params *protocol.InitializePara
 	s.caps.name = params.ClientInfo.Name
 	s.caps.outputNotifications = wantsOutput(params.Capabilities.Experimental)
 	s.caps.replayView = experimentalFlag(params.Capabilities.Experimental, ExperimentalReplayView)
+	s.caps.startsDebugSessions = initOptions(params).StartsDebugSessions
 	s.mu.Unlock()
 
 	if root := workspaceRoot(params); root != "" {
@@ -77,15 +78,30 @@ func clientInfo(params *protocol.InitializeParams) session.ClientInfo {
 	}
 	c := session.ClientInfo{Name: params.ClientInfo.Name}
 	c.Version, _ = params.ClientInfo.Version.Get()
+	c.Extension = initOptions(params).ExtensionVersion
+	return c
+}
+
+// InitializationOptions are what kloop reads of initialize's
+// initializationOptions; kloop's own editor extensions send them.
+type InitializationOptions struct {
+	// ExtensionVersion is the extension's own version, for kloop.doctor.
+	ExtensionVersion string `json:"extensionVersion"`
+	// StartsDebugSessions: the client runs a kloop.intercept with
+	// debug=true (the "& debug" lens and action) by starting a `kloop`
+	// debug session. Clients that do not say so are offered "& run".
+	StartsDebugSessions bool `json:"startsDebugSessions"`
+}
+
+// initOptions reads the options; options of another shape read as none.
+func initOptions(params *protocol.InitializeParams) InitializationOptions {
+	var opts InitializationOptions
 	if len(params.InitializationOptions) > 0 {
-		var opts struct {
-			ExtensionVersion string `json:"extensionVersion"`
-		}
-		if json.Unmarshal(params.InitializationOptions, &opts) == nil {
-			c.Extension = opts.ExtensionVersion
+		if json.Unmarshal(params.InitializationOptions, &opts) != nil {
+			return InitializationOptions{}
 		}
 	}
-	return c
+	return opts
 }
 
 // Initialized sends the first status, and diagnostics for a broken

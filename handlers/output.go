@@ -19,6 +19,11 @@ const MethodOutput = "kloop/output"
 
 // sendEvent turns a session event into build diagnostics or output.
 func (s *Server) sendEvent(ctx context.Context, e session.Event) {
+	if n := e.Notice; n != nil {
+		if err := s.client.ShowMessage(ctx, &protocol.ShowMessageParams{Type: protocol.MessageTypeWarning, Message: "kloop: " + n.Message}); err != nil {
+			s.log.Debug("send notice", "err", err)
+		}
+	}
 	for file, diags := range e.Diagnostics {
 		s.publishDiagnostics(ctx, uri.File(file), buildDiagnostics(diags))
 	}

@@ -61,6 +61,11 @@ type clientCaps struct {
 	// replayView: the client shows replays itself (see
 	// ExperimentalReplayView).
 	replayView bool
+	// startsDebugSessions: the client said (initializationOptions) that it
+	// turns an intercept with debug=true into a kloop debug session. Only
+	// such a client is offered "& debug": from any other, the intercept
+	// would send traffic here with nothing to run the program.
+	startsDebugSessions bool
 }
 
 // New makes the LSP server of one connection. The transport (package

@@ -38,6 +38,8 @@ type DaemonOptions struct {
 	MaxMessageBytes int
 	// Engines do the sessions' cluster work (package engines).
 	Engines session.Engines
+	// DebuggerWait is session.Options.DebuggerWait.
+	DebuggerWait time.Duration
 	// Ready, when set, is called once the socket accepts connections.
 	Ready func()
 }
@@ -94,8 +96,9 @@ func Run(ctx context.Context, opts DaemonOptions) error {
 		Store:   session.NewStore(opts.Paths.StateFile()),
 		Engines: opts.Engines,
 		// Materialized Secret volumes go to the runtime tmpfs when private.
-		RuntimeDir: os.Getenv("XDG_RUNTIME_DIR"),
-		Health:     func() []session.Finding { return health(opts.Paths, opts.Version) },
+		RuntimeDir:   os.Getenv("XDG_RUNTIME_DIR"),
+		Health:       func() []session.Finding { return health(opts.Paths, opts.Version) },
+		DebuggerWait: opts.DebuggerWait,
 	})
 	d := &daemon{opts: opts, log: log, mgr: mgr, ln: ln, lastIdle: time.Now()}
 	ctx, cancel := context.WithCancel(ctx)

@@ -278,3 +278,91 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestAnInterceptForDebuggingSaysWhenNoDebuggerAttaches: `kloop intercept
+// --debug` (or a "& debug" lens) sends the workload's traffic here and
+// waits for a debug session to run the program. With none attached after
+// DebuggerWait the user is told what to start, as an event editors show
+// and in the status; a debug session that joins clears it, and when that
+// session ends the wait starts over.
+func TestAnInterceptForDebuggingSaysWhenNoDebuggerAttaches(t *testing.T) {
+	open := func(t *testing.T, wait time.Duration) (*Session, string, chan Notice) {
+		t.Helper()
+		t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "kubeconfig"))
+		m := NewManager(Options{Store: NewStore(filepath.Join(t.TempDir(), "state.json")), Engines: Engines{Intercepts: &fakeInterceptEngine{}}, DebuggerWait: wait})
+		t.Cleanup(func() { m.Close(context.Background()) })
+		dir := helloProgram(t)
+		s := m.Open(dir)
+		notices := make(chan Notice, 4)
+		t.Cleanup(s.SubscribeEvents(func(e Event) {
+			if e.Notice != nil {
+				notices <- *e.Notice
+			}
+		}))
+		return s, dir, notices
+	}
+	intercept := func(t *testing.T, s *Session, debug bool) {
+		t.Helper()
+		if _, err := s.Intercept(t.Context(), InterceptArgs{Workload: "orders", Port: fmt.Sprintf("8080:%d", freePort(t)), Program: "./cmd/orders", Debug: debug}, NoProgress{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "orders is intercepted for debugging but no debugger is attached: its traffic comes to this machine and nothing answers it. " +
+		"Start the 'kloop' debug configuration for deployment/orders, or run the program without the debugger: kloop leave orders, then kloop intercept orders --program ./cmd/orders"
+
+	t.Run("within the wait nothing is said", func(t *testing.T) {
+		s, _, _ := open(t, time.Hour)
+		intercept(t, s, true)
+		if in := s.Status().Intercepts; len(in) != 1 || in[0].Notice != "" || in[0].State != "intercepted" {
+			t.Errorf("status right after the intercept: %+v", in)
+		}
+	})
+
+	t.Run("no debugger, then one joins, then it ends", func(t *testing.T) {
+		s, dir, notices := open(t, 10*time.Millisecond)
+		intercept(t, s, true)
+		n := <-notices
+		if n.Workload != "deployment/orders" || n.Message != want {
+			t.Errorf("notice %+v\nwant message %q", n, want)
+		}
+		if in := s.Status().Intercepts; len(in) != 1 || in[0].Notice != want || in[0].State != "waiting for a debugger" {
+			t.Errorf("status without a debugger: %+v", in)
+		}
+		var dbg fakeDebugger
+		d, err := s.Debug(t.Context(), debugArgs(dir, "orders"), dbg.hooks(), NoProgress{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in := s.Status().Intercepts; len(in) != 1 || in[0].Notice != "" || in[0].State != "intercepted" {
+			t.Errorf("status with the debugger attached: %+v", in)
+		}
+		if err := d.End(t.Context(), NoProgress{}); err != nil {
+			t.Fatal(err)
+		}
+		if n := <-notices; n.Message != want {
+			t.Errorf("notice after the debug session ended: %+v", n)
+		}
+		if err := s.Leave(t.Context(), LeaveArgs{Workload: "orders"}, NoProgress{}); err != nil {
+			t.Fatal(err)
+		}
+		if in := s.Status().Intercepts; len(in) != 0 {
+			t.Errorf("after leave: %+v", in)
+		}
+	})
+
+	t.Run("an intercept that runs no debugger waits for none", func(t *testing.T) {
+		s, _, _ := open(t, 10*time.Millisecond)
+		if _, err := s.Intercept(t.Context(), InterceptArgs{Workload: "orders", Port: fmt.Sprintf("8080:%d", freePort(t))}, NoProgress{}); err != nil {
+			t.Fatal(err)
+		}
+		s.imu.Lock()
+		ai := s.intercepts["deployment/orders"]
+		s.imu.Unlock()
+		ai.debuggerMu.Lock()
+		armed := ai.debuggerTimer != nil
+		ai.debuggerMu.Unlock()
+		if armed {
+			t.Error("an intercept without --debug waits for a debugger")
+		}
+	})
+}

@@ -120,9 +120,9 @@ func (s *Session) editorFinding() Finding {
 	}
 	f.Detail = strings.Join(parts, "; ")
 	if unknown {
-		// kloop's own extensions do not send it yet either: say so rather
-		// than send the user after an update that does not exist.
-		f.Fix = "an editor that does not send initializationOptions.extensionVersion cannot be checked against this kloop (kloop's VS Code and Neovim extensions do not send it yet); nothing to do unless kloop's commands fail from that editor"
+		// kloop's VS Code extension and Neovim plugin send it; GoLand's
+		// LSP4IJ template and other LSP clients do not, and need not.
+		f.Fix = "an editor that does not send initializationOptions.extensionVersion (GoLand's LSP4IJ template, other LSP clients) cannot be checked against this kloop; nothing to do unless kloop's commands fail from it. kloop's VS Code extension and Neovim plugin send it: one listed without a version is older than this kloop, so update it"
 	}
 	return f
 }

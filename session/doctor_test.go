@@ -18,6 +18,7 @@ func TestDoctorReport(t *testing.T) {
 		clients     []ClientInfo
 		wantHealthy bool
 		wantDetail  map[string]string // check -> part of its detail
+		wantFix     string            // part of the editor finding's fix
 	}{
 		{
 			name: "standalone, no editor", engine: doctorEngine{[]Finding{{Check: "cluster", Status: "ok", Detail: "API server x"}}},
@@ -30,6 +31,8 @@ func TestDoctorReport(t *testing.T) {
 			clients:     []ClientInfo{{Name: "Neovim", Version: "0.7.2"}, {Name: "Visual Studio Code", Version: "1.96.0", Extension: "0.4.0"}},
 			wantHealthy: false,
 			wantDetail:  map[string]string{"daemon": "socket 0600", "editor": "Neovim 0.7.2 (kloop extension version not sent); Visual Studio Code 1.96.0 (kloop extension 0.4.0)"},
+			// Both of kloop's extensions send it now: one that does not is old.
+			wantFix: "kloop's VS Code extension and Neovim plugin send it: one listed without a version is older than this kloop, so update it",
 		},
 	}
 	for _, tt := range tests {
@@ -45,6 +48,11 @@ func TestDoctorReport(t *testing.T) {
 			}
 			if rep.Healthy != tt.wantHealthy {
 				t.Errorf("healthy = %v, want %v: %+v", rep.Healthy, tt.wantHealthy, rep.Findings)
+			}
+			for _, f := range rep.Findings {
+				if f.Check == "editor" && !strings.Contains(f.Fix, tt.wantFix) {
+					t.Errorf("editor fix %q, want it to contain %q", f.Fix, tt.wantFix)
+				}
 			}
 			for check, want := range tt.wantDetail {
 				found := false

@@ -15,6 +15,16 @@ type Event struct {
 	// mapped to an empty list is to be cleared.
 	Diagnostics map[string][]build.Diagnostic
 	Output      *OutputLine
+	// Notice is a warning for the user to read now (editors show it as a
+	// message); the same text stays in the intercept's status until what
+	// it asks for is done.
+	Notice *Notice
+}
+
+// Notice is a warning about one intercept.
+type Notice struct {
+	Workload string `json:"workload"`
+	Message  string `json:"message"`
 }
 
 // SubscribeEvents calls fn for every event until cancel is called. fn runs

@@ -142,6 +142,13 @@ type activeIntercept struct {
 	// ports the engine inferred: tunneled connections (dialLocal) read
 	// them meanwhile.
 	portsMu sync.Mutex
+
+	// An intercept made for debugging (plan.debug) arms debuggerTimer;
+	// when it fires with no debug session behind the intercept,
+	// noDebugger is set and the status carries the notice.
+	debuggerMu    sync.Mutex
+	debuggerTimer *time.Timer
+	noDebugger    atomic.Bool
 }
 
 // ports are the container port intercepted and the local one it goes to
@@ -201,6 +208,11 @@ type interceptPlan struct {
 	// replayOnSave is .kloop.yaml's (the command's flag adds to it).
 	replayOnSave bool
 	traffic      Traffic
+	// debug: the intercept waits for a debug session to run the program
+	// (--debug); debugProgram is the program it would have run, for the
+	// notice that tells how to run it without one.
+	debug        bool
+	debugProgram string
 }
 
 func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, error) {
@@ -293,6 +305,7 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 	if args.Debug {
 		// A debug session (`kloop dap`) runs the program under Delve
 		// and joins this intercept; until then traffic goes to the port.
+		plan.debug, plan.debugProgram = true, plan.program
 		plan.program, plan.run, plan.build = "", nil, nil
 	}
 	s.opMu.Lock()
@@ -318,6 +331,9 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 	ai, err := s.interceptLocked(ctx, engine, cfg, plan, start, p)
 	if err != nil {
 		return nil, err
+	}
+	if plan.debug {
+		s.watchForDebugger(ai)
 	}
 	st := ai.status()
 	return &st, nil
@@ -496,6 +512,7 @@ func (s *Session) restore(ctx context.Context, engine InterceptEngine, all bool,
 }
 
 func (s *Session) leaveLocked(ctx context.Context, ai *activeIntercept, p Progress) error {
+	ai.stopDebuggerTimer()
 	var errs []error
 	if prog := ai.prog.Load(); prog != nil {
 		if err := prog.stop(ctx); err != nil {
@@ -679,6 +696,10 @@ func (ai *activeIntercept) status() InterceptStatus {
 				st.State = pausedState(st.PausedToPods)
 			}
 		}
+	}
+	if ai.waitsForDebugger() {
+		st.State = "waiting for a debugger"
+		st.Notice = ai.noDebuggerNotice()
 	}
 	return st
 }

@@ -49,7 +49,17 @@ type Options struct {
 	// Health checks the daemon serving the sessions (its socket, the peer
 	// check) for kloop.doctor; nil when kloop serves in-process.
 	Health func() []Finding
+	// DebuggerWait is how long an intercept made for debugging (--debug,
+	// a "& debug" lens) may go without a debug session before the user is
+	// told that its traffic reaches nothing; 0 means DefaultDebuggerWait,
+	// a negative value never tells.
+	DebuggerWait time.Duration
 }
+
+// DefaultDebuggerWait is Options.DebuggerWait when unset: long enough for
+// an editor to start the debug session it promised, short enough that a
+// user without one learns why requests fail before they go looking.
+const DefaultDebuggerWait = 5 * time.Second
 
 // Engines are what the session drives in the cluster.
 type Engines struct {

@@ -42,6 +42,10 @@ type InterceptStatus struct {
 	// (a global intercept's agents send them there after a brief hold).
 	Paused       bool  `json:"paused,omitempty"`
 	PausedToPods int64 `json:"pausedToPods,omitempty"`
+	// Notice is what the user must do for this intercept's traffic to be
+	// answered: set while an intercept made for debugging has had no
+	// debugger attached for Options.DebuggerWait.
+	Notice string `json:"notice,omitempty"`
 }
 
 // ProcessStatus describes the local process behind the intercepts.

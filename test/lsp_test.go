@@ -100,9 +100,18 @@ func TestInitializeAdvertisesKloopCapabilities(t *testing.T) {
 func TestCodeLensAboveMainFollowsEdits(t *testing.T) {
 	forEachMode(t, func(t *testing.T, env *editor.Env, mode editor.Mode) {
 		root := workspace(t, map[string]string{"go.mod": "module x\n", "cmd/orders/main.go": ordersMain})
-		ed := editor.Start(t, env, mode)
-		ed.Initialize(root, true)
+		// An editor that starts kloop debug sessions (VS Code, Neovim with
+		// nvim-dap) is offered "& debug"; the others only "& run" (see
+		// handlers' TestDebugIsOfferedOnlyToEditorsThatStartDebugSessions).
+		plain := editor.Start(t, env, mode)
+		plain.Initialize(root, true)
 		path := filepath.Join(root, "cmd/orders/main.go")
+		plain.Open(path, "go", ordersMain)
+		if l := plain.CodeLens(path); len(l) != 1 || l[0].Command.Title != "Intercept deployment/orders & run" {
+			t.Fatalf("lenses for an editor that starts no debug session = %+v", l)
+		}
+		ed := editor.Start(t, env, mode)
+		ed.InitializeWith(root, true, map[string]any{"startsDebugSessions": true})
 		ed.Open(path, "go", ordersMain)
 		lenses := ed.CodeLens(path)
 		var titles []string

@@ -51,7 +51,12 @@ when no client is connected and no session holds a claim, intercept or process.`
 				logOut = lf
 			}
 			log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: logLevel()}))
+			wait, err := debuggerWait()
+			if err != nil {
+				return err
+			}
 			err = server.Run(cmd.Context(), server.DaemonOptions{
+				DebuggerWait:    wait,
 				Paths:           paths,
 				IdleTimeout:     idle,
 				Logger:          log,
@@ -176,7 +181,11 @@ vscode-languageclient) is accepted and ignored: stdio is the only transport.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if standalone {
 				log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel()}))
-				mgr := session.NewManager(session.Options{Logger: log, Engines: wireEngines(log)})
+				wait, err := debuggerWait()
+				if err != nil {
+					return err
+				}
+				mgr := session.NewManager(session.Options{Logger: log, Engines: wireEngines(log), DebuggerWait: wait})
 				defer mgr.Close(context.WithoutCancel(cmd.Context()))
 				return server.ServeConn(cmd.Context(), stdio{}, server.ConnOptions{Manager: mgr, Logger: log, Version: kloopVersion()})
 			}
@@ -217,6 +226,21 @@ func envDuration(name string, def time.Duration) time.Duration {
 		}
 	}
 	return def
+}
+
+// debuggerWait reads KLOOP_DEBUGGER_WAIT: how long an intercept made for
+// debugging waits for a debug session before kloop warns that nothing
+// answers its traffic.
+func debuggerWait() (time.Duration, error) {
+	v := os.Getenv("KLOOP_DEBUGGER_WAIT")
+	if v == "" {
+		return session.DefaultDebuggerWait, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d == 0 {
+		return 0, fmt.Errorf("KLOOP_DEBUGGER_WAIT=%q: want a duration such as 5s or 30s (a negative one, e.g. -1s, never warns); unset it for the default %s", v, session.DefaultDebuggerWait)
+	}
+	return d, nil
 }
 
 // wireEngines wires the cluster work of the daemon's sessions.

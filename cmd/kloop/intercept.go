@@ -124,6 +124,10 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 				case st.Process == nil && len(args.Args) > 0:
 					runErr := runWithInterceptEnv(ctx, c, in.Workload, args.Args)
 					return errors.Join(runErr, leave())
+				case args.Debug:
+					// Nothing runs the program until a debug session joins:
+					// say so now, not when requests start failing.
+					fmt.Fprintf(errOut, "kloop: %s waits for a debugger: start the 'kloop' debug configuration for it in your editor; until one attaches, its traffic comes here and nothing answers it (kloop status says so too)\n", in.Workload)
 				}
 				return nil
 			})

@@ -113,6 +113,9 @@ func printStatus(w io.Writer, format string, st session.Status) error {
 	}
 	for _, in := range st.Intercepts {
 		fmt.Fprintf(w, "intercept  %s ports %s %s, %d requests\n", in.Workload, strings.Join(in.Ports, ","), in.State, in.Requests)
+		if in.Notice != "" {
+			fmt.Fprintf(w, "  warning  %s\n", in.Notice)
+		}
 	}
 	if st.Process != nil {
 		fmt.Fprintf(w, "process    %s pid %d %s\n", st.Process.Program, st.Process.PID, st.Process.State)

@@ -16,6 +16,13 @@ func URI(path string) string {
 // whether the client declares window.workDoneProgress.
 func (e *Editor) Initialize(root string, progress bool) map[string]any {
 	e.t.Helper()
+	return e.InitializeWith(root, progress, nil)
+}
+
+// InitializeWith is Initialize sending initializationOptions (as kloop's
+// own extensions do, e.g. startsDebugSessions) when options is not nil.
+func (e *Editor) InitializeWith(root string, progress bool, options map[string]any) map[string]any {
+	e.t.Helper()
 	var result map[string]any
 	params := map[string]any{
 		"processId":  os.Getpid(),
@@ -25,6 +32,9 @@ func (e *Editor) Initialize(root string, progress bool) map[string]any {
 			"window": map[string]any{"workDoneProgress": progress},
 		},
 		"workspaceFolders": []any{map[string]any{"uri": URI(root), "name": filepath.Base(root)}},
+	}
+	if options != nil {
+		params["initializationOptions"] = options
 	}
 	if err := e.Call("initialize", params, &result); err != nil {
 		e.t.Fatalf("initialize: %v", err)

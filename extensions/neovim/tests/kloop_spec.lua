@@ -30,9 +30,10 @@ local function client()
   return vim.lsp.get_client_by_id(client_id)
 end
 
--- lens_texts is what the user sees: the virtual text of code lenses on a line.
-local function lens_texts(bufnr, line)
-  local ns = api.nvim_create_namespace('vim_lsp_codelens:' .. client_id)
+-- lens_texts is what the user sees: the virtual text of code lenses on a line
+-- (of the workspace's first client unless id names another).
+local function lens_texts(bufnr, line, id)
+  local ns = api.nvim_create_namespace('vim_lsp_codelens:' .. (id or client_id))
   local texts = {}
   for _, m in ipairs(api.nvim_buf_get_extmarks(bufnr, ns, { line, 0 }, { line, -1 }, { details = true })) do
     for _, chunk in ipairs(m[4].virt_text or {}) do
@@ -98,6 +99,20 @@ return {
     if vim.lsp.start == nil then
       T.eq({ 'lsp' }, { client().config.cmd[2] }, 'cmd') -- 0.7 path: start_client
     end
+    -- No nvim-dap here: kloop is told this Neovim starts no debug session.
+    T.eq({ startsDebugSessions = false, extensionVersion = kloop.version }, client().config.init_options, 'initializationOptions sent')
+  end },
+
+  { 'kloop doctor names Neovim and the plugin version it sent', function()
+    local rep
+    kloop.execute('kloop.doctor', {}, function(res) rep = res end)
+    T.wait(20000, function() return rep ~= nil end, 'the doctor report')
+    local editor
+    for _, f in ipairs(rep.findings) do
+      if f.check == 'editor' then editor = f end
+    end
+    T.truthy(editor, 'an editor finding in ' .. vim.inspect(rep.findings))
+    T.match(editor.detail, 'Neovim [%d.]+ %(kloop extension ' .. vim.pesc(kloop.version) .. '%)', 'editor finding')
   end },
 
   { 'the statusline changes when kloop/status arrives', function()
@@ -115,23 +130,57 @@ return {
     T.eq('go', vim.bo.filetype, 'back in main.go')
   end },
 
-  { 'code lenses appear above func main of the orders main.go', function()
+  { 'without nvim-dap, func main of the orders main.go gets "& run" only', function()
     local bufnr = api.nvim_get_current_buf()
     local line = line_of(main, '^func main%(%)')
     vim.lsp.codelens.refresh()
-    T.wait(10000, function() return #lens_texts(bufnr, line) >= 2 end, 'lens virtual text on line ' .. line)
-    T.eq({ 'Intercept deployment/orders & debug', 'Intercept & run' }, lens_texts(bufnr, line), 'lenses shown')
+    T.wait(10000, function() return #lens_texts(bufnr, line) >= 1 end, 'lens virtual text on line ' .. line)
+    T.eq({ 'Intercept deployment/orders & run' }, lens_texts(bufnr, line), 'lenses shown')
     local lenses = vim.lsp.codelens.get(bufnr)
-    T.eq(2, #lenses, 'lens count')
+    T.eq(1, #lenses, 'lens count')
     T.eq('kloop.intercept', lenses[1].command.command, 'lens command')
-    T.eq({ workload = 'deployment/orders', program = './cmd/orders', debug = true }, lenses[1].command.arguments[1], 'lens arguments')
+    T.eq({ workload = 'deployment/orders', program = './cmd/orders' }, lenses[1].command.arguments[1], 'lens arguments')
   end },
 
-  { 'running the lenses: "& debug" starts an nvim-dap session, "& run" asks kloop', function()
+  { 'running "& run" asks kloop and shows its answer', function()
     local line = line_of(main, '^func main%(%)')
     api.nvim_win_set_cursor(0, { line + 1, 0 })
+    local before = #T.notes
+    vim.lsp.codelens.run()
+    T.wait(10000, function() return #T.notes > before end, 'kloop\'s answer to "Intercept deployment/orders & run"')
+    T.match(T.notes[#T.notes].msg, '^kloop: ', 'answer')
+    -- The lens is drawn again after running it.
+    T.wait(5000, function() return #lens_texts(api.nvim_get_current_buf(), line) == 1 end, 'lens back')
+  end },
+
+  { 'a "& debug" lens run without nvim-dap says that nvim-dap is missing', function()
+    local before = #T.notes
+    client().config.commands['kloop.intercept']({ title = 'Intercept deployment/orders & debug', command = 'kloop.intercept',
+      arguments = { { workload = 'deployment/orders', program = './cmd/orders', debug = true } } }, { bufnr = api.nvim_get_current_buf() })
+    T.eq(before + 1, #T.notes, 'one message')
+    T.eq(vim.log.levels.ERROR, T.notes[#T.notes].level, 'level')
+    T.match(T.notes[#T.notes].msg, '^kloop: "& debug" needs nvim%-dap', 'message')
+  end },
+
+  { 'with nvim-dap present, a workspace is offered "& debug", which starts an nvim-dap session; "& run" asks kloop', function()
+    local ws3 = T.tmp .. '/shop3'
+    vim.fn.mkdir(ws3 .. '/cmd/orders', 'p')
+    vim.fn.writefile({ 'module example.com/shop3', '', 'go 1.22' }, ws3 .. '/go.mod')
+    vim.fn.writefile(vim.fn.readfile(main), ws3 .. '/cmd/orders/main.go')
     local ran = {}
     package.loaded.dap = { adapters = {}, configurations = {}, run = function(cfg) table.insert(ran, cfg) end }
+    vim.cmd('edit ' .. ws3 .. '/cmd/orders/main.go')
+    local id = kloop.clients[ws3]
+    T.truthy(id and id ~= client_id, 'a client for the workspace')
+    T.wait(10000, function() local c = vim.lsp.get_client_by_id(id) return c and c.initialized end, 'the client to initialize')
+    T.eq({ startsDebugSessions = true, extensionVersion = kloop.version }, vim.lsp.get_client_by_id(id).config.init_options, 'initializationOptions sent')
+    local bufnr = api.nvim_get_current_buf()
+    local line = line_of(main, '^func main%(%)')
+    vim.lsp.codelens.refresh()
+    T.wait(10000, function() return #lens_texts(bufnr, line, id) >= 2 end, 'lens virtual text on line ' .. line)
+    T.eq({ 'Intercept deployment/orders & debug', 'Intercept & run' }, lens_texts(bufnr, line, id), 'lenses shown')
+    T.eq({ workload = 'deployment/orders', program = './cmd/orders', debug = true }, vim.lsp.codelens.get(bufnr)[1].command.arguments[1], 'debug lens arguments')
+    api.nvim_win_set_cursor(0, { line + 1, 0 })
     local orig = vim.ui.select
     local pick = 1
     local titles
@@ -144,16 +193,19 @@ return {
     T.eq({ 'Intercept deployment/orders & debug', 'Intercept & run' }, titles, 'the lens menu')
     T.eq({ type = 'kloop', request = 'launch', name = 'kloop: intercept deployment/orders', workload = 'deployment/orders', program = './cmd/orders' }, ran[1], 'debug config')
     T.eq(T.bin, package.loaded.dap.adapters.kloop.command, 'adapter registered on the way')
-    package.loaded.dap = nil
-    T.wait(5000, function() return #lens_texts(api.nvim_get_current_buf(), line) == 2 end, 'lenses back after debugging')
+    T.wait(5000, function() return #lens_texts(bufnr, line, id) == 2 end, 'lenses back after debugging')
     local before = #T.notes
     pick = 2
     vim.lsp.codelens.run()
     vim.ui.select = orig
     T.wait(10000, function() return #T.notes > before end, 'kloop\'s answer to "Intercept & run"')
     T.match(T.notes[#T.notes].msg, '^kloop: ', 'answer')
-    -- The lenses are drawn again after running one.
-    T.wait(5000, function() return #lens_texts(api.nvim_get_current_buf(), line) == 2 end, 'lenses back')
+    T.eq(1, #ran, 'dap.run calls after "& run"')
+    package.loaded.dap = nil
+    vim.lsp.get_client_by_id(id).stop()
+    T.wait(5000, function() return kloop.clients[ws3] == nil end, 'the client to go away')
+    vim.cmd('edit ' .. main)
+    T.eq(ws, kloop.root_of(api.nvim_buf_get_name(0)), 'back in the first workspace')
   end },
 
   { 'code actions on func main offer claim, intercept and env; picking claim shows kloop\'s answer', function()
@@ -298,6 +350,16 @@ return {
     T.eq('kloop: no claim', kloop.statusline(), 'restored')
   end },
 
+  { 'kloop\'s warnings reach vim.notify at WARN; :KloopStatus shows an intercept\'s notice', function()
+    local warning = 'orders is intercepted for debugging but no debugger is attached: its traffic comes to this machine and nothing answers it.'
+    client().config.handlers['window/showMessage'](nil, { type = 2, message = 'kloop: ' .. warning }, { client_id = client_id, method = 'window/showMessage' })
+    T.eq({ msg = 'kloop: ' .. warning, level = vim.log.levels.WARN }, T.notes[#T.notes], 'the warning')
+    local saved = kloop.status[ws]
+    kloop._show_status({ workspace = ws, intercepts = { { workload = 'deployment/orders', ports = { '8080->8080' }, requests = 0, state = 'waiting for a debugger', notice = warning } }, updated = '' })
+    T.match(T.notes[#T.notes].msg, '\nintercept: deployment/orders ports 8080%->8080, 0 requests, waiting for a debugger\n  warning: ' .. vim.pesc(warning), ':KloopStatus report')
+    kloop.status[ws] = saved
+  end },
+
   { 'with nvim-dap present, setup registers a `kloop dap` adapter that answers DAP', function()
     local fake = { adapters = {}, configurations = {} }
     package.loaded.dap = fake
@@ -336,7 +398,7 @@ return {
     T.eq({ T.bin, 'lsp', '--standalone' }, vim.lsp.get_client_by_id(id).config.cmd, 'cmd')
     local bufnr = api.nvim_get_current_buf()
     vim.lsp.codelens.refresh()
-    T.wait(10000, function() return #vim.lsp.codelens.get(bufnr) == 2 end, 'lenses from the standalone server')
+    T.wait(10000, function() return #vim.lsp.codelens.get(bufnr) == 1 end, 'the lens from the standalone server')
     T.wait(10000, function() return kloop.statusline() == 'kloop: no claim' end, 'its statusline')
     vim.lsp.get_client_by_id(id).stop()
     T.wait(5000, function() return kloop.clients[ws2] == nil end, 'the client to go away')

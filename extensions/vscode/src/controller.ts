@@ -51,8 +51,12 @@ export class Controller implements vscode.Disposable {
     this.statusBar.show();
   }
 
-  /** register adds the palette commands. */
-  register(): vscode.Disposable[] {
+  /**
+   * register adds the palette commands. A command runs only when ready()
+   * says so (kloop.showOutput always does), so without a kloop binary none
+   * prompts for input it cannot use.
+   */
+  register(ready: () => boolean = () => true): vscode.Disposable[] {
     const cmds: Array<[string, () => Promise<unknown>]> = [
       ['kloop.claim.ui', () => this.claim()],
       ['kloop.release.ui', () => this.release()],
@@ -72,7 +76,8 @@ export class Controller implements vscode.Disposable {
       ['kloop.showOutput', async () => this.output.show(true)],
     ];
     for (const [id, fn] of cmds) {
-      this.disposables.push(vscode.commands.registerCommand(id, fn));
+      const run = id === 'kloop.showOutput' ? fn : async () => (ready() ? fn() : undefined);
+      this.disposables.push(vscode.commands.registerCommand(id, run));
     }
     this.disposables.push(vscode.workspace.registerTextDocumentContentProvider(replayScheme, this.replayDocs));
     return this.disposables;
@@ -88,6 +93,14 @@ export class Controller implements vscode.Disposable {
       view.severity === 'error' ? new vscode.ThemeColor('statusBarItem.errorBackground')
         : view.severity === 'warning' ? new vscode.ThemeColor('statusBarItem.warningBackground')
           : undefined;
+  }
+
+  /** onProblem shows in the status bar that no kloop runs, and why. */
+  onProblem(message: string): void {
+    this.status = undefined;
+    this.statusBar.text = '$(error) kloop';
+    this.statusBar.tooltip = message + '\n\nClick for kloop actions';
+    this.statusBar.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
   }
 
   /**

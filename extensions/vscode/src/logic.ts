@@ -71,10 +71,13 @@ export function checkVersion(output: string, binary: string, min = MIN_KLOOP_VER
   return { ok: true, version, dev: false };
 }
 
+/** installCommand is what "kloop: Install kloop" runs in a terminal. */
+export const installCommand = 'go install github.com/kloop/kloop/cmd/kloop@latest';
+
 /** missingBinaryMessage is what the user reads when kloop cannot be started. */
 export function missingBinaryMessage(binary: string, err: NodeJS.ErrnoException): string {
   if (err.code === 'ENOENT') {
-    return `kloop was not found (${binary}). Install it (go install github.com/kloop/kloop/cmd/kloop@latest) or set "kloop.path" to the binary.`;
+    return `kloop was not found (${binary}). Install it (${installCommand}) or set "kloop.path" to the binary.`;
   }
   if (err.code === 'EACCES') {
     return `kloop at ${binary} is not executable (permission denied). Check "kloop.path".`;
@@ -177,6 +180,7 @@ export function actionsFor(st: KloopStatus | undefined): Action[] {
     acts.push({ label: '$(cloud-download) Release the dev namespace', description: st.claim.namespace || st.claim.slot, command: 'kloop.release.ui' });
   }
   acts.push({ label: '$(output) Show output', command: 'kloop.showOutput' });
+  acts.push({ label: '$(refresh) Restart kloop', command: 'kloop.restart' });
   return acts;
 }
 
@@ -254,10 +258,17 @@ export function resolveLaunch(
     }
     c.type = 'kloop';
     c.request = 'launch';
-    c.name = `kloop: intercept ${ctx.activeGoMain.workload}`;
-    c.workload = ctx.activeGoMain.workload;
     c.program = ctx.activeGoMain.program;
+    // A main package at the folder's root names no workload: debug it locally.
+    if (ctx.activeGoMain.workload) {
+      c.name = `kloop: intercept ${ctx.activeGoMain.workload}`;
+      c.workload = ctx.activeGoMain.workload;
+    } else {
+      c.name = `kloop: debug ${c.program} locally`;
+    }
   }
+  // "workload": "" reads as "no cluster", as leaving it out does.
+  if (c.workload === '') delete c.workload;
   if (c.request !== 'launch') {
     return { error: `kloop: request "${c.request}" is not supported; use "launch".` };
   }
@@ -350,3 +361,13 @@ export const replayViewFeature = {
   initialize(): void {},
   clear(): void {},
 };
+
+/**
+ * initializationOptions are what the extension tells `kloop lsp` in
+ * initialize: it turns the "& debug" lens and code action into a `kloop`
+ * debug session (so kloop offers them; an editor that starts none gets
+ * "& run" only), and its own version, which `kloop doctor` reports.
+ */
+export function initializationOptions(extensionVersion: string): { startsDebugSessions: true; extensionVersion: string } {
+  return { startsDebugSessions: true, extensionVersion };
+}

@@ -6,6 +6,10 @@
 -- vim.lsp.buf_attach_client) and on 0.8+ (vim.lsp.start).
 local M = {}
 
+-- The plugin's version, sent to kloop as initializationOptions.extensionVersion
+-- (`kloop doctor` reports it).
+M.version = '0.1.0'
+
 local api = vim.api
 
 M.defaults = {
@@ -160,6 +164,18 @@ local function on_status(err, result, ctx)
   api.nvim_exec_autocmds('User', { pattern = 'KloopStatus', modeline = false })
 end
 
+-- kloop's window/showMessage (a warning that an intercept for debugging has
+-- no debugger, a build's outcome) goes through vim.notify like everything
+-- else the plugin says, at the level kloop gave it.
+local message_levels = { vim.log.levels.ERROR, vim.log.levels.WARN, vim.log.levels.INFO, vim.log.levels.DEBUG }
+local function on_show_message(err, result)
+  if err or isnil(result) or type(result.message) ~= 'string' then
+    return
+  end
+  notify(result.message, message_levels[result.type] or vim.log.levels.INFO)
+end
+M._on_show_message = on_show_message
+
 -- describe_error turns a JSON-RPC error into the sentence the user reads.
 function M.describe_error(_, err)
   local msg = type(err) == 'table' and err.message or tostring(err)
@@ -203,8 +219,13 @@ local function client_commands()
   for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs', 'kloop.requests', 'kloop.replay', 'kloop.doctor', 'kloop.export', 'kloop.agent.install', 'kloop.agent.uninstall' }) do
     cmds[name] = function(command, ctx)
       local arg = command.arguments and command.arguments[1] or nil
-      -- "Intercept … & debug" starts an nvim-dap session when nvim-dap is there.
-      if name == 'kloop.intercept' and type(arg) == 'table' and arg.debug == true and M.debug_intercept(arg) then
+      -- "Intercept … & debug" starts an nvim-dap session. kloop offers it
+      -- only when nvim-dap was there at start; without it an intercept for
+      -- debugging would send traffic here with nothing to answer it.
+      if name == 'kloop.intercept' and type(arg) == 'table' and arg.debug == true then
+        if not M.debug_intercept(arg) then
+          notify('kloop: "& debug" needs nvim-dap, which is not loaded now; install it (or keep setup{ dap = true }), or run "Intercept & run"', vim.log.levels.ERROR)
+        end
         if M.config.codelens then
           pcall(vim.lsp.codelens.refresh)
         end
@@ -230,6 +251,18 @@ function M._env_result(workload)
   end
 end
 
+-- has_dap: nvim-dap is installed and the plugin may use it.
+local function has_dap()
+  return M.config.dap and (pcall(require, 'dap')) or false
+end
+
+-- init_options tell kloop whether this Neovim starts kloop debug sessions
+-- (nvim-dap present: the "& debug" lens runs one; without it kloop offers
+-- "& run" only) and the plugin's version, for `kloop doctor`.
+function M.init_options()
+  return { startsDebugSessions = has_dap(), extensionVersion = M.version }
+end
+
 local function lsp_config(root)
   local cmd = { M.config.cmd, 'lsp' }
   if M.config.standalone then
@@ -241,7 +274,8 @@ local function lsp_config(root)
     cmd = cmd,
     root_dir = root,
     workspace_folders = { { uri = vim.uri_from_fname(root), name = vim.fn.fnamemodify(root, ':t') } },
-    handlers = { ['kloop/status'] = on_status },
+    handlers = { ['kloop/status'] = on_status, ['window/showMessage'] = on_show_message },
+    init_options = M.init_options(),
     commands = client_commands(),
     capabilities = vim.tbl_deep_extend('force', vim.lsp.protocol.make_client_capabilities(), {
       -- :KloopReplay shows its own diff split, so kloop sends no summary message.
@@ -372,12 +406,17 @@ local function show_status(st)
   end
   for _, ic in ipairs(isnil(st.intercepts) and {} or st.intercepts) do
     table.insert(lines, string.format('intercept: %s ports %s, %d requests, %s', ic.workload, table.concat(ic.ports or {}, ','), ic.requests or 0, ic.state))
+    if not isnil(ic.notice) and ic.notice ~= '' then
+      table.insert(lines, '  warning: ' .. ic.notice)
+    end
   end
   if not isnil(st.process) then
     table.insert(lines, string.format('process: %s pid %d %s', st.process.program, st.process.pid, st.process.state))
   end
   notify(table.concat(lines, '\n'))
 end
+
+M._show_status = show_status
 
 local function create_commands()
   local cmd = api.nvim_create_user_command

@@ -7,6 +7,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { DebugClient } from '@vscode/debugadapter-testsupport';
 import { Env, kloopBin, lineOf, ordersWorkspace, privateEnv } from './helpers';
+import { dynamicConfigurations } from '../../src/mains';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -138,6 +139,38 @@ describe('kloop dap', () => {
     (dc as unknown as { stopAdapter(): void }).stopAdapter();
     // Stopping the session frees the program's port.
     await waitClosed(httpPort, 10_000);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  test('Run and Debug\'s configuration for ./cmd/orders, with schema attributes added, launches as written', async () => {
+    const offered = await dynamicConfigurations(ws.root);
+    const cfg = offered.find((c) => c.program === './cmd/orders');
+    assert.ok(cfg, `./cmd/orders among ${JSON.stringify(offered.map((c) => c.program))}`);
+    const [httpPort, adminPort] = [await freePort(), await freePort()];
+    const root = fs.mkdtempSync('/tmp/kloop-root-');
+    fs.mkdirSync(`${root}/etc/orders`, { recursive: true });
+    fs.writeFileSync(`${root}/etc/orders/catalog.json`, '[]');
+    await start();
+    const stderr: string[] = [];
+    dc.on('output', (e) => { if (e.body.category === 'stderr') stderr.push(e.body.output); });
+    await dc.initializeRequest({ adapterID: 'kloop', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' });
+    const initialized = dc.waitForEvent('initialized');
+    await dc.launchRequest({
+      ...cfg,
+      cwd: '.', relaunchOnSave: false, stopOnEntry: true, hideSystemGoroutines: true, maxStringLen: 200,
+      env: {
+        API_TOKEN: 't', KLOOP_ROOT: root, CATALOG_FILE: '/etc/orders/catalog.json',
+        HTTP_ADDR: `127.0.0.1:${httpPort}`, ADMIN_ADDR: `127.0.0.1:${adminPort}`,
+      },
+    } as never);
+    await initialized;
+    const entry = dc.waitForEvent('stopped');
+    await dc.configurationDoneRequest();
+    // stopOnEntry reached Delve: the program halts before main runs.
+    assert.equal((await entry).body.reason, 'entry');
+    assert.deepEqual(stderr.filter((l) => /is not one kloop or Delve reads/.test(l)), [], 'every attribute is one the adapter reads');
+    await dc.disconnectRequest({ terminateDebuggee: true });
+    (dc as unknown as { stopAdapter(): void }).stopAdapter();
     fs.rmSync(root, { recursive: true, force: true });
   });
 

@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as cp from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
   CodeActionRequest, CodeLensRequest, DidOpenTextDocumentNotification, ExecuteCommandRequest,
@@ -14,11 +15,12 @@ import {
 } from 'vscode-languageserver-protocol/node';
 import * as vscode from 'vscode';
 import { Controller } from '../../src/controller';
-import { KloopStatus } from '../../src/logic';
+import { KloopStatus, initializationOptions } from '../../src/logic';
 import { probeBinary } from '../../src/binary';
 import { Env, kloopBin, lineOf, ordersWorkspace, privateEnv } from './helpers';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const stub = require('vscode') as typeof import('../unit/vscode-stub');
+const extensionVersion: string = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version;
 
 interface Session {
   conn: ProtocolConnection;
@@ -28,7 +30,10 @@ interface Session {
   waitStatus(pred: (s: KloopStatus) => boolean, ms?: number): Promise<KloopStatus>;
 }
 
-async function startLsp(env: Env, root: string, mode: 'forwarded' | 'standalone'): Promise<{ s: Session; init: InitializeResult }> {
+// startLsp initializes as the extension's language client does: with the
+// extension's initializationOptions, unless options says otherwise (null:
+// none, as an editor without the extension sends).
+async function startLsp(env: Env, root: string, mode: 'forwarded' | 'standalone', options: object | null = initializationOptions(extensionVersion)): Promise<{ s: Session; init: InitializeResult }> {
   const args = mode === 'standalone' ? ['lsp', '--standalone', '--stdio'] : ['lsp', '--stdio'];
   const proc = cp.spawn(kloopBin(), args, { env: env.env, cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
@@ -63,6 +68,7 @@ async function startLsp(env: Env, root: string, mode: 'forwarded' | 'standalone'
     workspaceFolders: [{ uri, name: 'shop' }],
     capabilities: { window: { workDoneProgress: true, showMessage: {} }, textDocument: { codeLens: {}, codeAction: {} } },
     clientInfo: { name: 'kloop-vscode-integration-test' },
+    ...(options ? { initializationOptions: options } : {}),
   });
   await conn.sendNotification(InitializedNotification.type, {});
   return { s, init };
@@ -147,6 +153,13 @@ for (const mode of ['forwarded', 'standalone'] as const) {
       ctl.dispose();
     });
 
+    test('kloop doctor names the extension\'s version the extension sent', async () => {
+      const rep = (await s.conn.sendRequest(ExecuteCommandRequest.type, { command: 'kloop.doctor', arguments: [{}] })) as { findings: Array<{ check: string; detail: string }> };
+      const editor = rep.findings.find((f) => f.check === 'editor');
+      assert.ok(editor, JSON.stringify(rep.findings));
+      assert.ok(editor.detail.includes(`kloop-vscode-integration-test (kloop extension ${extensionVersion})`), editor.detail);
+    });
+
     test('the orders manifest gets "Intercept this workload" above the Deployment only', async () => {
       await open(s, ws.manifest, 'yaml');
       const lenses = (await s.conn.sendRequest(CodeLensRequest.type, { textDocument: { uri: pathToFileURL(ws.manifest).toString() } })) as CodeLens[];
@@ -204,3 +217,25 @@ for (const mode of ['forwarded', 'standalone'] as const) {
     });
   });
 }
+
+// An editor that does not say it starts kloop debug sessions (no
+// initializationOptions, as GoLand's LSP4IJ) is offered "& run" only: an
+// intercept for debugging would send traffic here with nothing to answer it.
+describe('kloop lsp for an editor that starts no debug session', () => {
+  test('the orders main.go gets "Intercept deployment/orders & run" only', async () => {
+    const env = privateEnv();
+    const ws = ordersWorkspace();
+    const { s } = await startLsp(env, ws.root, 'forwarded', null);
+    try {
+      await open(s, ws.main, 'go');
+      const lenses = (await s.conn.sendRequest(CodeLensRequest.type, { textDocument: { uri: pathToFileURL(ws.main).toString() } })) as CodeLens[];
+      assert.deepEqual(lenses.map((l) => [l.command?.title, l.command?.arguments?.[0]]), [
+        ['Intercept deployment/orders & run', { workload: 'deployment/orders', program: './cmd/orders' }],
+      ]);
+    } finally {
+      assert.equal(await stopLsp(s), 0);
+      env.cleanup();
+      fs.rmSync(ws.root, { recursive: true, force: true });
+    }
+  });
+});

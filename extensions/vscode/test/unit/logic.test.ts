@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import {
   KloopStatus, actionsFor, checkVersion, describeCommandError, formatStatus, goMainOf,
-  answerText, missingBinaryMessage, normalizeWorkload, replayViewFeature, resolveLaunch, validateWorkload,
+  answerText, initializationOptions, missingBinaryMessage, normalizeWorkload, replayViewFeature, resolveLaunch, validateWorkload,
 } from '../../src/logic';
 
 const idle: KloopStatus = { workspace: '/w', intercepts: [], updated: '2026-01-01T00:00:00Z' };
@@ -117,4 +117,21 @@ test('the client declares kloopReplayView, keeping other experimental capabiliti
 test('answerText shows a non-JSON body as it is, and says when no answer was recorded', () => {
   assert.equal(answerText({ status: 500, header: { 'Content-Type': ['text/plain'] }, body: 'boom\n' }), 'HTTP 500\nContent-Type: text/plain\n\nboom\n');
   assert.equal(answerText(undefined), '(no answer was recorded)\n');
+});
+
+test('initializationOptions tell kloop the extension starts debug sessions, and its version', () => {
+  assert.deepEqual(initializationOptions('0.1.0'), { startsDebugSessions: true, extensionVersion: '0.1.0' });
+});
+
+test('F5 on a main package at the folder root, or an empty "workload", debugs locally', () => {
+  const root = resolveLaunch({}, { activeGoMain: goMainOf('package main\n\nfunc main() {}\n', '.') });
+  assert.ok('config' in root, JSON.stringify(root));
+  assert.equal(root.config.workload, undefined);
+  assert.equal(root.config.program, '.');
+  assert.equal(root.config.name, 'kloop: debug . locally');
+  const empty = resolveLaunch({ type: 'kloop', request: 'launch', name: 'x', program: './cmd/orders', workload: '' }, {});
+  assert.ok('config' in empty, JSON.stringify(empty));
+  assert.ok(!('workload' in empty.config), 'no workload reaches the adapter');
+  const cluster = resolveLaunch({}, { activeGoMain: goMainOf('package main\n\nfunc main() {}\n', 'cmd/orders') });
+  assert.ok('config' in cluster && cluster.config.workload === 'deployment/orders');
 });

@@ -11,6 +11,7 @@ export const recorded = {
   quickPicks: [] as Array<{ items: any[]; options: any }>,
   inputBoxes: [] as any[],
   shownDocuments: [] as Uri[],
+  terminals: [] as Array<{ name: string; sent: string[]; shown: boolean }>,
 };
 
 /** providers are the TextDocumentContentProviders registered, by scheme. */
@@ -36,7 +37,11 @@ export function reset(): void {
   recorded.quickPicks = [];
   recorded.inputBoxes = [];
   recorded.shownDocuments = [];
+  recorded.terminals = [];
   providers.clear();
+  configListeners.length = 0;
+  debug.configProviders = [];
+  debug.adapterFactories = [];
   answers.length = 0;
   registered.clear();
   debug.started = [];
@@ -77,6 +82,12 @@ class OutputChannel {
 }
 
 export const window = {
+  activeTextEditor: undefined as unknown,
+  createTerminal: (opts: { name: string }) => {
+    const t = { name: opts.name, sent: [] as string[], shown: false };
+    recorded.terminals.push(t);
+    return { show: () => { t.shown = true; }, sendText: (s: string) => { t.sent.push(s); }, dispose() {} };
+  },
   showTextDocument: async (uri: Uri) => { recorded.shownDocuments.push(uri); return undefined; },
   createStatusBarItem: (id: string) => new StatusBarItem(id),
   createOutputChannel: (name: string) => new OutputChannel(name),
@@ -128,14 +139,47 @@ export const workspace = {
   getConfiguration: (section: string) => ({
     get: (key: string) => settings[`${section}.${key}`],
   }),
-  onDidChangeConfiguration: () => ({ dispose() {} }),
+  onDidChangeConfiguration: (fn: (e: { affectsConfiguration(s: string): boolean }) => void) => {
+    configListeners.push(fn);
+    return { dispose: () => configListeners.splice(configListeners.indexOf(fn), 1) };
+  },
   registerTextDocumentContentProvider(scheme: string, p: { provideTextDocumentContent(uri: Uri): string }) {
     providers.set(scheme, p);
     return { dispose: () => providers.delete(scheme) };
   },
 };
 
+/** configListeners are the onDidChangeConfiguration handlers; changeSettings fires them. */
+const configListeners: Array<(e: { affectsConfiguration(s: string): boolean }) => void> = [];
+
+/** changeSettings sets settings and tells the listeners, as VS Code does after an edit. */
+export function changeSettings(values: Record<string, unknown>): void {
+  Object.assign(settings, values);
+  const keys = Object.keys(values);
+  const e = { affectsConfiguration: (s: string) => keys.some((k) => k === s || k.startsWith(s + '.')) };
+  for (const fn of [...configListeners]) fn(e);
+}
+
+export enum DebugConfigurationProviderTriggerKind {
+  Initial = 1,
+  Dynamic = 2,
+}
+
+export class DebugAdapterExecutable {
+  constructor(public command: string, public args: string[], public options?: unknown) {}
+}
+
 export const debug = {
+  configProviders: [] as Array<{ type: string; provider: any; trigger?: DebugConfigurationProviderTriggerKind }>,
+  adapterFactories: [] as Array<{ type: string; factory: any }>,
+  registerDebugConfigurationProvider(type: string, provider: any, trigger?: DebugConfigurationProviderTriggerKind) {
+    debug.configProviders.push({ type, provider, trigger });
+    return { dispose() {} };
+  },
+  registerDebugAdapterDescriptorFactory(type: string, factory: any) {
+    debug.adapterFactories.push({ type, factory });
+    return { dispose() {} };
+  },
   started: [] as Array<{ folder: unknown; config: Record<string, unknown> }>,
   async startDebugging(folder: unknown, config: Record<string, unknown>) {
     debug.started.push({ folder, config });
