@@ -299,21 +299,24 @@ func (c *controller) current() bool {
 }
 
 func (c *controller) SetIntercept(ic tunnel.Intercept) error {
-	if ic.Header != nil {
-		if err := ic.Header.Validate(); err != nil {
+	rule := ic.Rule()
+	if rule != nil {
+		compiled := *rule
+		if err := compiled.Compile(); err != nil {
 			return err
 		}
+		rule = &compiled
 	}
-	ports := map[int]*tunnel.HeaderMatch{}
+	ports := map[int]*tunnel.Filter{}
 	want := ic.Ports
 	if len(want) == 0 {
 		for _, p := range c.a.ports {
-			if ic.Header == nil || p.fwd.Protocol == tunnel.ProtoHTTP {
+			if rule == nil || p.fwd.Protocol == tunnel.ProtoHTTP {
 				want = append(want, p.fwd.AppPort())
 			}
 		}
 		if len(want) == 0 {
-			return errors.New("a header intercept needs an HTTP port, and every port of this agent is tcp; use a global intercept")
+			return errors.New("a personal intercept (header, path or method) needs an HTTP port, and every port of this agent is tcp; use a global intercept")
 		}
 	}
 	for _, n := range want {
@@ -321,10 +324,10 @@ func (c *controller) SetIntercept(ic tunnel.Intercept) error {
 		if p == nil {
 			return fmt.Errorf("port %d is not intercepted by this agent; it forwards %v", n, c.a.info().PortNumbers())
 		}
-		if ic.Header != nil && p.fwd.Protocol != tunnel.ProtoHTTP {
-			return fmt.Errorf("port %d is tcp, and a header intercept routes HTTP requests; use a global intercept for it", n)
+		if rule != nil && p.fwd.Protocol != tunnel.ProtoHTTP {
+			return fmt.Errorf("port %d is tcp, and a personal intercept (header, path or method) routes HTTP requests; use a global intercept for it", n)
 		}
-		ports[n] = ic.Header
+		ports[n] = rule
 	}
 	holder := c.conn.HolderID()
 	a := c.a
@@ -339,7 +342,16 @@ func (c *controller) SetIntercept(ic tunnel.Intercept) error {
 		return err
 	}
 	next, old := cur.without(c.conn)
-	next.list = append(next.list, &route{conn: c.conn, holder: holder, ports: ports, laptop: newLaptopTransports(c.conn), stats: a.stats[holder], pause: c.pause})
+	since := ic.Since
+	if since.IsZero() {
+		// A daemon before protocol 4 sends none: keep the place its rule
+		// had on this agent, else it joins the end.
+		since = time.Now()
+		for _, r := range old {
+			since = r.since
+		}
+	}
+	next.insert(&route{conn: c.conn, holder: holder, ports: ports, since: since, laptop: newLaptopTransports(c.conn), stats: a.stats[holder], pause: c.pause})
 	a.table.Store(next)
 	a.mu.Unlock()
 	for _, r := range old {

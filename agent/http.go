@@ -165,7 +165,7 @@ type router struct{ p *port }
 
 func (rt *router) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := rt.p
-	r := p.a.table.Load().forRequest(p.fwd.AppPort(), req.Header)
+	r := p.a.table.Load().forRequest(p.fwd.AppPort(), req)
 	if r != nil && (isProbe(req.Header) || r.heldAway(req.Context(), p)) {
 		r = nil
 	}

@@ -162,7 +162,7 @@ func (c *h1conn) serve(head []byte, req *http.Request) bool {
 	// The parsed request only describes the head; its body is the client's.
 	n := len(head)
 	req.Body = http.NoBody
-	r := p.a.table.Load().forRequest(p.fwd.AppPort(), req.Header)
+	r := p.a.table.Load().forRequest(p.fwd.AppPort(), req)
 	if r != nil && (isProbe(req.Header) || r.heldAway(p.a.ctx, p)) {
 		r = nil
 	}

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kloop/kloop/agent/tunnel"
 )
@@ -15,9 +16,10 @@ import (
 // route is one holder's intercept, bound to that holder's tunnel.
 type route struct {
 	conn   *tunnel.ServerConn
-	holder string                      // the holder's ID (its key in the table)
-	ports  map[int]*tunnel.HeaderMatch // app port -> header (nil: global)
-	laptop *transports                 // HTTP to the laptop through conn
+	holder string                 // the holder's ID (its key in the table)
+	ports  map[int]*tunnel.Filter // app port -> rule (nil: global)
+	since  time.Time              // when the holder's rule was first set: earlier wins overlaps
+	laptop *transports            // HTTP to the laptop through conn
 	stats  *holderStats
 	pause  *pauseGate // the tunnel's; shared by the routes it sets
 
@@ -124,20 +126,33 @@ func (rs *routes) forConn(port int) *route {
 }
 
 // forRequest returns the route whose rule takes an HTTP request on port, or
-// nil when the app answers it. Rules of different holders never overlap on
-// a header value, so the first match is the only one in practice; the
-// order (oldest rule first) settles requests that carry two holders'
-// different headers.
-func (rs *routes) forRequest(port int, header http.Header) *route {
+// nil when the app answers it. Two holders' rules may both take a request
+// (x-dev=alice and path /api/): the list is ordered by the rules' since,
+// so the holder who intercepted first takes it, on every pod alike.
+func (rs *routes) forRequest(port int, req *http.Request) *route {
 	if rs == nil {
 		return nil
 	}
 	for _, r := range rs.list {
-		if h, ok := r.ports[port]; ok && (h == nil || h.Matches(header)) {
+		if f, ok := r.ports[port]; ok && (f == nil || f.MatchesRequest(req)) {
 			return r
 		}
 	}
 	return nil
+}
+
+// insert adds r at its place in the order of since (then holder ID, so
+// that two rules set in the same instant still order alike everywhere).
+func (rs *routes) insert(r *route) {
+	i := 0
+	for i < len(rs.list) {
+		o := rs.list[i]
+		if r.since.Before(o.since) || r.since.Equal(o.since) && r.holder < o.holder {
+			break
+		}
+		i++
+	}
+	rs.list = slices.Insert(rs.list, i, r)
 }
 
 // without returns the table minus conn's routes, and those routes.
@@ -159,7 +174,7 @@ func (rs *routes) without(conn *tunnel.ServerConn) (*routes, []*route) {
 // conflict reports why rule (ports -> header) of holder cannot join the
 // table: a global rule shares no port with another holder's rule, and two
 // holders' personal rules never select the same requests.
-func (rs *routes) conflict(holder string, ports map[int]*tunnel.HeaderMatch) error {
+func (rs *routes) conflict(holder string, ports map[int]*tunnel.Filter) error {
 	if rs == nil {
 		return nil
 	}
@@ -177,8 +192,11 @@ func (rs *routes) conflict(holder string, ports map[int]*tunnel.HeaderMatch) err
 				return fmt.Errorf("port %d is intercepted by %s; a global intercept takes every request, so it cannot share the port: use a personal intercept (--header) or wait until they leave", port, r.describe(port))
 			case theirs == nil:
 				return fmt.Errorf("port %d is intercepted globally by %s, which takes every request; wait until they leave", port, r.describe(port))
-			case strings.EqualFold(mine.Name, theirs.Name) && mine.Value == theirs.Value:
-				return fmt.Errorf("port %d: header %s is already routed to %s; pick a value only your requests carry", port, mine, r.describe(port))
+			case mine.Same(theirs):
+				if mine.SingleHeader() != nil {
+					return fmt.Errorf("port %d: header %s is already routed to %s; pick a value only your requests carry", port, mine, r.describe(port))
+				}
+				return fmt.Errorf("port %d: the rule %s is already routed to %s; add a header only your requests carry", port, mine, r.describe(port))
 			}
 		}
 	}

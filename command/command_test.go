@@ -34,7 +34,10 @@ func TestDecode(t *testing.T) {
 		{name: "validation: too long", cmd: Claim, raw: []string{`{"for":"9000h"}`}, wantErr: "a claim lasts at most"},
 		{name: "validation: workload required", cmd: Env, raw: []string{`{}`}, wantErr: "kloop.env: workload is required"},
 		{name: "validation: bad port", cmd: Intercept, raw: []string{`{"workload":"orders","port":"http"}`}, wantErr: `port "http"`},
-		{name: "validation: two headers", cmd: Intercept, raw: []string{`{"workload":"orders","header":{"a":"1","b":"2"}}`}, wantErr: "matches one header, got 2"},
+		{name: "two headers, a path and methods", cmd: Intercept, raw: []string{`{"workload":"orders","header":{"a":"1","b":"2"},"path":"/api/","method":["GET,POST"],"match":"any"}`}},
+		{name: "validation: bad path regex", cmd: Intercept, raw: []string{`{"workload":"orders","pathRegex":"^/(v1"}`}, wantErr: `kloop.intercept: intercept orders: path regex "^/(v1" at offset 0: missing closing )`},
+		{name: "validation: bad method", cmd: Intercept, raw: []string{`{"workload":"orders","method":["GET","FETCH"]}`}, wantErr: `method "FETCH" is not an HTTP method`},
+		{name: "validation: match alone", cmd: Intercept, raw: []string{`{"workload":"orders","match":"any"}`}, wantErr: "the filter has no condition"},
 		{name: "validation: both workload and all", cmd: Leave, raw: []string{`{"workload":"orders","all":true}`}, wantErr: "either workload or all"},
 		{name: "validation: env format", cmd: Env, raw: []string{`{"workload":"orders","format":"yaml"}`}, wantErr: `format "yaml": want dotenv, json or shell`},
 	}

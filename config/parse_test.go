@@ -37,6 +37,11 @@ intercepts:
     watch: ["src/**/*.kt"]
   - workload: payments
     port: 7000
+    header: {x-dev: me, x-team: pay}
+    path: /api/
+    pathRegex: ^/v[0-9]+/orders
+    method: [GET, POST]
+    match: any
 `
 
 func TestParseFullExample(t *testing.T) {
@@ -70,9 +75,14 @@ func TestParseFullExample(t *testing.T) {
 				Watch:    []string{"src/**/*.kt"},
 			},
 			{
-				Name:     "payments", // from the workload
-				Workload: workload.Workload{Kind: workload.Deployment, Name: "payments"},
-				Port:     Port{Remote: 7000, Local: 7000},
+				Name:      "payments", // from the workload
+				Workload:  workload.Workload{Kind: workload.Deployment, Name: "payments"},
+				Port:      Port{Remote: 7000, Local: 7000},
+				Header:    map[string]string{"x-dev": "me", "x-team": "pay"},
+				Path:      "/api/",
+				PathRegex: "^/v[0-9]+/orders",
+				Method:    []string{"GET", "POST"},
+				Match:     "any",
 			},
 		},
 	}
@@ -262,6 +272,16 @@ func TestParseErrors(t *testing.T) {
 			[]string{`4:17: intercepts[0].run.command[0]: the program name (the first item of command) is empty`}},
 		{"watch glob", "intercepts:\n  - workload: a\n    watch: ['src/[a-']\n",
 			[]string{`3:13: intercepts[0].watch[0]: watch pattern "src/[a-" is not a valid glob (check its [ ] brackets and \ escapes)`}},
+		{"path regex", "intercepts:\n  - workload: a\n    pathRegex: '^/v[0-9+/orders'\n",
+			[]string{`3:16: intercepts[0].pathRegex: path regex "^/v[0-9+/orders" at offset 3: missing closing ]: "[0-9+/orders"`}},
+		{"path prefix", "intercepts:\n  - workload: a\n    path: api/\n",
+			[]string{`3:11: intercepts[0].path: path "api/" must start with /, such as /api/`}},
+		{"method", "intercepts:\n  - workload: a\n    method: [GET, 'POST,GTE']\n",
+			[]string{`3:19: intercepts[0].method[1]: method "GTE" (item 2 of "POST,GTE") is not an HTTP method; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT`}},
+		{"match", "intercepts:\n  - workload: a\n    path: /api/\n    match: either\n",
+			[]string{`4:12: intercepts[0].match: match "either" is not all or any: all takes a request that meets every condition (the default), any one that meets at least one`}},
+		{"match without a condition", "intercepts:\n  - workload: a\n    match: any\n",
+			[]string{`3:5: intercepts[0].match: match combines the conditions of header, path, pathRegex and method, and this intercept has none: add one, or leave match out for a global intercept`}},
 		// YAML itself
 		// yaml.v3 reports the line of the block the error is in (the mapping
 		// "pool: dev" opens), not of the bad line, and no column.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/kube/workload"
 )
 
@@ -201,6 +202,11 @@ func fieldSchema(sf reflect.StructField, required bool) map[string]any {
 			vs["pattern"] = v
 		}
 	}
+	if v := tag.Get("itemPattern"); v != "" {
+		if items, ok := s["items"].(map[string]any); ok {
+			items["pattern"] = v
+		}
+	}
 	if v := tag.Get("minItems"); v != "" {
 		if n, err := strconv.Atoi(v); err == nil {
 			s["minItems"] = n
@@ -245,6 +251,9 @@ func (*Intercept) extendSchema(s map[string]any) {
 				enum = append(enum, m)
 			}
 			t["enum"] = append(enum, nil)
+		}
+		if m, ok := props["match"].(map[string]any); ok {
+			m["enum"] = []any{tunnel.MatchAll, tunnel.MatchAny, nil}
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -288,6 +289,10 @@ func validate(t *testing.T, s map[string]any, v any, at string) []string {
 		case "not":
 			if len(validate(t, kw.(map[string]any), v, at)) == 0 {
 				fail("matches a schema that is not allowed: %v", kw)
+			}
+		case "enum":
+			if !slices.Contains(kw.([]any), v) {
+				fail("%v is not one of %v", v, kw)
 			}
 		case "dependencies":
 			for name, deps := range kw.(map[string]any) {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/kube/workload"
 )
 
@@ -84,6 +85,28 @@ func (ic *Intercept) validate(r reporter) {
 		if !headerValueRE.MatchString(value) {
 			r.atValue("header."+name, fmt.Sprintf("header %s: the value contains a control character or line break", name))
 		}
+	}
+	if ic.Path != "" {
+		if err := tunnel.CheckPathPrefix(ic.Path); err != nil {
+			r.atValue("path", err.Error())
+		}
+	} else if r.written("path") {
+		r.atValue("path", "path is empty; leave it out to match every path, or give a prefix such as /api/")
+	}
+	if ic.PathRegex != "" || r.written("pathRegex") {
+		if _, err := tunnel.CompilePathRegex(ic.PathRegex); err != nil {
+			r.atValue("pathRegex", err.Error())
+		}
+	}
+	for i, m := range ic.Method {
+		if _, err := tunnel.ParseMethods(m); err != nil {
+			r.atValue("method["+strconv.Itoa(i)+"]", err.Error())
+		}
+	}
+	if _, err := tunnel.ParseMatch(ic.Match); err != nil {
+		r.atValue("match", err.Error())
+	} else if ic.Match != "" && len(ic.Header) == 0 && ic.Path == "" && ic.PathRegex == "" && len(ic.Method) == 0 {
+		r.atKey("match", "match combines the conditions of header, path, pathRegex and method, and this intercept has none: add one, or leave match out for a global intercept")
 	}
 	for name := range ic.Env {
 		if name == "" || strings.Contains(name, "=") {

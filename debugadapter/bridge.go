@@ -397,6 +397,7 @@ func (b *Bridge) launch(ctx context.Context, arguments json.RawMessage) (*sessio
 	sess := b.opts.Manager.Open(session.FindRoot(baseDir))
 	args := session.DebugArgs{
 		Workload: cfg.Workload, Port: cfg.Port, Header: cfg.Header,
+		Path: cfg.Path, PathRegex: cfg.PathRegex, Method: cfg.Method, Match: cfg.Match,
 		Dir: t.dir, Package: t.pkg, Display: t.display,
 		Args: cfg.Args, Cwd: wd, Env: cfg.Env, BaseEnv: b.opts.Env, BuildFlags: cfg.BuildFlags,
 		RelaunchOnSave: cfg.RelaunchOnSave == nil || *cfg.RelaunchOnSave,

@@ -8,16 +8,24 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/kloop/kloop/agent/tunnel"
 )
 
 // LaunchConfig is the part of a `"type":"kloop"` launch configuration the bridge acts
 // on. Every other attribute (stopOnEntry, maxStringLen, substitutePath, ...) goes to
 // Delve unchanged.
 type LaunchConfig struct {
-	Workload   string            `json:"workload,omitempty"`
-	Program    string            `json:"program"`
-	Port       string            `json:"port,omitempty"`
-	Header     map[string]string `json:"header,omitempty"`
+	Workload string            `json:"workload,omitempty"`
+	Program  string            `json:"program"`
+	Port     string            `json:"port,omitempty"`
+	Header   map[string]string `json:"header,omitempty"`
+	// Path, PathRegex, Method and Match complete the personal rule, as
+	// kloop intercept --path, --path-regex, --method and --match.
+	Path       string            `json:"path,omitempty"`
+	PathRegex  string            `json:"pathRegex,omitempty"`
+	Method     []string          `json:"method,omitempty"`
+	Match      string            `json:"match,omitempty"`
 	Args       []string          `json:"args,omitempty"`
 	Env        map[string]string `json:"env,omitempty"`
 	Cwd        string            `json:"cwd,omitempty"`
@@ -38,7 +46,7 @@ type LaunchConfig struct {
 // kloopOnlyKeys are launch attributes Delve must not see, because the bridge owns what
 // they mean (Delve would otherwise build, redirect output or pick a console itself).
 var kloopOnlyKeys = []string{
-	"type", "name", "request", "workload", "port", "header", "program", "args", "env", "cwd",
+	"type", "name", "request", "workload", "port", "header", "path", "pathRegex", "method", "match", "program", "args", "env", "cwd",
 	"buildFlags", "endWithProgram", "relaunchOnSave", "replayOnSave", "traffic", "mode", "output", "outputMode", "stdoutTo", "stderrTo",
 	"console", "dlvCwd", "backend", "noDebug", "__sessionId", "__configurationTarget",
 }
@@ -135,6 +143,16 @@ func parseLaunchConfig(raw json.RawMessage) (LaunchConfig, map[string]json.RawMe
 	}
 	if nd, ok := rest["noDebug"]; ok && string(nd) == "true" {
 		return cfg, nil, errors.New(`"noDebug" is not supported by the kloop debug adapter: use "kloop intercept" without --debug to run without the debugger`)
+	}
+	// The rule is checked here so the editor hears at once what is wrong
+	// with it, before anything builds or the workload is touched.
+	if rule := (tunnel.RuleSpec{Header: cfg.Header, Path: cfg.Path, PathRegex: cfg.PathRegex, Method: cfg.Method, Match: cfg.Match}); !rule.Empty() {
+		if cfg.Workload == "" {
+			return cfg, nil, errors.New(`launch configuration has a personal rule ("header", "path", "pathRegex", "method" or "match") but no "workload": the rule chooses which of a workload's requests reach you; add "workload" or remove the rule`)
+		}
+		if _, err := tunnel.NewFilter(rule); err != nil {
+			return cfg, nil, fmt.Errorf("launch configuration: %w", err)
+		}
 	}
 	for _, k := range kloopOnlyKeys {
 		delete(rest, k)

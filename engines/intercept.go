@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/kube/env"
 	"github.com/kloop/kloop/kube/intercept"
 	"github.com/kloop/kloop/kube/intercept/proxy"
@@ -96,15 +95,7 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	if req.Port != 0 {
 		spec.Ports = []string{strconv.Itoa(req.Port)}
 	}
-	switch len(req.Header) {
-	case 0:
-	case 1:
-		for name, value := range req.Header {
-			spec.Header = &tunnel.HeaderMatch{Name: name, Value: value}
-		}
-	default:
-		return nil, fmt.Errorf("intercept %s: a personal intercept matches one header, got %d: keep one --header NAME=VALUE", req.Workload, len(req.Header))
-	}
+	spec.Filter = req.Filter
 	rc, cs, ns, err := connect(req.Target)
 	if err != nil {
 		return nil, err

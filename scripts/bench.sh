@@ -23,7 +23,7 @@ runs=(
 	"./kube/intercept|RequestLatency|3000x|intercept: latency and throughput through real port-forward vs direct"
 	"./session/relaunch|SaveToServing|20x|relaunch: save to serving vs raw go build + exec floor"
 	"./test/dap|RelaunchUnderDebug|10x|debug: relaunch under Delve vs raw build (-N -l) + exec floor"
-	"./test/intercept|DebugLaunchToFirstStop|5x|debug: launch on a workload to the first stop on a cluster request (intercept, build, debugger)"
+	"./test/intercept|DebugLaunchToFirstStop|5x|debug: launch on a workload to the first stop on a cluster request (intercept, build, debugger), agent injected (baseline) vs resident"
 )
 
 {

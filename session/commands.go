@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/config"
 	"github.com/kloop/kloop/kube/workload"
 )
@@ -59,15 +60,21 @@ func (a InterceptArgs) Validate() error {
 			return err
 		}
 	}
-	if len(a.Header) > 1 {
-		return fmt.Errorf("a personal intercept matches one header, got %d: keep one NAME=VALUE", len(a.Header))
-	}
 	for name := range a.Header {
 		if !isHeaderToken(name) {
 			return fmt.Errorf("header name %q is not a valid HTTP header name", name)
 		}
 	}
+	if _, err := tunnel.NewFilter(a.Rule()); err != nil {
+		return fmt.Errorf("intercept %s: %w", a.Workload, err)
+	}
 	return nil
+}
+
+// Rule is the personal rule the arguments give; empty when they give none
+// (the intercept takes .kloop.yaml's rule, else it is global).
+func (a InterceptArgs) Rule() tunnel.RuleSpec {
+	return tunnel.RuleSpec{Header: a.Header, Path: a.Path, PathRegex: a.PathRegex, Method: a.Method, Match: a.Match}
 }
 
 // Validate checks that the workload, when given, parses, and that it and
@@ -136,12 +143,20 @@ type ReleaseArgs struct{}
 
 // InterceptArgs are the arguments of kloop.intercept / `kloop intercept`.
 type InterceptArgs struct {
-	Workload string            `json:"workload"`
-	Port     string            `json:"port,omitempty"`
-	Header   map[string]string `json:"header,omitempty"`
-	Debug    bool              `json:"debug,omitempty"`
-	Program  string            `json:"program,omitempty"`
-	Args     []string          `json:"args,omitempty"`
+	Workload string `json:"workload"`
+	Port     string `json:"port,omitempty"`
+	// Header, Path, PathRegex, Method and Match are the personal rule: a
+	// request is intercepted when it meets all of them (Match "any": at
+	// least one). Given here, they replace .kloop.yaml's rule as a whole.
+	Header    map[string]string `json:"header,omitempty"`
+	Path      string            `json:"path,omitempty"`
+	PathRegex string            `json:"pathRegex,omitempty"`
+	// Method lists HTTP methods; an item may be comma-separated (GET,POST).
+	Method  []string `json:"method,omitempty"`
+	Match   string   `json:"match,omitempty"`
+	Debug   bool     `json:"debug,omitempty"`
+	Program string   `json:"program,omitempty"`
+	Args    []string `json:"args,omitempty"`
 	// ReplayOnSave sends the last recorded request of a safe method
 	// (GET, HEAD, OPTIONS) to each relaunched build as soon as it is
 	// ready, and reports how its answer changed.

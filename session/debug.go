@@ -29,7 +29,13 @@ type DebugArgs struct {
 	// locally.
 	Workload string
 	Port     string
-	Header   map[string]string
+	// Header, Path, PathRegex, Method and Match are the personal rule, as
+	// InterceptArgs has them.
+	Header    map[string]string
+	Path      string
+	PathRegex string
+	Method    []string
+	Match     string
 	// Dir is the package's directory (absolute) and Package what `go build`
 	// builds there: "." or a .go file.
 	Dir     string
@@ -138,7 +144,8 @@ func (s *Session) Debug(ctx context.Context, args DebugArgs, hooks DebugHooks, p
 	if err != nil {
 		return nil, err
 	}
-	plan, err := planIntercept(cfg, InterceptArgs{Workload: args.Workload, Port: args.Port, Header: args.Header, Traffic: args.Traffic})
+	plan, err := planIntercept(cfg, InterceptArgs{Workload: args.Workload, Port: args.Port, Header: args.Header,
+		Path: args.Path, PathRegex: args.PathRegex, Method: args.Method, Match: args.Match, Traffic: args.Traffic})
 	if err != nil {
 		return nil, err
 	}

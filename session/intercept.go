@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/config"
 	"github.com/kloop/kloop/kube/workload"
 )
@@ -53,7 +54,8 @@ type InterceptRequest struct {
 	// engine must pick exactly one (or fail saying which to name); without
 	// a program every port a Service targets is intercepted.
 	NeedPort bool
-	Header   map[string]string
+	// Filter is the personal rule; nil is a global intercept.
+	Filter *tunnel.Filter
 	// Traffic is the intercept's mode; never "".
 	Traffic Traffic
 	// AgentImage is the workspace's agentImage (.kloop.yaml); "" leaves
@@ -115,7 +117,7 @@ const localDialRetry = 5 * time.Second
 // activeIntercept is one workload intercepted by this session.
 type activeIntercept struct {
 	workload  string
-	header    map[string]string
+	filter    *tunnel.Filter
 	remote    int // the container port asked for; 0 means the only one
 	localPort int
 	live      Interception
@@ -192,7 +194,8 @@ type interceptPlan struct {
 	workload   string
 	remote     int
 	local      int
-	header     map[string]string
+	rule       tunnel.RuleSpec
+	filter     *tunnel.Filter // rule, checked
 	program    string
 	args       []string
 	env        map[string]string
@@ -217,7 +220,7 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 	if ic, ok := cfg.Intercept(args.Workload); ok {
 		p.workload = ic.Workload.String()
 		p.remote, p.local = ic.Port.Remote, ic.Port.Local
-		p.header = ic.Header
+		p.rule = tunnel.RuleSpec{Header: ic.Header, Path: ic.Path, PathRegex: ic.PathRegex, Method: ic.Method, Match: ic.Match}
 		p.program = ic.Program
 		p.args = ic.Args
 		p.env = ic.Env
@@ -252,9 +255,16 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 	if p.local == 0 {
 		p.local = p.remote
 	}
-	if len(args.Header) > 0 {
-		p.header = args.Header
+	// A rule given with the command replaces the file's whole rule, so
+	// that --path does not silently add to a header the file names.
+	if r := args.Rule(); !r.Empty() {
+		p.rule = r
 	}
+	f, err := tunnel.NewFilter(p.rule)
+	if err != nil {
+		return nil, fmt.Errorf("intercept %s: %w", p.workload, err)
+	}
+	p.filter = f
 	if args.Program != "" {
 		p.program = args.Program
 		p.run = nil
@@ -338,7 +348,7 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 	if err != nil {
 		return nil, err
 	}
-	ai := &activeIntercept{workload: plan.workload, header: plan.header, remote: plan.remote, localPort: plan.local,
+	ai := &activeIntercept{workload: plan.workload, filter: plan.filter, remote: plan.remote, localPort: plan.local,
 		plan: plan, wantsProgram: start != nil, ready: make(chan struct{}), pause: pauseState{hold: plan.pauseHold}}
 	defer close(ai.ready)
 	// Recorded before acting: a daemon that dies mid-intercept leaves a
@@ -359,7 +369,7 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 		Workload:   plan.workload,
 		Port:       plan.remote,
 		NeedPort:   start != nil,
-		Header:     plan.header,
+		Filter:     plan.filter,
 		Traffic:    plan.traffic,
 		AgentImage: cfg.AgentImage,
 		Root:       root,
@@ -659,7 +669,16 @@ func (ai *activeIntercept) pid() int {
 }
 
 func (ai *activeIntercept) status() InterceptStatus {
-	st := InterceptStatus{Workload: ai.workload, Header: ai.header, State: "intercepted"}
+	st := InterceptStatus{Workload: ai.workload, State: "intercepted"}
+	if ai.filter != nil {
+		st.Rule = ai.filter.String()
+		for _, h := range ai.filter.Headers {
+			if st.Header == nil {
+				st.Header = map[string]string{}
+			}
+			st.Header[h.Name] = h.Value
+		}
+	}
 	if ai.live != nil {
 		st.Ports = []string{fmt.Sprintf("%d->%d", ai.live.Port(), ai.localPort)}
 		st.Requests = ai.live.Requests()

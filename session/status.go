@@ -32,8 +32,11 @@ type InterceptStatus struct {
 	Workload string            `json:"workload"`
 	Ports    []string          `json:"ports"`
 	Header   map[string]string `json:"header,omitempty"`
-	Requests int64             `json:"requests"`
-	State    string            `json:"state"`
+	// Rule describes the whole personal rule (headers, path, method; all
+	// or any), such as "x-dev=me and path /api/"; "" for a global one.
+	Rule     string `json:"rule,omitempty"`
+	Requests int64  `json:"requests"`
+	State    string `json:"state"`
 	// Paused is true while the local process is stopped at a breakpoint;
 	// PausedToPods counts the requests the cluster's pods answered since
 	// (a global intercept's agents send them there after a brief hold).

@@ -158,9 +158,19 @@ func (c *Client) Close() error {
 // SetIntercept starts routing traffic to this client, or changes how. It
 // replaces any earlier intercept of this tunnel.
 func (c *Client) SetIntercept(ctx context.Context, ic Intercept) error {
-	if ic.Header != nil {
-		if err := ic.Header.Validate(); err != nil {
+	if rule := ic.Rule(); rule != nil {
+		check := *rule
+		if err := check.Compile(); err != nil {
 			return fmt.Errorf("set intercept: %w", err)
+		}
+		if h := rule.SingleHeader(); h != nil {
+			ic.Header, ic.Filter = h, nil
+		} else if c.version < 4 {
+			// An older agent would drop the unknown filter and take
+			// every request: refuse rather than steal the workload.
+			return fmt.Errorf("set intercept (%s): %w", rule, ErrFilterUnsupported)
+		} else {
+			ic.Header, ic.Filter = nil, rule
 		}
 	}
 	if _, err := c.control(ctx, controlRequest{Op: "set", Intercept: &ic}); err != nil {
@@ -196,6 +206,10 @@ func (c *Client) Version() int { return c.version }
 // ErrPauseUnsupported: the agent predates protocol version 3 and cannot
 // hold requests while the local process is paused.
 var ErrPauseUnsupported = errors.New("the agent's protocol is older than version 3 and cannot send requests to the pods while your process is paused: run kloop leave and intercept again to update the agent")
+
+// ErrFilterUnsupported: the agent predates protocol version 4 and routes
+// by one header only.
+var ErrFilterUnsupported = errors.New("the workload's agent speaks a protocol older than version 4 (it was injected by an older kloop) and routes by one header only, not by path, method or several headers: use a single --header rule, or, once every holder has left (kloop leave), intercept again to inject the current agent")
 
 // SetPaused tells the agent that this holder's local process is stopped
 // (paused true), for example at a breakpoint, or runs again. While it is,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -19,6 +20,26 @@ type Intercept struct {
 	// carrying this header value reach the laptop. Nil means global: every
 	// request and connection on the intercepted ports reaches the laptop.
 	Header *HeaderMatch `json:"header,omitempty"`
+	// Filter, since protocol version 4, is a personal intercept's rule
+	// beyond one header; it takes over Header. A rule that is one header
+	// travels as Header, so agents of older versions keep taking it.
+	Filter *Filter `json:"filter,omitempty"`
+	// Since, since version 4, is when the holder's rule was first set on
+	// the workload: when a request matches the rules of several holders,
+	// the earliest takes it, on every pod alike.
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Rule is the intercept's personal rule, whichever field carries it; nil
+// means global.
+func (ic Intercept) Rule() *Filter {
+	switch {
+	case ic.Filter != nil:
+		return ic.Filter
+	case ic.Header != nil:
+		return &Filter{Headers: []HeaderMatch{*ic.Header}}
+	}
+	return nil
 }
 
 // HeaderMatch selects requests whose header Name has exactly Value.

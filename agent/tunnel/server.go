@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -210,7 +211,7 @@ func (s *ServerConn) control(req controlRequest, ctrl Controller) controlRespons
 		if err := ctrl.SetIntercept(*req.Intercept); err != nil {
 			return controlResponse{Error: err.Error()}
 		}
-		s.log.Info("intercept set", "client", s.remote, "ports", req.Intercept.Ports, "header", headerName(req.Intercept.Header))
+		s.log.Info("intercept set", "client", s.remote, "ports", req.Intercept.Ports, "rule", ruleNames(req.Intercept.Rule()))
 		return controlResponse{}
 	case "clear":
 		ctrl.ClearIntercept()
@@ -230,13 +231,29 @@ func (s *ServerConn) control(req controlRequest, ctrl Controller) controlRespons
 	return controlResponse{Error: fmt.Sprintf("unknown control operation %q; is the client newer than this agent?", req.Op)}
 }
 
-// headerName logs which header a personal intercept matches; the value is
-// personal and stays out of the log.
-func headerName(h *HeaderMatch) string {
-	if h == nil {
+// ruleNames logs what a personal intercept matches on; header values are
+// personal and stay out of the log.
+func ruleNames(f *Filter) string {
+	if f == nil {
 		return "(global)"
 	}
-	return h.Name
+	var parts []string
+	for _, h := range f.Headers {
+		parts = append(parts, "header "+h.Name)
+	}
+	if f.PathPrefix != "" {
+		parts = append(parts, "path "+f.PathPrefix)
+	}
+	if f.PathRegex != "" {
+		parts = append(parts, "path ~ "+f.PathRegex)
+	}
+	if len(f.Methods) > 0 {
+		parts = append(parts, "method "+strings.Join(f.Methods, ","))
+	}
+	if f.Any {
+		return strings.Join(parts, " or ")
+	}
+	return strings.Join(parts, " and ")
 }
 
 func (s *ServerConn) serveDial(ctx context.Context, st *yamux.Stream, h dialHeader) {

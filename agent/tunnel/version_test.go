@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // An agent injected by an older kloop (protocol 2) and a newer daemon
@@ -51,8 +53,8 @@ func TestVersionNegotiation(t *testing.T) {
 			t.Fatalf("Dial to a version 2 agent: %v", err)
 		}
 		defer c.Close()
-		if got := <-offered; len(got) != 2 || got[0] != 3 || got[1] != 2 {
-			t.Errorf("the client offered %v; want [3 2]", got)
+		if got := <-offered; len(got) != 3 || got[0] != 4 || got[1] != 3 || got[2] != 2 {
+			t.Errorf("the client offered %v; want [4 3 2]", got)
 		}
 		if c.Version() != 2 {
 			t.Errorf("Version() = %d; want 2", c.Version())
@@ -86,4 +88,106 @@ func TestVersionNegotiation(t *testing.T) {
 			t.Fatalf("Accept: %v", err)
 		}
 	})
+}
+
+// oldAgent plays an agent of protocol version v that answers control
+// requests: it records each "set" as the agent received it on the wire.
+func oldAgent(t *testing.T, token string, v int) (addr string, sets <-chan map[string]any) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan map[string]any, 4)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		var m [len(magic)]byte
+		io.ReadFull(conn, m[:])
+		var h hello
+		readFrame(conn, &h)
+		nonce := make([]byte, nonceSize)
+		writeFrame(conn, challenge{Version: v, Nonce: nonce, Proof: prove(token, roleAgent, h.Nonce, nonce)})
+		var p clientProof
+		readFrame(conn, &p)
+		writeFrame(conn, welcome{Version: v})
+		sess, err := yamux.Server(conn, nil)
+		if err != nil {
+			return
+		}
+		defer sess.Close()
+		for {
+			st, err := sess.Accept()
+			if err != nil {
+				return
+			}
+			var kind [1]byte
+			io.ReadFull(st, kind[:])
+			// Decoded loosely, as an older agent's structs would drop
+			// fields they do not know.
+			var req struct {
+				Op        string         `json:"op"`
+				Intercept map[string]any `json:"intercept"`
+			}
+			readFrame(st, &req)
+			if req.Op == "set" {
+				got <- req.Intercept
+			}
+			writeFrame(st, controlResponse{})
+			st.Close()
+		}
+	}()
+	return ln.Addr().String(), got
+}
+
+// A daemon of this build keeps one-header intercepts working on an agent
+// of version 3, sending the rule in the form that agent reads, and refuses
+// a filter beyond one header instead of letting that agent (which would
+// drop the unknown filter) take every request.
+func TestFilterOnOldAgent(t *testing.T) {
+	const token = "tok"
+	addr, sets := oldAgent(t, token, 3)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(context.Background(), conn, token)
+	if err != nil {
+		t.Fatalf("Dial to a version 3 agent: %v", err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+
+	one := &Filter{Headers: []HeaderMatch{{Name: "x-dev", Value: "alice"}}}
+	if err := c.SetIntercept(ctx, Intercept{Filter: one}); err != nil {
+		t.Fatalf("one-header rule on a version 3 agent: %v", err)
+	}
+	got := <-sets
+	if h, _ := got["header"].(map[string]any); h["name"] != "x-dev" || h["value"] != "alice" {
+		t.Errorf("the version 3 agent received %v; want header x-dev=alice in the old form", got)
+	}
+	if _, ok := got["filter"]; ok {
+		t.Errorf("the version 3 agent received a filter field it cannot read: %v", got)
+	}
+
+	for _, f := range []*Filter{
+		{PathPrefix: "/api/"},
+		{Methods: []string{"GET"}},
+		{Headers: []HeaderMatch{{Name: "x-dev", Value: "alice"}, {Name: "x-team", Value: "pay"}}},
+		{Headers: []HeaderMatch{{Name: "x-dev", Value: "alice"}}, PathRegex: "^/v1/"},
+	} {
+		err := c.SetIntercept(ctx, Intercept{Filter: f})
+		if !errors.Is(err, ErrFilterUnsupported) {
+			t.Errorf("filter %s on a version 3 agent: %v; want ErrFilterUnsupported", f, err)
+		}
+	}
+	select {
+	case got := <-sets:
+		t.Errorf("a refused filter still reached the agent: %v", got)
+	default:
+	}
 }

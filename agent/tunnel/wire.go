@@ -19,8 +19,10 @@ import (
 // secret both ways (version 1 sent the token itself, to whoever listened on
 // the control port) and names the holder of each tunnel. Version 3 adds
 // the pause and resume control operations (the laptop's process stopped at
-// a breakpoint, or running again).
-const Version = 3
+// a breakpoint, or running again). Version 4 adds filters beyond one
+// header (Intercept.Filter: path prefix, path regex, methods, several
+// headers, all or any of them) and the rule's Since.
+const Version = 4
 
 // minVersion is the oldest version this build still speaks: an agent
 // injected by a kloop of version 2 keeps working, without pause. Version 1

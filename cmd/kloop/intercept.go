@@ -35,7 +35,7 @@ func newInterceptCmd() *cobra.Command {
 	var headers []string
 	var detach bool
 	cmd := &cobra.Command{
-		Use:   "intercept WORKLOAD [--port 8080[:LOCAL]] [--header NAME=VALUE] [--program ./cmd/x] [--detach] [-- ARGS...]",
+		Use:   "intercept WORKLOAD [--port 8080[:LOCAL]] [--header NAME=VALUE]... [--path /api/] [--path-regex RE] [--method GET,POST] [--match all|any] [--program ./cmd/x] [--detach] [-- ARGS...]",
 		Short: "Send a workload's cluster traffic to a process on this machine",
 		Long: `Send a workload's cluster traffic to a process on this machine.
 
@@ -46,7 +46,12 @@ The command shows the program's output until Ctrl-C, which ends the intercept;
 
 Without a program, "-- CMD ARGS..." runs CMD here with the pod's environment and
 ends the intercept when CMD exits. With neither, traffic goes to the local port
-until "kloop leave".`,
+until "kloop leave".
+
+A personal intercept takes only the HTTP requests its rule selects; the others
+stay on the workload's own container. Each --header, --path, --path-regex and
+--method (together) is one condition; a request must meet all of them, or with
+--match any at least one. Given here, the rule replaces the one in .kloop.yaml.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, pos []string) error {
 			args.Workload = pos[0]
@@ -58,6 +63,9 @@ until "kloop leave".`,
 				}
 				if args.Header == nil {
 					args.Header = map[string]string{}
+				}
+				if _, dup := args.Header[name]; dup {
+					return fmt.Errorf("--header %q: header %s is given twice; a request carries one value per rule, keep one", h, name)
 				}
 				args.Header[name] = value
 			}
@@ -126,7 +134,11 @@ until "kloop leave".`,
 		},
 	}
 	cmd.Flags().StringVar(&args.Port, "port", "", "container port to intercept, REMOTE[:LOCAL]")
-	cmd.Flags().StringArrayVar(&headers, "header", nil, "personal intercept: only requests with this header NAME=VALUE")
+	cmd.Flags().StringArrayVar(&headers, "header", nil, "personal intercept: only requests with this header NAME=VALUE (repeatable: each is one condition)")
+	cmd.Flags().StringVar(&args.Path, "path", "", "personal intercept: only requests whose path starts with this prefix, e.g. /api/")
+	cmd.Flags().StringVar(&args.PathRegex, "path-regex", "", "personal intercept: only requests whose path matches this Go regular expression, e.g. ^/v[0-9]+/orders")
+	cmd.Flags().StringArrayVar(&args.Method, "method", nil, "personal intercept: only requests of these HTTP methods, e.g. GET,POST (repeatable)")
+	cmd.Flags().StringVar(&args.Match, "match", "", "how the rule's conditions combine: all (the default) or any")
 	cmd.Flags().BoolVar(&args.Debug, "debug", false, "run the program under the debugger (use your editor's kloop launch configuration)")
 	cmd.Flags().StringVar(&args.Program, "program", "", "Go main package to build and run, e.g. ./cmd/orders")
 	cmd.Flags().BoolVar(&args.ReplayOnSave, "replay-on-save", false, "after each relaunch, send the last recorded GET (or HEAD, OPTIONS) to the new build and show how its answer changed")

@@ -145,8 +145,10 @@ type InterceptedError struct {
 
 func (e *InterceptedError) Error() string {
 	msg := fmt.Sprintf("%s is intercepted by %s since %s", e.Workload, e.Holder, e.Since.UTC().Format(time.RFC3339))
-	if e.Header != "" {
+	if e.Header != "" && !strings.Contains(e.Header, " ") {
 		msg += " (header " + e.Header + ")"
+	} else if e.Header != "" {
+		msg += " (rule " + e.Header + ")"
 	} else {
 		msg += " (global)"
 	}
@@ -156,9 +158,11 @@ func (e *InterceptedError) Error() string {
 	case whyTheyAreGlobal:
 		return msg + ", which takes every request; ask them to run `kloop leave`, or use a workload of your own"
 	case whyYouAreGlobal:
-		return msg + "; a global intercept would take their requests too: intercept with --header NAME=VALUE to share the workload, or ask them to leave"
+		return msg + "; a global intercept would take their requests too: intercept with --header NAME=VALUE (or --path, --method) to share the workload, or ask them to leave"
 	case whySameHeader:
 		return msg + "; the same header would send their requests to you: pick a --header value only your requests carry"
+	case whySameRule:
+		return msg + "; the same rule would send their requests to you: add a --header only your requests carry"
 	}
 	return msg + "; " + e.Why
 }
@@ -167,6 +171,7 @@ const (
 	whyTheyAreGlobal = "global"
 	whyYouAreGlobal  = "you-global"
 	whySameHeader    = "same-header"
+	whySameRule      = "same-rule"
 )
 
 func (e *InterceptedError) Is(target error) bool { return target == ErrInterceptedOther }

@@ -77,6 +77,9 @@ type Spec struct {
 	Ports []string
 	// Header makes it a personal intercept; nil is global.
 	Header *tunnel.HeaderMatch
+	// Filter is a personal rule beyond one header (path, method, several
+	// headers); it takes over Header.
+	Filter *tunnel.Filter
 	// Holder (user@host) names who intercepts, for people.
 	Holder string
 	// HolderID is unique per kloop installation (engines keeps one in
@@ -165,8 +168,9 @@ func (in *Injector) Inject(ctx context.Context, spec Spec) (*Result, error) {
 	if spec.RolloutTimeout == 0 {
 		spec.RolloutTimeout = DefaultRolloutTimeout
 	}
-	if spec.Header != nil {
-		if err := spec.Header.Validate(); err != nil {
+	if rule := spec.rule(); rule != nil {
+		check := *rule
+		if err := check.Compile(); err != nil {
 			return nil, err
 		}
 	}
@@ -181,11 +185,9 @@ func (in *Injector) Inject(ctx context.Context, spec Spec) (*Result, error) {
 
 func (spec Spec) holder() Holder { return Holder{Name: spec.Holder, ID: spec.HolderID} }
 
-func (spec Spec) header() string {
-	if spec.Header == nil {
-		return ""
-	}
-	return spec.Header.String()
+// rule is the holder's personal rule, nil for a global intercept.
+func (spec Spec) rule() *tunnel.Filter {
+	return tunnel.Intercept{Header: spec.Header, Filter: spec.Filter}.Rule()
 }
 
 // inject adds the agent with the holder's rule, or, when resident, with no
@@ -330,19 +332,23 @@ func (in *Injector) inject(ctx context.Context, spec Spec, resident bool) (*Resu
 // holderRule is the holder's entry for ports: a header intercept routes the
 // HTTP ports, a global one all of them.
 func holderRule(spec Spec, container string, ports []PortRecord) (HolderRecord, error) {
-	h := HolderRecord{Name: spec.Holder, ID: spec.HolderID, Since: time.Now().UTC().Truncate(time.Second), Header: spec.header()}
+	rule := spec.rule()
+	h := HolderRecord{Name: spec.Holder, ID: spec.HolderID, Since: time.Now().UTC().Truncate(time.Millisecond), Header: rule.String()}
+	if rule.SingleHeader() == nil {
+		h.Filter = rule
+	}
 	for _, p := range ports {
 		switch {
-		case spec.Header == nil || p.Protocol == tunnel.ProtoHTTP:
+		case rule == nil || p.Protocol == tunnel.ProtoHTTP:
 			h.Ports = append(h.Ports, p.Port)
 		case len(spec.Ports) > 0:
 			return h, &NoPortError{Workload: spec.Workload, Container: container, Port: strconv.Itoa(p.Port),
-				Why: "it is tcp, and a header intercept routes HTTP requests; intercept it globally or mark it /http"}
+				Why: "it is tcp, and a personal intercept (header, path or method) routes HTTP requests; intercept it globally or mark it /http"}
 		}
 	}
 	if len(h.Ports) == 0 {
 		return h, &NoPortError{Workload: spec.Workload, Container: container, Port: joinInts(portNumbers(ports)),
-			Why: "no HTTP port to route by header; intercept globally instead"}
+			Why: "no HTTP port to route by header, path or method; intercept globally instead"}
 	}
 	return h, nil
 }
@@ -364,12 +370,13 @@ func collision(w workload.Workload, mine, other HolderRecord) error {
 	case mine.Header == "":
 		why = whyYouAreGlobal
 	default:
-		mn, mv, _ := strings.Cut(mine.Header, "=")
-		on, ov, _ := strings.Cut(other.Header, "=")
-		if !strings.EqualFold(mn, on) || mv != ov {
+		if !mine.rule().Same(other.rule()) {
 			return nil
 		}
 		why = whySameHeader
+		if mine.rule().SingleHeader() == nil {
+			why = whySameRule
+		}
 	}
 	return &InterceptedError{Workload: w, Holder: other.Name, Since: other.Since, Header: other.Header, Why: why}
 }

@@ -88,8 +88,9 @@ func Start(ctx context.Context, cfg Config, spec Spec) (*Intercept, error) {
 			return fmt.Errorf("%w; your rule was removed from %s (others still intercept it)", cause, spec.Workload)
 		}
 	}
-	// A header intercept routes the HTTP ports; tcp ports stay on the app.
-	ic := tunnel.Intercept{Header: spec.Header, Ports: res.Holder.Ports}
+	// A personal intercept routes the HTTP ports; tcp ports stay on the
+	// app. Since orders overlapping rules of holders alike on every pod.
+	ic := tunnel.Intercept{Filter: spec.rule(), Ports: res.Holder.Ports, Since: res.Holder.Since}
 	dialer := cfg.PortForward
 	if dialer == nil {
 		dialer = portforward.NewDialer(cfg.Rest)

@@ -3,7 +3,10 @@ package intercept
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/kloop/kloop/agent/tunnel"
 )
 
 // Annotations and labels kloop writes. Everything needed to undo an
@@ -77,10 +80,26 @@ type HolderRecord struct {
 	Name  string    `json:"name"`
 	ID    string    `json:"id,omitempty"`
 	Since time.Time `json:"since"`
-	// Header is NAME=VALUE for a personal intercept, "" for a global one.
+	// Header is NAME=VALUE for a personal intercept, "" for a global one;
+	// for a rule beyond one header it describes Filter, for people.
 	Header string `json:"header,omitempty"`
+	// Filter is a rule beyond one header; kloops before filters never
+	// write it.
+	Filter *tunnel.Filter `json:"filter,omitempty"`
 	// Ports are the app ports this holder's rule routes.
 	Ports []int `json:"ports"`
+}
+
+// rule is the holder's personal rule, nil for a global one.
+func (h HolderRecord) rule() *tunnel.Filter {
+	if h.Filter != nil {
+		return h.Filter
+	}
+	if h.Header == "" {
+		return nil
+	}
+	name, value, _ := strings.Cut(h.Header, "=")
+	return &tunnel.Filter{Headers: []tunnel.HeaderMatch{{Name: name, Value: value}}}
 }
 
 // Holder identifies who holds an intercept.

@@ -245,7 +245,7 @@ func (t *Tunnels) run(ctx context.Context, pt *podTunnel) {
 			return
 		case <-time.After(backoff):
 		}
-		if errors.Is(err, tunnel.ErrTokenRefused) || errors.Is(err, tunnel.ErrAgentUnproven) {
+		if errors.Is(err, tunnel.ErrTokenRefused) || errors.Is(err, tunnel.ErrAgentUnproven) || errors.Is(err, tunnel.ErrFilterUnsupported) {
 			backoff = 5 * time.Second
 		} else {
 			backoff = min(backoff*2, 3*time.Second)
@@ -345,12 +345,14 @@ func (t *Tunnels) WaitConnected(ctx context.Context, minPods int) error {
 		t.mu.Lock()
 		ch := t.changed
 		n, up := len(t.pods), 0
-		var forbidden error
+		var forbidden, old error
 		for _, pt := range t.pods {
 			if pt.state.Connected {
 				up++
 			} else if errors.Is(pt.lastErr, portforward.ErrForbidden) {
 				forbidden = pt.lastErr
+			} else if errors.Is(pt.lastErr, tunnel.ErrFilterUnsupported) {
+				old = pt.lastErr
 			}
 		}
 		t.mu.Unlock()
@@ -360,6 +362,10 @@ func (t *Tunnels) WaitConnected(ctx context.Context, minPods int) error {
 		if forbidden != nil {
 			// Retrying will not help until someone changes RBAC.
 			return &ForbiddenError{Verb: "create", Resource: "pods/portforward", Namespace: t.cfg.Namespace, Err: forbidden}
+		}
+		if old != nil {
+			// The agent will not learn filters by retrying.
+			return fmt.Errorf("tunnels to the agents: %w", old)
 		}
 		select {
 		case <-ch:

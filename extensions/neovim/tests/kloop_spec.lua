@@ -73,6 +73,17 @@ return {
     T.eq('', kloop.statusline(), 'statusline before any kloop buffer')
   end },
 
+  { ':KloopIntercept takes the rule as kloop intercept spells it', function()
+    local a = assert(kloop._parse_intercept({ 'orders', '--header', 'x-dev=me', '--header', 'x-team=pay', '--path', '/api/',
+      '--path-regex', '^/v[0-9]+/', '--method', 'GET,POST', '--method', 'PUT', '--match', 'any' }))
+    T.eq('me', a.header['x-dev'], 'first header')
+    T.eq('pay', a.header['x-team'], 'second header')
+    T.eq('/api/', a.path, 'path')
+    T.eq('^/v[0-9]+/', a.pathRegex, 'pathRegex')
+    T.eq('GET,POST', a.method[1], 'method list')
+    T.eq('PUT', a.method[2], 'repeated method')
+    T.eq('any', a.match, 'match')
+  end },
   { 'opening the orders main.go starts kloop lsp through the private daemon', function()
     vim.cmd('edit ' .. main)
     T.eq('go', vim.bo.filetype, 'filetype')

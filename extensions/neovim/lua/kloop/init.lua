@@ -488,7 +488,9 @@ function M.attach(bufnr)
   return id
 end
 
--- Arguments of :KloopIntercept: WORKLOAD [--port P] [--header K=V]... [--program ./cmd/x] [--debug]
+-- Arguments of :KloopIntercept: WORKLOAD [--port P] [--header K=V]... [--path /api/]
+-- [--path-regex RE] [--method GET,POST]... [--match all|any] [--program ./cmd/x] [--debug],
+-- as kloop intercept spells them; the daemon checks the rule.
 local function parse_intercept(fargs)
   local args, i = {}, 1
   while i <= #fargs do
@@ -504,6 +506,16 @@ local function parse_intercept(fargs)
       end
       args.header = args.header or {}
       args.header[k], i = v, i + 1
+    elseif a == '--path' then
+      args.path, i = fargs[i + 1], i + 1
+    elseif a == '--path-regex' then
+      args.pathRegex, i = fargs[i + 1], i + 1
+    elseif a == '--method' then
+      args.method = args.method or {}
+      table.insert(args.method, fargs[i + 1])
+      i = i + 1
+    elseif a == '--match' then
+      args.match, i = fargs[i + 1], i + 1
     elseif a == '--debug' then
       args.debug = true
     elseif a:sub(1, 2) == '--' then
@@ -572,7 +584,7 @@ local function create_commands()
   cmd('KloopIntercept', function(o)
     local args, err = parse_intercept(o.fargs)
     if not args then
-      return notify('kloop: :KloopIntercept ' .. err .. ' (usage: WORKLOAD [--port P] [--header K=V] [--program ./cmd/x] [--debug])', vim.log.levels.ERROR)
+      return notify('kloop: :KloopIntercept ' .. err .. ' (usage: WORKLOAD [--port P] [--header K=V] [--path P] [--path-regex RE] [--method M] [--match all|any] [--program ./cmd/x] [--debug])', vim.log.levels.ERROR)
     end
     with_workload(args.workload, 'Intercept workload: ', function(w)
       args.workload = w
