@@ -590,7 +590,7 @@ local function create_commands()
       args.workload = w
       M.execute('kloop.intercept', args, function() notify('kloop: intercepting ' .. w) end)
     end)
-  end, { nargs = '*', desc = 'kloop: intercept WORKLOAD [--port P] [--header K=V] [--program P] [--debug]' })
+  end, { nargs = '*', desc = 'kloop: intercept WORKLOAD [--port P] [--header K=V] [--path P] [--path-regex RE] [--method M] [--match all|any] [--program P] [--debug]' })
   cmd('KloopLeave', function(o)
     local args = o.args ~= '' and { workload = o.args } or { all = true }
     M.execute('kloop.leave', args, function() notify('kloop: left ' .. (args.workload or 'all intercepts')) end)
