@@ -20,10 +20,11 @@ import (
 //
 //   - inject: the intercept injects the agent (a rollout) and the end restores
 //     the workload (the baseline);
+//
 //   - resident: `kloop agent install orders` ran first, so the intercept is a
 //     message to the agent and the end keeps it.
 //
-//	go test ./test/intercept -run '^$' -bench DebugLaunchToFirstStop -benchtime 3x
+//     go test ./test/intercept -run '^$' -bench DebugLaunchToFirstStop -benchtime 3x
 func BenchmarkDebugLaunchToFirstStop(b *testing.B) {
 	f := &fixture{orders.New(b, binary(b))}
 	const marker = `"servedBy": cfg.Pod`
