@@ -101,15 +101,9 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 		return nil, err
 	}
 
-	image, err := intercept.ResolveImage(ctx, cs, intercept.ImageOptions{Env: e.opts.Image, Workspace: req.AgentImage})
-	if err != nil {
+	if spec.Image, err = e.agentImage(ctx, cs, req.AgentImage); err != nil {
 		return nil, err
 	}
-	if image.Note != "" {
-		e.log.Warn("agent image", "image", image.Ref, "note", image.Note)
-	}
-	spec.Image = image.Ref
-	e.log.Info("agent image", "image", image.Ref, "source", image.Source)
 
 	// The env first: a missing Secret fails before the cluster is changed.
 	p.Report(fmt.Sprintf("resolving the env of %s", w), 5)
@@ -172,6 +166,20 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	}
 	it.env = append(resolved.Environ(), it.proxyEnv...)
 	return it, nil
+}
+
+// agentImage is the agent image to inject: $KLOOP_AGENT_IMAGE, the
+// workspace's, the cluster's or the default (intercept.ResolveImage).
+func (e *Intercepts) agentImage(ctx context.Context, cs kubernetes.Interface, workspace string) (string, error) {
+	image, err := intercept.ResolveImage(ctx, cs, intercept.ImageOptions{Env: e.opts.Image, Workspace: workspace})
+	if err != nil {
+		return "", err
+	}
+	if image.Note != "" {
+		e.log.Warn("agent image", "image", image.Ref, "note", image.Note)
+	}
+	e.log.Info("agent image", "image", image.Ref, "source", image.Source)
+	return image.Ref, nil
 }
 
 // Restore implements session.InterceptEngine.

@@ -22,15 +22,12 @@ func (e *Intercepts) InstallAgent(ctx context.Context, req session.AgentInstallR
 	if err != nil {
 		return nil, err
 	}
-	image, err := intercept.ResolveImage(ctx, cs, intercept.ImageOptions{Env: e.opts.Image, Workspace: req.AgentImage})
+	image, err := e.agentImage(ctx, cs, req.AgentImage)
 	if err != nil {
 		return nil, err
 	}
-	if image.Note != "" {
-		e.log.Warn("agent image", "image", image.Ref, "note", image.Note)
-	}
 	inj := &intercept.Injector{Client: cs, Namespace: ns, Progress: installProgress(p), Logger: e.log}
-	got, err := inj.Install(ctx, intercept.Spec{Workload: w, Ports: req.Ports, Holder: e.opts.Holder, Image: image.Ref})
+	got, err := inj.Install(ctx, intercept.Spec{Workload: w, Ports: req.Ports, Holder: e.opts.Holder, Image: image})
 	if err != nil {
 		return nil, fmt.Errorf("install the kloop agent into %s: %w", w, err)
 	}

@@ -422,26 +422,13 @@ func (in *Injector) join(ctx context.Context, obj *object, rec *Record, spec Spe
 		if own != nil {
 			mine.Since = own.Since
 		}
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			cur, err := getObject(ctx, in.Client, in.Namespace, spec.Workload)
-			if err != nil {
-				return err
-			}
-			r, err := readRecord(cur.meta().Annotations)
-			if err != nil || r == nil || r.ID != rec.ID {
-				return errRaced
-			}
+		err := in.updateRecord(ctx, spec.Workload, rec, func(r *Record) error {
 			for _, o := range r.others(me) {
 				if err := collision(spec.Workload, mine, o); err != nil {
 					return err
 				}
 			}
 			r.Holders = append(r.others(me), mine)
-			cur.meta().Annotations[AnnotationIntercept] = mustJSON(r)
-			if err := cur.update(ctx, in.Client); err != nil {
-				return err
-			}
-			*rec = *r
 			return nil
 		})
 		if err != nil {
@@ -481,6 +468,31 @@ func (in *Injector) join(ctx context.Context, obj *object, rec *Record, spec Spe
 		return undo(err)
 	}
 	return &Result{Record: *rec, Token: token, Adopted: own != nil, Joined: own == nil, Selector: sel, Holder: mine}, nil
+}
+
+// updateRecord changes the workload's record of rec's injection with edit
+// and writes it back, retrying on conflicts; rec becomes what was written.
+// A record replaced or removed meanwhile is errRaced.
+func (in *Injector) updateRecord(ctx context.Context, w workload.Workload, rec *Record, edit func(*Record) error) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := getObject(ctx, in.Client, in.Namespace, w)
+		if err != nil {
+			return err
+		}
+		r, err := readRecord(cur.meta().Annotations)
+		if err != nil || r == nil || r.ID != rec.ID {
+			return errRaced
+		}
+		if err := edit(r); err != nil {
+			return err
+		}
+		cur.meta().Annotations[AnnotationIntercept] = mustJSON(r)
+		if err := cur.update(ctx, in.Client); err != nil {
+			return err
+		}
+		*rec = *r
+		return nil
+	})
 }
 
 // port returns the record's entry for container port n.

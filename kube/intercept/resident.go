@@ -91,21 +91,8 @@ func (in *Injector) makeResident(ctx context.Context, obj *object, rec *Record, 
 		in.Progress.report("inject", fmt.Sprintf("%s already carries a resident kloop agent", spec.Workload), 0, 0)
 		return &Result{Record: *rec, Joined: true, Selector: sel}, nil
 	}
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := getObject(ctx, in.Client, in.Namespace, spec.Workload)
-		if err != nil {
-			return err
-		}
-		r, err := readRecord(cur.meta().Annotations)
-		if err != nil || r == nil || r.ID != rec.ID {
-			return errRaced
-		}
+	err := in.updateRecord(ctx, spec.Workload, rec, func(r *Record) error {
 		r.Resident = true
-		cur.meta().Annotations[AnnotationIntercept] = mustJSON(r)
-		if err := cur.update(ctx, in.Client); err != nil {
-			return err
-		}
-		*rec = *r
 		return nil
 	})
 	if err != nil {
