@@ -265,7 +265,7 @@ func (e *Claims) grant(ctx context.Context, c *claim.Claimer, cl *claim.Claim, w
 	return &session.Grant{
 		Status: session.ClaimStatus{
 			Pool: cl.Pool, Slot: cl.Slot, Namespace: cl.Namespace, Holder: cl.Holder,
-			Until: cl.Until.UTC(), Kubeconfig: path,
+			Until: cl.Until.UTC(), Kubeconfig: path, ResidentAgents: cl.ResidentAgents,
 		},
 		Handle: &handle{claimer: c, claim: cl, path: path},
 		Record: raw,

@@ -91,7 +91,7 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	if err != nil {
 		return nil, err
 	}
-	spec := intercept.Spec{Workload: w, Holder: e.opts.Holder, HolderID: e.opts.HolderID}
+	spec := intercept.Spec{Workload: w, Holder: e.opts.Holder, HolderID: e.opts.HolderID, Resident: req.Target.ResidentAgents}
 	if req.Port != 0 {
 		spec.Ports = []string{strconv.Itoa(req.Port)}
 	}

@@ -28,6 +28,9 @@ type Target struct {
 	Context string `json:"context,omitempty"`
 	// Namespace overrides the context's namespace.
 	Namespace string `json:"namespace,omitempty"`
+	// ResidentAgents: a slot of a pool whose agents stay after the last
+	// leave (kloop pool create --resident-agents).
+	ResidentAgents bool `json:"residentAgents,omitempty"`
 }
 
 // InterceptEngine puts the traffic agent into workloads and tunnels their
@@ -168,7 +171,7 @@ const startWait = 2 * time.Minute
 func (s *Session) target(cfg *config.Config) (Target, error) {
 	if s.claim != nil {
 		st, _ := s.claim.current()
-		return Target{Kubeconfig: st.Kubeconfig, Namespace: st.Namespace}, nil
+		return Target{Kubeconfig: st.Kubeconfig, Namespace: st.Namespace, ResidentAgents: st.ResidentAgents}, nil
 	}
 	kc, err := cfg.KubeconfigPath(s.root)
 	if err != nil {

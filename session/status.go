@@ -25,6 +25,9 @@ type ClaimStatus struct {
 	Holder     string    `json:"holder"`
 	Until      time.Time `json:"until"`
 	Kubeconfig string    `json:"kubeconfig"`
+	// ResidentAgents: the pool makes the agents intercepts inject
+	// resident (kloop pool create --resident-agents).
+	ResidentAgents bool `json:"residentAgents,omitempty"`
 }
 
 // InterceptStatus describes one intercepted workload.

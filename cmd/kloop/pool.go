@@ -57,10 +57,11 @@ else ~/.kube/config) and need cluster-admin rights for create and delete.`,
 
 func newPoolCreateCmd(f *poolFlags) *cobra.Command {
 	var (
-		namespaces  int
-		kubeconfigs []string
-		isDefault   bool
-		agentImage  string
+		namespaces     int
+		kubeconfigs    []string
+		isDefault      bool
+		residentAgents bool
+		agentImage     string
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME (--namespaces N | --kubeconfig FILE...)",
@@ -84,7 +85,7 @@ func newPoolCreateCmd(f *poolFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts := claim.CreateOptions{Default: isDefault, Progress: poolProgress(cmd.ErrOrStderr())}
+			opts := claim.CreateOptions{Default: isDefault, ResidentAgents: residentAgents, Progress: poolProgress(cmd.ErrOrStderr())}
 			var p *claim.Pool
 			if nsSet {
 				p, err = a.CreateNamespacePool(cmd.Context(), name, namespaces, opts)
@@ -110,6 +111,7 @@ func newPoolCreateCmd(f *poolFlags) *cobra.Command {
 	// syntax; the admin's own kubeconfig is --admin-kubeconfig here.
 	cmd.Flags().StringArrayVar(&kubeconfigs, "kubeconfig", nil, "kubeconfig file of a slot cluster (its current context); repeat for more")
 	cmd.Flags().BoolVar(&isDefault, "default", false, "make this the pool 'kloop claim' uses without --pool")
+	cmd.Flags().BoolVar(&residentAgents, "resident-agents", false, "intercepts in the pool's namespaces leave the agent resident, as kloop agent install does: after the first, intercepts restart no pod")
 	cmd.Flags().StringVar(&agentImage, "agent-image", "", "also set the cluster's agent image to `REF`, as kloop pool agent-image REF does")
 	return cmd
 }
@@ -224,6 +226,9 @@ func writePoolTable(w io.Writer, pools []claim.PoolStatus) error {
 		name := p.Name
 		if p.Default {
 			name += " (default)"
+		}
+		if p.ResidentAgents {
+			name += " (resident agents)"
 		}
 		for _, s := range p.Slots {
 			holder, until := "-", "-"

@@ -53,6 +53,9 @@ func (a *PoolAdmin) err(err error, verb, resource, ns, name string) error {
 type CreateOptions struct {
 	// Default makes the pool the one claims use when none is named.
 	Default bool
+	// ResidentAgents makes the agents intercepts inject in the pool's
+	// slots resident (AnnotationResidentAgents).
+	ResidentAgents bool
 	// Progress receives a line per step (may be nil).
 	Progress func(string)
 }
@@ -90,7 +93,7 @@ func (a *PoolAdmin) CreateNamespacePool(ctx context.Context, name string, n int,
 	if progress == nil {
 		progress = noProgress
 	}
-	p := &Pool{Name: name, Default: o.Default}
+	p := &Pool{Name: name, Default: o.Default, ResidentAgents: o.ResidentAgents}
 	var undo undoList
 	for i := 1; i <= n; i++ {
 		slot := name + "-" + strconv.Itoa(i)
@@ -155,7 +158,7 @@ func (a *PoolAdmin) CreateKubeconfigPool(ctx context.Context, name string, slots
 		return nil, err
 	}
 	ns := a.opts.namespace
-	p := &Pool{Name: name, Default: o.Default}
+	p := &Pool{Name: name, Default: o.Default, ResidentAgents: o.ResidentAgents}
 	var undo undoList
 	var secretNames []string
 	for i, f := range files {
@@ -248,8 +251,15 @@ func (a *PoolAdmin) declare(ctx context.Context, p *Pool, progress func(string))
 			Labels: map[string]string{LabelPool: p.Name, LabelManaged: managedBy}},
 		Data: map[string]string{PoolDataKey: data},
 	}
+	cm.Annotations = map[string]string{}
 	if p.Default {
-		cm.Annotations = map[string]string{AnnotationDefault: "true"}
+		cm.Annotations[AnnotationDefault] = "true"
+	}
+	if p.ResidentAgents {
+		cm.Annotations[AnnotationResidentAgents] = "true"
+	}
+	if len(cm.Annotations) == 0 {
+		cm.Annotations = nil
 	}
 	progress("declaring pool " + p.Name)
 	if _, err := a.cs.CoreV1().ConfigMaps(a.opts.namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {

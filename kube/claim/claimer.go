@@ -159,6 +159,8 @@ type Claim struct {
 	// PreviousHolder is set when the claim took over an expired lease (and
 	// reset the slot the previous holder left).
 	PreviousHolder string `json:"previousHolder,omitempty"`
+	// ResidentAgents: the pool makes intercepts' agents resident.
+	ResidentAgents bool `json:"residentAgents,omitempty"`
 
 	lease *coordinationv1.Lease
 }
@@ -259,6 +261,7 @@ func (c *Claimer) Claim(ctx context.Context, pool string, d time.Duration, progr
 				return nil, err
 			}
 			progress(fmt.Sprintf("claimed slot %s of pool %s", s.Name, p.Name))
+			cl.ResidentAgents = p.ResidentAgents
 			return cl, nil
 		}
 		for _, s := range expired {
@@ -269,6 +272,7 @@ func (c *Claimer) Claim(ctx context.Context, pool string, d time.Duration, progr
 			if err != nil {
 				return nil, err
 			}
+			cl.ResidentAgents = p.ResidentAgents
 			return cl, nil
 		}
 		if len(free)+len(expired) == 0 {

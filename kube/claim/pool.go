@@ -33,6 +33,12 @@ const (
 	// AnnotationDefault on a pool ConfigMap: "true" makes it the pool used when
 	// none is named.
 	AnnotationDefault = "kloop.dev/default"
+	// AnnotationResidentAgents on a pool ConfigMap: "true" makes the
+	// traffic agent an intercept injects in the pool's slots resident (it
+	// stays, dormant, after the last leave, as kloop agent install does),
+	// so intercepts after the first restart no pod. An annotation, not a
+	// field of the pool's data, so kloops that predate it still read it.
+	AnnotationResidentAgents = "kloop.dev/resident-agents"
 	// PoolConfigMapPrefix + pool name is the pool's ConfigMap.
 	PoolConfigMapPrefix = "kloop-pool-"
 	// PoolDataKey is the ConfigMap key holding the pool's YAML.
@@ -76,9 +82,12 @@ type SlotSpec struct {
 
 // Pool is a declared pool.
 type Pool struct {
-	Name    string     `json:"name"`
-	Default bool       `json:"default,omitempty"`
-	Slots   []SlotSpec `json:"slots"`
+	Name    string `json:"name"`
+	Default bool   `json:"default,omitempty"`
+	// ResidentAgents: intercepts in the pool's slots leave the agent
+	// resident (AnnotationResidentAgents).
+	ResidentAgents bool       `json:"residentAgents,omitempty"`
+	Slots          []SlotSpec `json:"slots"`
 }
 
 type poolFile struct {
@@ -132,7 +141,8 @@ func parsePool(cm *corev1.ConfigMap) (*Pool, error) {
 	if len(f.Slots) == 0 {
 		return nil, fmt.Errorf("pool %q: ConfigMap %s declares no slots", name, cm.Name)
 	}
-	return &Pool{Name: name, Default: cm.Annotations[AnnotationDefault] == "true", Slots: f.Slots}, nil
+	return &Pool{Name: name, Default: cm.Annotations[AnnotationDefault] == "true",
+		ResidentAgents: cm.Annotations[AnnotationResidentAgents] == "true", Slots: f.Slots}, nil
 }
 
 func encodePool(p *Pool) (string, error) {
@@ -244,9 +254,10 @@ func (c *catalog) leases(ctx context.Context, pool string) ([]coordinationv1.Lea
 // PoolStatus is a pool with the state of each slot, as `kloop pool list`
 // shows it.
 type PoolStatus struct {
-	Name    string       `json:"name"`
-	Default bool         `json:"default,omitempty"`
-	Slots   []SlotStatus `json:"slots"`
+	Name           string       `json:"name"`
+	Default        bool         `json:"default,omitempty"`
+	ResidentAgents bool         `json:"residentAgents,omitempty"`
+	Slots          []SlotStatus `json:"slots"`
 }
 
 // SlotStatus is one slot and its holder, if any.
@@ -281,7 +292,7 @@ func (c *catalog) status(ctx context.Context, nowFn func() time.Time) ([]PoolSta
 	}
 	out := make([]PoolStatus, 0, len(pools))
 	for _, p := range pools {
-		ps := PoolStatus{Name: p.Name, Default: p.Default}
+		ps := PoolStatus{Name: p.Name, Default: p.Default, ResidentAgents: p.ResidentAgents}
 		for _, s := range p.Slots {
 			st := SlotStatus{Name: s.Name, Kind: s.Kind, Target: s.Namespace, Free: true}
 			if s.Kind == KindKubeconfig {

@@ -92,6 +92,9 @@ type Spec struct {
 	ControlPort int
 	// RolloutTimeout bounds each wait for pods; DefaultRolloutTimeout when 0.
 	RolloutTimeout time.Duration
+	// Resident makes the agent stay, dormant, after the last holder
+	// leaves, as Install does (a claim pool's --resident-agents).
+	Resident bool
 }
 
 // Progress is one step of long work, for progress reports.
@@ -261,7 +264,7 @@ func (in *Injector) inject(ctx context.Context, spec Spec, resident bool) (*Resu
 		Since: time.Now().UTC().Truncate(time.Second), ID: id,
 		Secret: secretName(spec.Workload, id), Container: ctr.Name, Ports: ports,
 		Image: spec.Image, ControlPort: spec.ControlPort, Services: svcs.names,
-		Resident: resident,
+		Resident: resident || spec.Resident,
 	}
 	if !resident {
 		mine.Since = rec.Since
@@ -299,6 +302,14 @@ func (in *Injector) inject(ctx context.Context, spec Spec, resident bool) (*Resu
 
 	// A failed injection is undone whole, resident or not.
 	rollback := func(rctx context.Context) (bool, error) {
+		if spec.Resident && !resident {
+			// The pool's resident mark must not keep an agent whose
+			// rollout failed: cleared, the holder's leave restores.
+			r := rec
+			if err := in.updateRecord(rctx, spec.Workload, &r, func(x *Record) error { x.Resident = false; return nil }); err != nil && !errors.Is(err, errRaced) {
+				return false, err
+			}
+		}
 		if resident {
 			return in.uninstall(rctx, spec.Workload, spec.RolloutTimeout, false)
 		}
@@ -416,7 +427,7 @@ func (in *Injector) join(ctx context.Context, obj *object, rec *Record, spec Spe
 	for _, o := range rec.others(me) {
 		sharing = append(sharing, (&Record{Holders: []HolderRecord{o}}).HolderNames()...)
 	}
-	if own != nil && own.Header == mine.Header && slices.Equal(own.Ports, mine.Ports) {
+	if own != nil && own.Header == mine.Header && slices.Equal(own.Ports, mine.Ports) && (rec.Resident || !spec.Resident) {
 		mine = *own
 	} else {
 		if own != nil {
@@ -429,6 +440,7 @@ func (in *Injector) join(ctx context.Context, obj *object, rec *Record, spec Spe
 				}
 			}
 			r.Holders = append(r.others(me), mine)
+			r.Resident = r.Resident || spec.Resident
 			return nil
 		})
 		if err != nil {

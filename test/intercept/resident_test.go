@@ -7,6 +7,10 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kloop/kloop/test/cluster"
+	"github.com/kloop/kloop/test/editor"
+	"github.com/kloop/kloop/test/orders"
 )
 
 // A resident agent through the CLI as typed: `kloop agent install` rolls
@@ -76,4 +80,56 @@ func podUIDs(t *testing.T, f *fixture) map[string]string {
 		}
 	}
 	return out
+}
+
+// A pool created with --resident-agents, through the CLI as typed: in a
+// namespace claimed from it, the first intercept of inventory (two
+// replicas, a named port) injects the agent, and it stays after leave, so
+// the next intercept restarts no pod; release then resets the namespace.
+func TestPoolWithResidentAgentsKeepsTheAgent(t *testing.T) {
+	shared := cluster.Shared(t)
+	applyClaimerRBAC(t, shared.Config)
+	ws := t.TempDir()
+	daemon := editor.NewEnv(t, binary(t))
+	daemon.Extra = []string{"KUBECONFIG=" + shared.Kubeconfig}
+
+	const pool = "rdev"
+	mustSucceed(t, "pool create", runKloop(t, daemon, ws, "pool", "create", pool, "--namespaces", "1", "--resident-agents"))
+	t.Cleanup(func() { runKloop(t, daemon, ws, "pool", "delete", pool, "--force") })
+	if r := runKloop(t, daemon, ws, "pool", "list"); !strings.Contains(r.stdout, pool+" (resident agents)") {
+		t.Errorf("pool list does not say the pool keeps agents:\n%s", r.stdout)
+	}
+	mustSucceed(t, "claim", runKloop(t, daemon, ws, "claim", "--pool", pool))
+	st := statusOf(t, daemon, ws)
+	if st.Claim == nil || !st.Claim.ResidentAgents {
+		t.Fatalf("claim from a --resident-agents pool: %+v; want residentAgents set", st.Claim)
+	}
+	slot := slotEnv(t, shared, st.Claim.Kubeconfig)
+	origTemplate, _ := deployInventory(t, slot, orders.FreePort(t))
+	inventoryPods := func() map[string]string {
+		pods, err := slot.Client.CoreV1().Pods(slot.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app=inventory"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				out[p.Name] = string(p.UID)
+			}
+		}
+		return out
+	}
+
+	mustSucceed(t, "intercept", runKloop(t, daemon, ws, "intercept", "inventory", "--detach"))
+	mustSucceed(t, "leave", runKloop(t, daemon, ws, "leave", "inventory"))
+	if template, _ := inventorySpecs(t, slot); reflect.DeepEqual(template, origTemplate) {
+		t.Fatalf("leave removed the agent in a --resident-agents pool's namespace")
+	}
+	pods := inventoryPods()
+	mustSucceed(t, "second intercept", runKloop(t, daemon, ws, "intercept", "inventory", "--detach"))
+	mustSucceed(t, "second leave", runKloop(t, daemon, ws, "leave", "inventory"))
+	if got := inventoryPods(); !reflect.DeepEqual(got, pods) {
+		t.Errorf("an intercept of the resident agent replaced pods %v with %v", pods, got)
+	}
+	mustSucceed(t, "release", runKloop(t, daemon, ws, "release"))
 }

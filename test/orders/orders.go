@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/kloop/kloop/kube/portforward"
+	"github.com/kloop/kloop/sandbox/standin"
 	"github.com/kloop/kloop/session"
 	"github.com/kloop/kloop/test/cluster"
 	"github.com/kloop/kloop/test/editor"
@@ -329,7 +330,7 @@ spec:
   restartPolicy: Never
   containers:
     - name: kloop
-      image: ko://github.com/kloop/kloop/cmd/kloop
+      image: ` + standin.AgentImage + `:warm-up
       args: ["version"]
 `
 		if err := env.ApplyYAML(context.Background(), []byte(manifest)); err != nil {
