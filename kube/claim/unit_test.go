@@ -382,3 +382,31 @@ contexts:
 		t.Errorf("kubeconfig without a context: %v", err)
 	}
 }
+
+// A pool's settings beside its slots are annotations of its ConfigMap, so
+// that kloops that predate one still parse the pool.
+func TestParsePoolAnnotations(t *testing.T) {
+	tests := []struct {
+		annotations             map[string]string
+		wantDefault, wantAgents bool
+	}{
+		{nil, false, false},
+		{map[string]string{AnnotationDefault: "true"}, true, false},
+		{map[string]string{AnnotationResidentAgents: "true"}, false, true},
+		{map[string]string{AnnotationDefault: "true", AnnotationResidentAgents: "true"}, true, true},
+		{map[string]string{AnnotationResidentAgents: "yes"}, false, false},
+	}
+	for _, tt := range tests {
+		cm := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "kloop-pool-p", Labels: map[string]string{LabelPool: "p"}, Annotations: tt.annotations},
+			Data:       map[string]string{PoolDataKey: "slots:\n- {name: p-1, kind: namespace, namespace: p-1}\n"},
+		}
+		p, err := parsePool(cm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Default != tt.wantDefault || p.ResidentAgents != tt.wantAgents {
+			t.Errorf("annotations %v: default=%v residentAgents=%v, want %v and %v", tt.annotations, p.Default, p.ResidentAgents, tt.wantDefault, tt.wantAgents)
+		}
+	}
+}
