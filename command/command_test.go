@@ -39,6 +39,8 @@ func TestDecode(t *testing.T) {
 		{name: "validation: bad method", cmd: Intercept, raw: []string{`{"workload":"orders","method":["GET","FETCH"]}`}, wantErr: `method "FETCH" is not an HTTP method`},
 		{name: "validation: match alone", cmd: Intercept, raw: []string{`{"workload":"orders","match":"any"}`}, wantErr: "the filter has no condition"},
 		{name: "validation: both workload and all", cmd: Leave, raw: []string{`{"workload":"orders","all":true}`}, wantErr: "either workload or all"},
+		{name: "workloads takes an empty object", cmd: Workloads, raw: []string{`{}`}},
+		{name: "workloads takes no namespace", cmd: Workloads, raw: []string{`{"namespace":"prod"}`}, wantErr: `kloop.workloads: unknown argument "namespace" (example: {})`},
 		{name: "validation: env format", cmd: Env, raw: []string{`{"workload":"orders","format":"yaml"}`}, wantErr: `format "yaml": want dotenv, json or shell`},
 	}
 	for _, tt := range tests {

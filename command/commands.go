@@ -86,4 +86,9 @@ var (
 		func(ctx context.Context, s *session.Session, a session.EnvArgs, _ session.Progress) (*session.EnvResult, error) {
 			return s.Env(ctx, a)
 		})
+
+	Workloads = declare("kloop.workloads", "List the namespace's workloads", `{}`, "",
+		func(ctx context.Context, s *session.Session, a session.WorkloadsArgs, _ session.Progress) (*session.WorkloadsResult, error) {
+			return s.Workloads(ctx, a)
+		})
 )

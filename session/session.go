@@ -69,6 +69,8 @@ type Engines struct {
 	Doctor     DoctorEngine
 	// Agents installs and removes resident agents (kloop agent install).
 	Agents AgentEngine
+	// Workloads lists a namespace's workloads for pickers.
+	Workloads WorkloadEngine
 }
 
 // errNoEngine is what a command answers when the Manager was made without

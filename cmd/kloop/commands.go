@@ -16,6 +16,7 @@ func commands() []*cobra.Command {
 		newInterceptCmd(),
 		newLeaveCmd(),
 		newEnvCmd(),
+		newWorkloadsCmd(),
 		newRelaunchCmd(),
 		newLogsCmd(),
 		newRequestsCmd(),

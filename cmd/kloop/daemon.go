@@ -262,6 +262,7 @@ func wireEngines(log *slog.Logger) session.Engines {
 	e := session.Engines{
 		Intercepts: intercepts,
 		Agents:     intercepts,
+		Workloads:  intercepts,
 		Env:        engines.Env{},
 		Doctor:     engines.Doctor{Image: iopts.Image},
 	}

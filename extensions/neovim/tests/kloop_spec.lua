@@ -130,6 +130,66 @@ return {
     T.eq('go', vim.bo.filetype, 'back in main.go')
   end },
 
+  { 'a workload prompt falls back to vim.ui.input when kloop cannot list the workloads (here: no cluster)', function()
+    local orig_input, orig_select = vim.ui.input, vim.ui.select
+    local inputs, selects = {}, 0
+    vim.ui.input = function(opts, on_confirm) table.insert(inputs, opts.prompt) on_confirm('deployment/orders') end
+    vim.ui.select = function() selects = selects + 1 end
+    local before = #T.notes
+    vim.cmd('KloopEnv')
+    T.wait(15000, function() return #inputs == 1 end, 'the input prompt after kloop.workloads failed')
+    vim.ui.input, vim.ui.select = orig_input, orig_select
+    T.eq({ 'Env of workload: ' }, inputs, 'prompted for a name')
+    T.eq(0, selects, 'no picker without a list')
+    local why
+    for i = before + 1, #T.notes do
+      if T.notes[i].msg:find('kloop.workloads', 1, true) then why = T.notes[i] end
+    end
+    T.truthy(why, 'a note saying why kloop.workloads failed, in ' .. vim.inspect(T.notes))
+    T.eq(vim.log.levels.DEBUG, why.level, 'the failed listing is not an error the user must read')
+    T.match(why.msg, 'type the workload instead', 'the note')
+  end },
+
+  { 'a workload prompt picks from kloop.workloads with vim.ui.select, showing replicas, ports and holders', function()
+    local orig_exec, orig_select, orig_input = kloop.execute, vim.ui.select, vim.ui.input
+    local listed = { namespace = 'dev-1', workloads = {
+      { workload = 'deployment/orders', kind = 'deployment', name = 'orders', ready = 2, replicas = 2,
+        ports = { { container = 'app', port = 8080, name = 'http', protocol = 'TCP' } } },
+      { workload = 'statefulset/ledger', kind = 'statefulset', name = 'ledger', ready = 1, replicas = 1,
+        ports = { { container = 'db', port = 5432, protocol = 'TCP' } },
+        agent = { resident = true, holders = { { name = 'ana@laptop', rule = 'x-dev=ana' } } } },
+    } }
+    -- kloop.workloads answers as the daemon does on a cluster (the sandbox
+    -- test in test/intercept checks that answer); the other commands are
+    -- recorded, not sent.
+    local sent = {}
+    kloop.execute = function(command, args, on_result, bufnr, on_error)
+      if command == 'kloop.workloads' then return on_result(listed) end
+      table.insert(sent, { command, args })
+    end
+    local shown, picks = {}, { 2, 3 }
+    vim.ui.select = function(items, opts, on_choice)
+      shown = {}
+      for _, it in ipairs(items) do table.insert(shown, opts.format_item(it)) end
+      T.eq('Install a resident agent into: ', opts.prompt, 'picker prompt')
+      on_choice(items[table.remove(picks, 1)])
+    end
+    vim.ui.input = function(_, on_confirm) on_confirm('payments') end
+    local ok, err = pcall(function()
+      vim.cmd('KloopAgentInstall')
+      T.eq({
+        'deployment/orders  2/2 ready  ports 8080(http)',
+        'statefulset/ledger  1/1 ready  ports 5432  [resident agent; intercepted by ana@laptop (x-dev=ana)]',
+        'Type a workload name...',
+      }, shown, 'picker lines')
+      -- The last row asks for a name the list does not have.
+      vim.cmd('KloopAgentInstall')
+      T.eq({ { 'kloop.agent.install', { workload = 'statefulset/ledger' } }, { 'kloop.agent.install', { workload = 'payments' } } }, sent, 'commands sent')
+    end)
+    kloop.execute, vim.ui.select, vim.ui.input = orig_exec, orig_select, orig_input
+    if not ok then error(err, 0) end
+  end },
+
   { 'the statusline shows kloop\'s $/progress while kloop doctor runs and drops it at the end', function()
     local seen = {}
     local au = api.nvim_create_autocmd('User', { pattern = 'KloopProgress', callback = function()

@@ -14,6 +14,8 @@ import {
   formatStatus,
   normalizeWorkload,
   validateWorkload,
+  WorkloadsResult,
+  workloadItems,
 } from './logic';
 
 /** The part of vscode-languageclient's LanguageClient the controller uses. */
@@ -72,6 +74,7 @@ export class Controller implements vscode.Disposable {
       ['kloop.export.ui', () => this.exportTest()],
       ['kloop.agent.install.ui', () => this.installAgent()],
       ['kloop.agent.uninstall.ui', () => this.uninstallAgent()],
+      ['kloop.workloads.ui', () => this.workloads()],
       ['kloop.actions', () => this.actions()],
       ['kloop.showOutput', async () => this.output.show(true)],
     ];
@@ -182,7 +185,45 @@ export class Controller implements vscode.Disposable {
     return this.execute('kloop.release', {});
   }
 
+  /**
+   * listWorkloads asks kloop for the namespace's workloads. A failure (no
+   * cluster yet, RBAC) is logged, not shown: the callers fall back to
+   * asking for a name, which is still useful.
+   */
+  async listWorkloads(): Promise<WorkloadsResult | undefined> {
+    try {
+      return (await this.client.sendRequest('workspace/executeCommand', { command: 'kloop.workloads', arguments: [{}] })) as WorkloadsResult;
+    } catch (err) {
+      this.output.appendLine(`[${new Date().toISOString()}] kloop.workloads failed, asking for a workload by name: ${describeCommandError('kloop.workloads', err)}`);
+      return undefined;
+    }
+  }
+
+  /**
+   * askWorkload lets the user pick one of the namespace's workloads, or
+   * type one when kloop cannot list them or lists none.
+   */
   private async askWorkload(title: string): Promise<string | undefined> {
+    const listed = await this.listWorkloads();
+    if (listed && listed.workloads?.length > 0) {
+      const current = this.status?.intercepts?.[0]?.workload;
+      const items = workloadItems(listed);
+      // The workload being intercepted comes first: it is the likely one.
+      const i = current ? items.findIndex((it) => it.workload === current) : -1;
+      if (i > 0) items.unshift(...items.splice(i, 1));
+      const pick = await vscode.window.showQuickPick(items, {
+        title,
+        placeHolder: `Workloads of namespace ${listed.namespace}`,
+        matchOnDescription: true,
+        matchOnDetail: true,
+      });
+      if (!pick) return undefined;
+      if (pick.workload) return pick.workload;
+    }
+    return this.typeWorkload(title);
+  }
+
+  private async typeWorkload(title: string): Promise<string | undefined> {
     const first = this.status?.intercepts?.[0]?.workload;
     const w = await vscode.window.showInputBox({
       title,
@@ -192,6 +233,32 @@ export class Controller implements vscode.Disposable {
       validateInput: (v) => validateWorkload(v),
     });
     return w === undefined ? undefined : normalizeWorkload(w);
+  }
+
+  /**
+   * workloads is the palette's "List the namespace's workloads": pick one,
+   * then what to do with it.
+   */
+  async workloads(): Promise<unknown> {
+    const listed = await this.execute<WorkloadsResult>('kloop.workloads', {});
+    if (!listed) return undefined;
+    if (!listed.workloads || listed.workloads.length === 0) {
+      void vscode.window.showInformationMessage(`kloop: namespace ${listed.namespace} has no Deployments or StatefulSets.`);
+      return undefined;
+    }
+    const pick = await vscode.window.showQuickPick(workloadItems(listed).filter((it) => it.workload), {
+      title: `kloop: workloads of namespace ${listed.namespace}`,
+      matchOnDescription: true,
+      matchOnDetail: true,
+    });
+    if (!pick?.workload) return undefined;
+    const workload = pick.workload;
+    const action = await vscode.window.showQuickPick([
+      { label: '$(arrow-swap) Intercept', run: () => this.execute('kloop.intercept', { workload }) },
+      { label: '$(clippy) Copy env (dotenv)', run: () => this.copyEnvOf(workload) },
+      { label: '$(cloud-download) Install a resident agent', run: () => this.installAgentInto(workload) },
+    ], { title: `kloop: ${workload}` });
+    return action?.run();
   }
 
   async intercept(): Promise<unknown> {
@@ -335,6 +402,10 @@ export class Controller implements vscode.Disposable {
   async copyEnv(): Promise<string | undefined> {
     const workload = await this.askWorkload('kloop: copy the env of a workload (dotenv)');
     if (!workload) return undefined;
+    return this.copyEnvOf(workload);
+  }
+
+  private async copyEnvOf(workload: string): Promise<string | undefined> {
     const res = await this.execute<{ format: string; content: string }>('kloop.env', { workload, format: 'dotenv' });
     if (!res) return undefined;
     await vscode.env.clipboard.writeText(res.content);
@@ -347,6 +418,10 @@ export class Controller implements vscode.Disposable {
   async installAgent(): Promise<unknown> {
     const workload = await this.askWorkload('kloop: install a resident agent into a workload');
     if (!workload) return undefined;
+    return this.installAgentInto(workload);
+  }
+
+  private async installAgentInto(workload: string): Promise<unknown> {
     const res = await this.execute<{ workload: string; ports: number[]; existing?: boolean }>('kloop.agent.install', { workload });
     if (res) {
       void vscode.window.showInformationMessage(res.existing

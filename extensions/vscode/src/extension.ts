@@ -136,13 +136,16 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         return r.config as vscode.DebugConfiguration;
       },
     }),
-    // Run and Debug's "kloop…" list without a launch.json: each main package, locally.
+    // Run and Debug's "kloop…" list without a launch.json: each main package,
+    // locally and on each workload of the namespace.
     vscode.debug.registerDebugConfigurationProvider('kloop', {
       async provideDebugConfigurations(folder) {
         const roots = folder ? [folder] : (vscode.workspace.workspaceFolders ?? []);
+        const listed = mgr.problem === undefined ? await controller?.listWorkloads() : undefined;
+        const workloads = listed?.workloads.map((w) => w.workload) ?? [];
         const out: vscode.DebugConfiguration[] = [];
         for (const f of roots) {
-          for (const c of await dynamicConfigurations(f.uri.fsPath)) {
+          for (const c of await dynamicConfigurations(f.uri.fsPath, workloads)) {
             out.push({ ...c, name: roots.length > 1 ? `${c.name} (${f.name})` : c.name } as vscode.DebugConfiguration);
           }
         }

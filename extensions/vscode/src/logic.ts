@@ -371,3 +371,92 @@ export const replayViewFeature = {
 export function initializationOptions(extensionVersion: string): { startsDebugSessions: true; extensionVersion: string } {
   return { startsDebugSessions: true, extensionVersion };
 }
+
+/** WorkloadInfo is one entry of kloop.workloads (session.WorkloadInfo). */
+export interface WorkloadInfo {
+  workload: string;
+  kind: string;
+  name: string;
+  ready: number;
+  replicas: number;
+  ports: Array<{ container: string; port: number; name?: string; protocol: string }>;
+  agent?: { resident?: boolean; holders: Array<{ name: string; rule?: string }>; error?: string };
+}
+
+/** WorkloadsResult is kloop.workloads' answer. */
+export interface WorkloadsResult {
+  namespace: string;
+  workloads: WorkloadInfo[];
+}
+
+/** WorkloadItem is one row of the workload picker. */
+export interface WorkloadItem {
+  label: string;
+  description?: string;
+  detail?: string;
+  /** workload is what the command gets; undefined for "type a name". */
+  workload?: string;
+}
+
+/** typeWorkloadLabel is the picker's row for a workload it does not list. */
+export const typeWorkloadLabel = '$(edit) Type a workload name…';
+
+/**
+ * workloadItems turns kloop.workloads into picker rows: replicas and ports
+ * beside the name, and below it who intercepts it, so a user sees before
+ * picking that a workload is taken or has a resident agent. The last row
+ * lets them type a name the list does not have (made meanwhile, say).
+ */
+export function workloadItems(res: WorkloadsResult): WorkloadItem[] {
+  const items: WorkloadItem[] = res.workloads.map((w) => {
+    const ports = w.ports.map((p) => (p.name ? `${p.port} (${p.name})` : `${p.port}`)).join(', ');
+    const item: WorkloadItem = {
+      label: w.workload,
+      description: `${w.ready}/${w.replicas} ready` + (ports ? ` · ports ${ports}` : ' · no ports'),
+      workload: w.workload,
+    };
+    const agent = agentSummary(w.agent);
+    if (agent) item.detail = agent;
+    return item;
+  });
+  items.push({ label: typeWorkloadLabel, description: `not listed in namespace ${res.namespace}` });
+  return items;
+}
+
+/** agentSummary says what kloop agent a workload has, or '' for none. */
+export function agentSummary(a: WorkloadInfo['agent']): string {
+  if (!a) return '';
+  if (a.error) return `kloop agent with an unreadable record: ${a.error}`;
+  const holders = a.holders.map((h) => `${h.name} (${h.rule ? h.rule : 'global'})`);
+  const parts: string[] = [];
+  if (a.resident) parts.push('resident kloop agent');
+  if (holders.length > 0) parts.push(`intercepted by ${holders.join(', ')}`);
+  return parts.length > 0 ? parts.join('; ') : 'kloop agent, dormant';
+}
+
+/** maxWorkloadConfigs caps the "debug PACKAGE on WORKLOAD" entries, so Run and Debug's list stays readable. */
+export const maxWorkloadConfigs = 50;
+
+/**
+ * workloadConfigurations are the launch configurations that debug a main
+ * package on a workload's cluster traffic: every package with every
+ * workload, those whose names match first (cmd/orders with
+ * deployment/orders), at most maxWorkloadConfigs.
+ */
+export function workloadConfigurations(programs: string[], workloads: string[]): LaunchConfig[] {
+  const pairs: Array<{ program: string; workload: string; match: boolean }> = [];
+  for (const program of programs) {
+    const base = program.split('/').pop() ?? '';
+    for (const workload of workloads) {
+      pairs.push({ program, workload, match: base !== '' && base !== '.' && workload.slice(workload.indexOf('/') + 1) === base });
+    }
+  }
+  pairs.sort((a, b) => Number(b.match) - Number(a.match));
+  return pairs.slice(0, maxWorkloadConfigs).map(({ program, workload }) => ({
+    type: 'kloop',
+    request: 'launch',
+    name: `kloop: debug ${program} on ${workload}`,
+    program,
+    workload,
+  }));
+}

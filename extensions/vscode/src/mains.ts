@@ -3,7 +3,7 @@
 // import, so unit tests run it on real directories.
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { LaunchConfig, goMainOf } from './logic';
+import { LaunchConfig, goMainOf, workloadConfigurations } from './logic';
 
 /** Directories the go tool ignores, and big ones no main package lives in. */
 function skipDir(name: string): boolean {
@@ -59,16 +59,17 @@ export async function findMainPackages(root: string, maxDirs = 5000): Promise<st
 
 /**
  * dynamicConfigurations are the launch configurations offered without a
- * launch.json: one local debug session per main package. kloop has no
- * command that lists a cluster's workloads, so intercepts are not guessed
- * here; the "& debug" code lens above func main() and the launch.json
- * snippets name the workload.
+ * launch.json: one local debug session per main package, then "debug
+ * PACKAGE on WORKLOAD" for the workloads kloop.workloads listed (none when
+ * that call failed: the local ones still help).
  */
-export async function dynamicConfigurations(root: string): Promise<LaunchConfig[]> {
-  return (await findMainPackages(root)).map((program) => ({
+export async function dynamicConfigurations(root: string, workloads: string[] = []): Promise<LaunchConfig[]> {
+  const programs = await findMainPackages(root);
+  const local: LaunchConfig[] = programs.map((program) => ({
     type: 'kloop',
     request: 'launch',
     name: `kloop: debug ${program} locally`,
     program,
   }));
+  return [...local, ...workloadConfigurations(programs, workloads)];
 }

@@ -292,11 +292,16 @@ function M.describe_error(_, err)
 end
 
 -- execute runs workspace/executeCommand on the kloop client; on_result gets
--- the result, a failure is shown with vim.notify at ERROR.
-function M.execute(command, args, on_result, bufnr)
+-- the result, a failure is shown with vim.notify at ERROR, or given to
+-- on_error (the sentence and the error) when the caller has a fallback.
+function M.execute(command, args, on_result, bufnr, on_error)
   local c = client_for(bufnr or 0)
   if not c then
-    notify('kloop: no kloop language server is running here: open a Go or YAML file of the workspace first', vim.log.levels.ERROR)
+    local msg = 'kloop: no kloop language server is running here: open a Go or YAML file of the workspace first'
+    if on_error then
+      return on_error(msg)
+    end
+    notify(msg, vim.log.levels.ERROR)
     return
   end
   local params = { command = command, arguments = {} }
@@ -308,6 +313,9 @@ function M.execute(command, args, on_result, bufnr)
     -- Running a lens hides it until the next refresh: refresh either way.
     refresh_codelens(target)
     if err then
+      if on_error then
+        return on_error(M.describe_error(command, err), err)
+      end
       notify(M.describe_error(command, err), vim.log.levels.ERROR)
       return
     end
@@ -321,7 +329,7 @@ end
 -- so their failures read the same as the user commands'.
 local function client_commands()
   local cmds = {}
-  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs', 'kloop.requests', 'kloop.replay', 'kloop.doctor', 'kloop.export', 'kloop.agent.install', 'kloop.agent.uninstall' }) do
+  for _, name in ipairs({ 'kloop.claim', 'kloop.release', 'kloop.intercept', 'kloop.leave', 'kloop.status', 'kloop.relaunch', 'kloop.env', 'kloop.logs', 'kloop.requests', 'kloop.replay', 'kloop.doctor', 'kloop.export', 'kloop.agent.install', 'kloop.agent.uninstall', 'kloop.workloads' }) do
     cmds[name] = function(command, ctx)
       local arg = command.arguments and command.arguments[1] or nil
       -- "Intercept … & debug" starts an nvim-dap session. kloop offers it
@@ -531,16 +539,75 @@ local function parse_intercept(fargs)
 end
 M._parse_intercept = parse_intercept
 
+-- format_workload is one line of the workload picker: name, replicas,
+-- ports, and who intercepts it, as `kloop workloads` prints them.
+function M.format_workload(w)
+  if w.type_name then
+    return 'Type a workload name...'
+  end
+  local ports = {}
+  for _, p in ipairs(isnil(w.ports) and {} or w.ports) do
+    table.insert(ports, isnil(p.name) and tostring(p.port) or string.format('%d(%s)', p.port, p.name))
+  end
+  local line = string.format('%s  %d/%d ready  ports %s', w.workload, w.ready or 0, w.replicas or 0, #ports > 0 and table.concat(ports, ',') or '-')
+  local a = w.agent
+  if not isnil(a) then
+    local parts = {}
+    if not isnil(a.error) and a.error ~= '' then
+      table.insert(parts, 'unreadable agent record')
+    end
+    if a.resident then
+      table.insert(parts, 'resident agent')
+    end
+    local holders = {}
+    for _, h in ipairs(isnil(a.holders) and {} or a.holders) do
+      table.insert(holders, string.format('%s (%s)', h.name, (isnil(h.rule) or h.rule == '') and 'global' or h.rule))
+    end
+    if #holders > 0 then
+      table.insert(parts, 'intercepted by ' .. table.concat(holders, ', '))
+    end
+    line = line .. '  [' .. (#parts > 0 and table.concat(parts, '; ') or 'dormant agent') .. ']'
+  end
+  return line
+end
+
+-- with_workload calls fn with the workload given, else one picked from
+-- kloop.workloads with vim.ui.select; when kloop cannot list them (no
+-- cluster yet, RBAC) or lists none, the user types one.
 local function with_workload(given, prompt, fn)
   if given and given ~= '' then
     return fn(given)
   end
-  vim.ui.input({ prompt = prompt, default = 'deployment/' }, function(w)
-    if w and w ~= '' and w ~= 'deployment/' then
-      fn(w)
+  local function ask()
+    vim.ui.input({ prompt = prompt, default = 'deployment/' }, function(w)
+      if w and w ~= '' and w ~= 'deployment/' then
+        fn(w)
+      end
+    end)
+  end
+  M.execute('kloop.workloads', {}, function(res)
+    local list = (isnil(res) or isnil(res.workloads)) and {} or res.workloads
+    if #list == 0 then
+      return ask()
     end
+    local items = vim.list_extend({}, list)
+    table.insert(items, { type_name = true })
+    vim.ui.select(items, { prompt = prompt, format_item = M.format_workload, kind = 'kloop.workload' }, function(w)
+      if not w then
+        return
+      elseif w.type_name then
+        ask()
+      else
+        fn(w.workload)
+      end
+    end)
+  end, nil, function(msg)
+    -- Not an error for the user: typing a name still works.
+    notify(msg .. '; type the workload instead', vim.log.levels.DEBUG)
+    ask()
   end)
 end
+M._with_workload = with_workload
 
 local function show_status(st)
   local c = client_for(0)
@@ -607,6 +674,18 @@ local function create_commands()
       M.execute('kloop.agent.uninstall', { workload = w }, function() notify('kloop: removed the agent from ' .. w) end)
     end)
   end, { nargs = '?', desc = 'kloop: remove WORKLOAD\'s resident agent' })
+  cmd('KloopWorkloads', function()
+    M.execute('kloop.workloads', {}, function(res)
+      local lines = { 'kloop: workloads of namespace ' .. (res.namespace or '?') }
+      for _, w in ipairs(isnil(res.workloads) and {} or res.workloads) do
+        table.insert(lines, M.format_workload(w))
+      end
+      if #lines == 1 then
+        table.insert(lines, 'no Deployments or StatefulSets')
+      end
+      notify(table.concat(lines, '\n'))
+    end)
+  end, { nargs = 0, desc = 'kloop: list the namespace\'s Deployments and StatefulSets' })
   cmd('KloopStatus', function()
     M.execute('kloop.status', nil, show_status)
   end, { nargs = 0, desc = 'kloop: show status' })

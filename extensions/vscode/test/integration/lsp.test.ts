@@ -198,6 +198,11 @@ for (const mode of ['forwarded', 'standalone'] as const) {
       assert.equal(stub.recorded.errors.length, 1, JSON.stringify(stub.recorded));
       // Today: "not available in this build"; with intercepts wired, no cluster.
       assert.match(stub.recorded.errors[0], /^kloop: .*(intercept|orders)/);
+      // Without a cluster kloop.workloads fails too: the prompt was an input
+      // box, and why is in the output, not in a second error.
+      assert.equal(stub.recorded.quickPicks.length, 0);
+      assert.equal(stub.recorded.inputBoxes.length, 1);
+      assert.match((ctl.output as unknown as { lines: string[] }).lines.join('\n'), /kloop\.workloads failed, asking for a workload by name: kloop: /);
       ctl.dispose();
     });
 

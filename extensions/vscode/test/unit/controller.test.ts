@@ -60,7 +60,7 @@ test('picking an action in the quick pick runs it against kloop', async () => {
 
 test('every palette command is registered', () => {
   const ids = (vscode.commands as unknown as { registered(): string[] }).registered();
-  for (const id of ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.export.ui', 'kloop.agent.install.ui', 'kloop.agent.uninstall.ui', 'kloop.actions', 'kloop.showOutput']) {
+  for (const id of ['kloop.workloads.ui', 'kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.export.ui', 'kloop.agent.install.ui', 'kloop.agent.uninstall.ui', 'kloop.actions', 'kloop.showOutput']) {
     assert.ok(ids.includes(id), id);
   }
 });
@@ -97,7 +97,12 @@ test('intercept turns a bare name into a deployment; cancelling sends nothing', 
   stub.answers.push('orders');
   await vscode.commands.executeCommand('kloop.intercept.ui');
   await vscode.commands.executeCommand('kloop.intercept.ui'); // Escape
-  assert.deepEqual(client.calls, [{ command: 'kloop.intercept', arguments: [{ workload: 'deployment/orders' }] }]);
+  // No list from kloop (the fake answers nothing): the input box both times.
+  assert.deepEqual(client.calls, [
+    { command: 'kloop.workloads', arguments: [{}] },
+    { command: 'kloop.intercept', arguments: [{ workload: 'deployment/orders' }] },
+    { command: 'kloop.workloads', arguments: [{}] },
+  ]);
 });
 
 test('a failing command surfaces kloop\'s message as an error, logged in the output channel', async () => {
@@ -127,7 +132,7 @@ test('copy env puts the dotenv on the clipboard and says how many variables', as
   client.replies.set('kloop.env', { format: 'dotenv', content: 'A=1\nB="two\\nlines"\n' });
   stub.answers.push('orders');
   await vscode.commands.executeCommand('kloop.env.ui');
-  assert.deepEqual(client.calls, [{ command: 'kloop.env', arguments: [{ workload: 'deployment/orders', format: 'dotenv' }] }]);
+  assert.deepEqual(client.calls, [{ command: 'kloop.workloads', arguments: [{}] }, { command: 'kloop.env', arguments: [{ workload: 'deployment/orders', format: 'dotenv' }] }]);
   assert.equal(stub.recorded.clipboard, 'A=1\nB="two\\nlines"\n');
   assert.deepEqual(stub.recorded.infos, ['Copied 2 variables of deployment/orders to the clipboard (dotenv).']);
 });
@@ -228,4 +233,78 @@ test('replay with no argument replays the last request', async () => {
   await vscode.commands.executeCommand('kloop.replay.ui');
   assert.deepEqual(client.calls, [{ command: 'kloop.replay', arguments: [{}] }]);
   assert.ok(stub.recorded.infos.some((m: string) => m.includes('same answer as recorded')), stub.recorded.infos.join('\n'));
+});
+
+const listed = {
+  namespace: 'dev-1',
+  workloads: [
+    { workload: 'deployment/orders', kind: 'deployment', name: 'orders', ready: 2, replicas: 2, ports: [{ container: 'app', port: 8080, name: 'http', protocol: 'TCP' }] },
+    {
+      workload: 'statefulset/ledger', kind: 'statefulset', name: 'ledger', ready: 1, replicas: 1, ports: [{ container: 'db', port: 5432, protocol: 'TCP' }],
+      agent: { resident: true, holders: [{ name: 'ana@laptop', rule: 'x-dev=ana' }] },
+    },
+  ],
+};
+
+test('the workload prompts pick from kloop.workloads, showing replicas, ports and who intercepts', async () => {
+  client.replies.set('kloop.workloads', listed);
+  stub.answers.push('statefulset/ledger');
+  await vscode.commands.executeCommand('kloop.intercept.ui');
+  assert.deepEqual(client.calls, [
+    { command: 'kloop.workloads', arguments: [{}] },
+    { command: 'kloop.intercept', arguments: [{ workload: 'statefulset/ledger' }] },
+  ]);
+  assert.equal(stub.recorded.inputBoxes.length, 0, 'no input box when kloop lists workloads');
+  const [{ items, options }] = stub.recorded.quickPicks;
+  assert.equal(options.title, 'kloop: intercept a workload');
+  assert.deepEqual(items.map((i: { label: string; description?: string; detail?: string }) => [i.label, i.description, i.detail]), [
+    ['deployment/orders', '2/2 ready · ports 8080 (http)', undefined],
+    ['statefulset/ledger', '1/1 ready · ports 5432', 'resident kloop agent; intercepted by ana@laptop (x-dev=ana)'],
+    ['$(edit) Type a workload name…', 'not listed in namespace dev-1', undefined],
+  ]);
+
+  // Env and the agent commands use the same picker; Escape sends nothing.
+  client.calls = [];
+  client.replies.set('kloop.env', { format: 'dotenv', content: 'A=1\n' });
+  stub.answers.push('deployment/orders');
+  await vscode.commands.executeCommand('kloop.env.ui');
+  await vscode.commands.executeCommand('kloop.agent.uninstall.ui'); // Escape
+  assert.deepEqual(client.calls.map((c) => [c.command, c.arguments[0]]), [
+    ['kloop.workloads', {}], ['kloop.env', { workload: 'deployment/orders', format: 'dotenv' }], ['kloop.workloads', {}],
+  ]);
+});
+
+test('the workload picker falls back to an input box when kloop.workloads fails, lists none, or the user types one', async () => {
+  client.replies.set('kloop.workloads', rpcError(-32603, 'kloop: kloop.workloads: not allowed to list deployments in namespace dev-1 (RBAC)'));
+  stub.answers.push('orders');
+  await vscode.commands.executeCommand('kloop.intercept.ui');
+  assert.equal(stub.recorded.quickPicks.length, 0);
+  assert.equal(stub.recorded.inputBoxes.length, 1);
+  assert.deepEqual(stub.recorded.errors, [], 'the failed listing is not an error for the user: they can still type a name');
+  assert.match((ctl.output as unknown as { lines: string[] }).lines.join('\n'), /kloop\.workloads failed, asking for a workload by name: .*not allowed to list deployments/);
+
+  client.replies.set('kloop.workloads', { namespace: 'dev-1', workloads: [] });
+  stub.answers.push('sts/ledger');
+  await vscode.commands.executeCommand('kloop.intercept.ui');
+  assert.equal(stub.recorded.quickPicks.length, 0);
+  assert.equal(stub.recorded.inputBoxes.length, 2);
+
+  client.replies.set('kloop.workloads', listed);
+  stub.answers.push('$(edit) Type a workload name…', 'payments');
+  await vscode.commands.executeCommand('kloop.intercept.ui');
+  assert.equal(stub.recorded.quickPicks.length, 1);
+  assert.equal(stub.recorded.inputBoxes.length, 3);
+  assert.deepEqual(client.calls.filter((c) => c.command === 'kloop.intercept').map((c) => c.arguments[0]), [
+    { workload: 'deployment/orders' }, { workload: 'sts/ledger' }, { workload: 'deployment/payments' },
+  ]);
+});
+
+test('the palette\'s workload list runs the action picked for the workload picked', async () => {
+  client.replies.set('kloop.workloads', listed);
+  client.replies.set('kloop.agent.install', { workload: 'deployment/orders', ports: [8080] });
+  stub.answers.push('deployment/orders', '$(cloud-download) Install a resident agent');
+  await vscode.commands.executeCommand('kloop.workloads.ui');
+  assert.deepEqual(client.calls.map((c) => [c.command, c.arguments[0]]), [['kloop.workloads', {}], ['kloop.agent.install', { workload: 'deployment/orders' }]]);
+  assert.ok(!stub.recorded.quickPicks[0].items.some((i: { label: string }) => i.label.startsWith('$(edit)')), 'the list offers only listed workloads');
+  assert.match(stub.recorded.infos[0], /Installed a resident kloop agent in deployment\/orders/);
 });

@@ -6,13 +6,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { resolveLaunch, validateWorkload } from '../../src/logic';
+import { maxWorkloadConfigs, resolveLaunch, validateWorkload } from '../../src/logic';
+import { dynamicConfigurations } from '../../src/mains';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const stub = require('vscode') as typeof import('./vscode-stub');
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const manifest = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
-const paletteIds = ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.export.ui', 'kloop.agent.install.ui', 'kloop.agent.uninstall.ui', 'kloop.actions', 'kloop.showOutput', 'kloop.restart', 'kloop.install'];
+const paletteIds = ['kloop.claim.ui', 'kloop.release.ui', 'kloop.intercept.ui', 'kloop.leave.ui', 'kloop.status.ui', 'kloop.relaunch.ui', 'kloop.env.ui', 'kloop.logs.ui', 'kloop.requests.ui', 'kloop.replay.ui', 'kloop.doctor.ui', 'kloop.export.ui', 'kloop.agent.install.ui', 'kloop.agent.uninstall.ui', 'kloop.workloads.ui', 'kloop.actions', 'kloop.showOutput', 'kloop.restart', 'kloop.install'];
 
 function loadBundle(): { activate(ctx: { subscriptions: unknown[] }): Promise<void> } {
   const file = path.join(root, manifest.main);
@@ -148,6 +149,30 @@ test('Run and Debug lists each main package of the folder as a local kloop debug
     assert.match(c.name, /^kloop: debug .* locally$/);
     assert.ok('config' in resolveLaunch(c, {}));
   }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('with workloads listed, Run and Debug also offers "debug PACKAGE on WORKLOAD", matching names first', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kloop-mains-'));
+  for (const rel of ['cmd/ledger/main.go', 'cmd/orders/main.go']) {
+    fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+    fs.writeFileSync(path.join(dir, rel), 'package main\n\nfunc main() {}\n');
+  }
+  const configs = await dynamicConfigurations(dir, ['deployment/orders', 'statefulset/ledger']);
+  assert.deepEqual(configs.map((c) => c.name), [
+    'kloop: debug ./cmd/ledger locally',
+    'kloop: debug ./cmd/orders locally',
+    'kloop: debug ./cmd/ledger on statefulset/ledger',
+    'kloop: debug ./cmd/orders on deployment/orders',
+    'kloop: debug ./cmd/ledger on deployment/orders',
+    'kloop: debug ./cmd/orders on statefulset/ledger',
+  ]);
+  const onOrders = configs[3];
+  assert.deepEqual(onOrders, { type: 'kloop', request: 'launch', name: 'kloop: debug ./cmd/orders on deployment/orders', program: './cmd/orders', workload: 'deployment/orders' });
+  const r = resolveLaunch(onOrders, {});
+  assert.ok('config' in r && r.config.workload === 'deployment/orders');
+  const many = await dynamicConfigurations(dir, Array.from({ length: 40 }, (_, i) => `deployment/w${i}`));
+  assert.equal(many.length, 2 + maxWorkloadConfigs, 'the cluster entries are capped');
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
