@@ -709,7 +709,7 @@ func (ai *activeIntercept) status() InterceptStatus {
 		// No tunnels and no requests by design: "tunnels down" would be
 		// an alarm about nothing.
 		st.State = "none (no traffic)"
-		if ai.live != nil {
+		if ai.live != nil && ai.live.Port() != 0 {
 			st.Ports = []string{fmt.Sprintf("%d->%d", ai.live.Port(), ai.localPort)}
 		}
 		return st
