@@ -145,7 +145,7 @@ func (s *Session) Debug(ctx context.Context, args DebugArgs, hooks DebugHooks, p
 		return nil, err
 	}
 	plan, err := planIntercept(cfg, InterceptArgs{Workload: args.Workload, Port: args.Port, Header: args.Header,
-		Path: args.Path, PathRegex: args.PathRegex, Method: args.Method, Match: args.Match, Traffic: args.Traffic})
+		Path: args.Path, PathRegex: args.PathRegex, Method: args.Method, Match: args.Match, Traffic: args.Traffic, ReplayOnSave: args.ReplayOnSave})
 	if err != nil {
 		return nil, err
 	}
