@@ -121,6 +121,12 @@ func (ic *Intercept) validate(r reporter) {
 	}
 	if err := CheckTraffic(ic.Traffic); err != nil {
 		r.atValue("traffic", err.Error())
+	} else if ic.Traffic == "none" {
+		for _, key := range []string{"header", "path", "pathRegex", "method", "match", "pauseHold", "replayOnSave"} {
+			if r.written(key) {
+				r.atKey(key, NoTrafficConflict(key))
+			}
+		}
 	}
 	for i, pattern := range ic.Watch {
 		if _, err := path.Match(pattern, ""); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/kloop/kloop/kube/intercept"
 	"github.com/kloop/kloop/kube/intercept/proxy"
 	"github.com/kloop/kloop/kube/kubeconfig"
+	"github.com/kloop/kloop/kube/portforward"
 	"github.com/kloop/kloop/kube/ports"
 	"github.com/kloop/kloop/kube/workload"
 	"github.com/kloop/kloop/session"
@@ -100,6 +101,9 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	if err != nil {
 		return nil, err
 	}
+	if !req.Traffic.Inbound() {
+		return e.interceptNone(ctx, req, rc, cs, ns, p)
+	}
 
 	if spec.Image, err = e.agentImage(ctx, cs, req.AgentImage); err != nil {
 		return nil, err
@@ -168,6 +172,39 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	return it, nil
 }
 
+// interceptNone is traffic none: the pod's env and volumes and an
+// outbound proxy that reaches Services through the API server, with only
+// reads in the cluster, so there is nothing there to undo or to restore
+// after a crash. No port is inferred: the program may listen on none (a
+// queue worker), and a port given is the one its start waits for.
+func (e *Intercepts) interceptNone(ctx context.Context, req session.InterceptRequest, rc *rest.Config, cs kubernetes.Interface, ns string, p session.Progress) (session.Interception, error) {
+	p.Report(fmt.Sprintf("resolving the env of %s", req.Workload), 20)
+	resolved, err := env.Resolve(ctx, cs, ns, req.Workload, env.Options{Root: req.Root})
+	if err != nil {
+		return nil, err
+	}
+	for _, warn := range resolved.Warnings {
+		e.log.Warn("env", "workload", req.Workload, "warning", warn)
+	}
+	services := &portforward.ServiceDialer{Client: cs, Pods: portforward.NewDialer(rc), Namespace: ns}
+	dial := proxy.DialFunc(services.DialContext)
+	if req.Outbound != nil {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := services.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return req.Outbound(c), nil
+		}
+	}
+	it := &interception{holder: e.opts.Holder, port: req.Port, log: e.log}
+	if err := it.startProxies(dial); err != nil {
+		return nil, err
+	}
+	it.env = append(resolved.Environ(), it.proxyEnv...)
+	return it, nil
+}
+
 // agentImage is the agent image to inject: $KLOOP_AGENT_IMAGE, the
 // workspace's, the cluster's or the default (intercept.ResolveImage).
 func (e *Intercepts) agentImage(ctx context.Context, cs kubernetes.Interface, workspace string) (string, error) {
@@ -217,6 +254,7 @@ func (e *Intercepts) holder() intercept.Holder {
 
 // interception is a live intercept with its outbound proxies.
 type interception struct {
+	// ic is the cluster's side; nil for traffic none, which has none.
 	ic     *intercept.Intercept
 	holder string
 	port   int
@@ -240,6 +278,9 @@ func (it *interception) Port() int     { return it.port }
 // Pods whose tunnel is down cannot be asked, so the count never goes back:
 // the highest seen stands.
 func (it *interception) Requests() int64 {
+	if it.ic == nil {
+		return 0
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	st, err := it.ic.Tunnels().Stats(ctx)
@@ -257,12 +298,18 @@ func (it *interception) Requests() int64 {
 
 // SetPaused implements session.Pauser.
 func (it *interception) SetPaused(ctx context.Context, paused bool, hold time.Duration) error {
+	if it.ic == nil {
+		return nil // no agent holds requests: none come
+	}
 	return it.ic.Tunnels().SetPaused(ctx, paused, hold)
 }
 
 // PausedToPods implements session.Pauser: the requests the pods answered
 // for this holder since the current pause began, summed over pods.
 func (it *interception) PausedToPods() int64 {
+	if it.ic == nil {
+		return 0
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	st, _ := it.ic.Tunnels().Stats(ctx)
@@ -274,6 +321,9 @@ func (it *interception) PausedToPods() int64 {
 }
 
 func (it *interception) Tunnels() (connected, pods int) {
+	if it.ic == nil {
+		return 0, 0
+	}
 	for _, p := range it.ic.Tunnels().Pods() {
 		pods++
 		if p.Connected {
@@ -285,6 +335,9 @@ func (it *interception) Tunnels() (connected, pods int) {
 
 func (it *interception) Leave(ctx context.Context, _ session.Progress) error {
 	it.stopProxies()
+	if it.ic == nil {
+		return nil // traffic none: nothing in the cluster to undo
+	}
 	return it.ic.Leave(ctx)
 }
 

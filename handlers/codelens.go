@@ -182,6 +182,10 @@ func manifestLenses(text []byte) []protocol.CodeLens {
 func statusLens(rng protocol.Range, st session.Status) protocol.CodeLens {
 	in := st.Intercepts[0]
 	title := fmt.Sprintf("● intercepting %s · %d requests", in.Workload, in.Requests)
+	if in.Traffic == string(session.TrafficNone) {
+		// A request count would only ever say 0: say why instead.
+		title = fmt.Sprintf("● %s: env and Services only · no traffic", in.Workload)
+	}
 	if st.LastRelaunchMillis > 0 {
 		title += fmt.Sprintf(" · last relaunch %s", (time.Duration(st.LastRelaunchMillis) * time.Millisecond).String())
 	}

@@ -168,3 +168,20 @@ func TestNoticeIsShownToTheUser(t *testing.T) {
 		t.Errorf("window/showMessage %+v", m)
 	}
 }
+
+// The status lens above main says what the intercept does: a count of
+// requests for one that takes traffic, and for traffic none why none come.
+func TestStatusLensSaysWhatTheInterceptDoes(t *testing.T) {
+	for _, tc := range []struct {
+		in   session.InterceptStatus
+		want string
+	}{
+		{session.InterceptStatus{Workload: "deployment/orders", Requests: 3, Traffic: "steal"}, "● intercepting deployment/orders · 3 requests"},
+		{session.InterceptStatus{Workload: "deployment/orders", Traffic: "none"}, "● deployment/orders: env and Services only · no traffic"},
+	} {
+		lens := statusLens(protocol.Range{}, session.Status{Intercepts: []session.InterceptStatus{tc.in}})
+		if lens.Command.Title != tc.want {
+			t.Errorf("status lens of %+v: %+v; want %q", tc.in, lens.Command, tc.want)
+		}
+	}
+}

@@ -145,7 +145,7 @@ func (s *Session) Debug(ctx context.Context, args DebugArgs, hooks DebugHooks, p
 		return nil, err
 	}
 	plan, err := planIntercept(cfg, InterceptArgs{Workload: args.Workload, Port: args.Port, Header: args.Header,
-		Path: args.Path, PathRegex: args.PathRegex, Method: args.Method, Match: args.Match, Traffic: args.Traffic})
+		Path: args.Path, PathRegex: args.PathRegex, Method: args.Method, Match: args.Match, Traffic: args.Traffic, ReplayOnSave: args.ReplayOnSave})
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +319,7 @@ func (d *DebugSession) End(ctx context.Context, p Progress) error {
 		err = errors.Join(err, fmt.Errorf("record the end of the debug session: %w", ferr))
 	}
 	s.restartRunProgram(ctx, d.ai, d.runPlan)
-	if d.ai.plan.debug && d.ai.prog.Load() == nil {
+	if d.ai.plan.debug && d.ai.plan.traffic.Inbound() && d.ai.prog.Load() == nil {
 		// Made with --debug: without this debug session its traffic
 		// reaches nothing again, so the wait for the next one starts over.
 		s.watchForDebugger(d.ai)

@@ -283,10 +283,43 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 		return nil, fmt.Errorf("intercept %s: %w", p.workload, err)
 	}
 	p.traffic = mode
+	if !mode.Inbound() {
+		if err := p.checkNoTraffic(args); err != nil {
+			return nil, fmt.Errorf("intercept %s: %w", p.workload, err)
+		}
+	}
 	// Without a port the engine chooses one from the workload (its only
 	// port, else the one a Service targets) before a program starts, and
 	// the local port is that one too.
 	return p, nil
+}
+
+// checkNoTraffic refuses what shapes inbound traffic on an intercept that
+// receives none, wherever it was set (flags, .kloop.yaml, launch), rather
+// than accept a rule that would silently do nothing.
+func (p *interceptPlan) checkNoTraffic(args InterceptArgs) error {
+	// Each as .kloop.yaml and launch configurations spell it, then the flag.
+	var set []string
+	add := func(on bool, key, flag string) {
+		switch {
+		case on && flag == "":
+			set = append(set, key)
+		case on:
+			set = append(set, key+" (--"+flag+")")
+		}
+	}
+	add(len(p.rule.Header) > 0, "header", "header")
+	add(p.rule.Path != "", "path", "path")
+	add(p.rule.PathRegex != "", "pathRegex", "path-regex")
+	add(len(p.rule.Method) > 0, "method", "method")
+	add(p.rule.Match != "", "match", "match")
+	add(p.replayOnSave || args.ReplayOnSave, "replayOnSave", "replay-on-save")
+	add(p.pauseHold != 0, "pauseHold", "")
+	if len(set) == 0 {
+		return nil
+	}
+	return fmt.Errorf("traffic none receives no requests, so %s would do nothing: remove it, or use traffic steal",
+		strings.Join(set, ", "))
 }
 
 // Intercept routes a workload's traffic to this machine and, when a
@@ -335,7 +368,9 @@ func (s *Session) Intercept(ctx context.Context, args InterceptArgs, p Progress)
 	if err != nil {
 		return nil, err
 	}
-	if plan.debug {
+	// Without inbound traffic nothing waits for an answer, so a missing
+	// debugger is nothing to warn about.
+	if plan.debug && plan.traffic.Inbound() {
 		s.watchForDebugger(ai)
 	}
 	st := ai.status()
@@ -356,7 +391,7 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 	defer close(ai.ready)
 	// Recorded before acting: a daemon that dies mid-intercept leaves a
 	// record the next one restores the workload from.
-	if err := s.recordIntercept(InterceptRecord{Workload: plan.workload, Target: target}); err != nil {
+	if err := s.recordIntercept(InterceptRecord{Workload: plan.workload, Target: target, Traffic: plan.traffic}); err != nil {
 		return nil, fmt.Errorf("record the intercept before making it: %w", err)
 	}
 	root, err := s.mgr.makeRoot(s.root, plan.workload)
@@ -672,7 +707,16 @@ func (ai *activeIntercept) pid() int {
 }
 
 func (ai *activeIntercept) status() InterceptStatus {
-	st := InterceptStatus{Workload: ai.workload, State: "intercepted"}
+	st := InterceptStatus{Workload: ai.workload, State: "intercepted", Traffic: string(ai.plan.traffic)}
+	if !ai.plan.traffic.Inbound() {
+		// No tunnels and no requests by design: "tunnels down" would be
+		// an alarm about nothing.
+		st.State = "none (no traffic)"
+		if ai.live != nil && ai.live.Port() != 0 {
+			st.Ports = []string{fmt.Sprintf("%d->%d", ai.live.Port(), ai.localPort)}
+		}
+		return st
+	}
 	if ai.filter != nil {
 		st.Rule = ai.filter.String()
 		for _, h := range ai.filter.Headers {

@@ -31,6 +31,8 @@ type fakeInterceptEngine struct {
 	pauses []bool
 	holds  []time.Duration
 	toPods int64
+	// restored lists the workloads Restore was asked to put back.
+	restored []string
 }
 
 func (f *fakeInterceptEngine) Intercept(_ context.Context, req InterceptRequest, _ Progress) (Interception, error) {
@@ -70,7 +72,10 @@ func (f *fakeInterceptEngine) lastRoot() string {
 	return f.roots[len(f.roots)-1]
 }
 
-func (f *fakeInterceptEngine) Restore(context.Context, Target, string, Progress) ([]string, error) {
+func (f *fakeInterceptEngine) Restore(_ context.Context, _ Target, workload string, _ Progress) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restored = append(f.restored, workload)
 	return nil, nil
 }
 

@@ -91,7 +91,20 @@ func (m *Manager) recoverLeftovers() {
 		}
 		engine := m.opts.Engines.Intercepts
 		s := m.Open(root)
-		recs := ss.Intercepts
+		var recs []InterceptRecord
+		for _, rec := range ss.Intercepts {
+			if rec.Traffic.Inbound() {
+				recs = append(recs, rec)
+				continue
+			}
+			// Nothing of it is in the cluster: its files are gone above.
+			if err := s.forgetIntercept(rec.Workload); err != nil {
+				m.log.Error("record clean-up", "workspace", root, "err", err)
+			}
+		}
+		if len(recs) == 0 {
+			continue
+		}
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
 			defer cancel()

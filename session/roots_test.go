@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -175,6 +176,45 @@ func TestInterceptRootLeftByACrashedDaemonIsRemoved(t *testing.T) {
 		st, err := rt.store.Load()
 		return err == nil && st.Sessions[rt.workspace] == nil
 	})
+}
+
+// An intercept of traffic none changed nothing in the cluster: the next
+// daemon removes its files and forgets it, and asks the cluster to restore
+// only the intercept that did change it.
+func TestCrashedDaemonsNoTrafficInterceptIsNotRestoredInTheCluster(t *testing.T) {
+	rt := newRootTest(t)
+	crashed := rt.manager(t) // never closed: the daemon died
+	s := crashed.Open(rt.workspace)
+	steal := rt.intercept(t, s)
+	if _, err := s.Intercept(t.Context(), InterceptArgs{Workload: "deployment/users", Traffic: "none"}, NoProgress{}); err != nil {
+		t.Fatal(err)
+	}
+	none := rt.engine.lastRoot()
+	st, err := rt.store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss := st.Sessions[rt.workspace]; ss == nil || len(ss.Intercepts) != 2 || ss.Intercepts[1].Traffic != TrafficNone {
+		t.Fatalf("state file: %+v, want both intercepts, users recorded as traffic none", st.Sessions)
+	}
+
+	next := rt.manager(t)
+	defer next.Close(context.Background())
+	for _, root := range []string{steal, none} {
+		if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("root %s left by the crashed daemon is still there (%v)", root, err)
+		}
+	}
+	eventually(t, "both intercepts forgotten", func() bool {
+		st, err := rt.store.Load()
+		return err == nil && st.Sessions[rt.workspace] == nil
+	})
+	rt.engine.mu.Lock()
+	restored := rt.engine.restored
+	rt.engine.mu.Unlock()
+	if !slices.Equal(restored, []string{"deployment/orders"}) {
+		t.Errorf("restored in the cluster: %q; want only deployment/orders (users, traffic none, changed nothing there)", restored)
+	}
 }
 
 func TestInterceptRootRemovedWhenTheInterceptFails(t *testing.T) {

@@ -41,6 +41,10 @@ type SessionState struct {
 type InterceptRecord struct {
 	Workload string `json:"workload"`
 	Target   Target `json:"target"`
+	// Traffic is the intercept's mode; "" is steal. An intercept of
+	// traffic none changed nothing in the cluster, so recovery only
+	// removes its local files.
+	Traffic Traffic `json:"traffic,omitempty"`
 }
 
 // ProcessRecord identifies a started program well enough to kill it

@@ -40,6 +40,8 @@ type InterceptStatus struct {
 	Rule     string `json:"rule,omitempty"`
 	Requests int64  `json:"requests"`
 	State    string `json:"state"`
+	// Traffic is the intercept's mode (steal, none).
+	Traffic string `json:"traffic,omitempty"`
 	// Paused is true while the local process is stopped at a breakpoint;
 	// PausedToPods counts the requests the cluster's pods answered since
 	// (a global intercept's agents send them there after a brief hold).

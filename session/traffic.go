@@ -12,6 +12,15 @@ type Traffic string
 // answers them; the default.
 const TrafficSteal Traffic = "steal"
 
+// TrafficNone changes nothing in the cluster: no agent, no Service
+// pointed, no Secret, no annotation. The program gets the pod's env and
+// volumes and reaches the cluster's Services through the outbound proxy,
+// which dials them through the API server; no request comes to it.
+const TrafficNone Traffic = "none"
+
+// Inbound reports whether the mode brings the workload's requests here.
+func (t Traffic) Inbound() bool { return t != TrafficNone }
+
 // ParseTraffic reads a traffic mode; "" is the default (steal).
 func ParseTraffic(s string) (Traffic, error) {
 	if s == "" {

@@ -105,6 +105,8 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 					if err := writeJSON(out, in); err != nil {
 						return err
 					}
+				} else if in.Traffic == string(session.TrafficNone) {
+					fmt.Fprintf(out, "ingesting %s: its env, volumes and outbound access to Services here; nothing changed in the cluster (traffic none)\n", in.Workload)
 				} else {
 					fmt.Fprintf(out, "intercepting %s (ports %s)\n", in.Workload, strings.Join(in.Ports, ","))
 				}
@@ -113,7 +115,11 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 					if _, err := command.Leave.Call(lctx, c, session.LeaveArgs{Workload: in.Workload}); err != nil {
 						return fmt.Errorf("leave %s (run `kloop leave %s` to retry): %w", in.Workload, in.Workload, err)
 					}
-					fmt.Fprintf(errOut, "kloop: left %s; its original spec is restored\n", in.Workload)
+					if in.Traffic == string(session.TrafficNone) {
+						fmt.Fprintf(errOut, "kloop: left %s; the cluster was not changed\n", in.Workload)
+					} else {
+						fmt.Fprintf(errOut, "kloop: left %s; its original spec is restored\n", in.Workload)
+					}
 					return nil
 				}
 				switch {
@@ -124,6 +130,8 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 				case st.Process == nil && len(args.Args) > 0:
 					runErr := runWithInterceptEnv(ctx, c, in.Workload, args.Args)
 					return errors.Join(runErr, leave())
+				case args.Debug && in.Traffic == string(session.TrafficNone):
+					fmt.Fprintf(errOut, "kloop: %s waits for a debugger: start the 'kloop' debug configuration for it in your editor to run the program with its env\n", in.Workload)
 				case args.Debug:
 					// Nothing runs the program until a debug session joins:
 					// say so now, not when requests start failing.
@@ -142,7 +150,7 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 	cmd.Flags().BoolVar(&args.Debug, "debug", false, "run the program under the debugger (use your editor's kloop launch configuration)")
 	cmd.Flags().StringVar(&args.Program, "program", "", "Go main package to build and run, e.g. ./cmd/orders")
 	cmd.Flags().BoolVar(&args.ReplayOnSave, "replay-on-save", false, "after each relaunch, send the last recorded GET (or HEAD, OPTIONS) to the new build and show how its answer changed")
-	cmd.Flags().StringVar(&args.Traffic, "traffic", "", "traffic mode: steal (the default) sends the intercepted requests here")
+	cmd.Flags().StringVar(&args.Traffic, "traffic", "", "traffic mode: steal (the default) sends the intercepted requests here; none changes nothing in the cluster and gives the program the pod's env, volumes and outbound access to Services only")
 	cmd.Flags().BoolVar(&detach, "detach", false, "return at once; the daemon keeps the intercept and the program running")
 	f.register(cmd, true)
 	return cmd

@@ -112,7 +112,15 @@ func printStatus(w io.Writer, format string, st session.Status) error {
 		fmt.Fprintln(w, "intercepts none (kloop intercept WORKLOAD)")
 	}
 	for _, in := range st.Intercepts {
-		fmt.Fprintf(w, "intercept  %s ports %s %s, %d requests\n", in.Workload, strings.Join(in.Ports, ","), in.State, in.Requests)
+		switch {
+		case in.Traffic == string(session.TrafficNone) && len(in.Ports) > 0:
+			// No request ever comes: a count would only ever say 0.
+			fmt.Fprintf(w, "intercept  %s ports %s %s\n", in.Workload, strings.Join(in.Ports, ","), in.State)
+		case in.Traffic == string(session.TrafficNone):
+			fmt.Fprintf(w, "intercept  %s %s\n", in.Workload, in.State)
+		default:
+			fmt.Fprintf(w, "intercept  %s ports %s %s, %d requests\n", in.Workload, strings.Join(in.Ports, ","), in.State, in.Requests)
+		}
 		if in.Notice != "" {
 			fmt.Fprintf(w, "  warning  %s\n", in.Notice)
 		}
