@@ -51,7 +51,12 @@ const latencyRequests = 200
 // Each replica is a real stand-in process and, once intercepted, a real
 // agent process; with 50 replicas the 2-core machine runs 100 of them plus
 // 50 port-forwards: that case runs (about a minute of the run here) but its
-// figures are the noisiest.
+// figures are the noisiest. Indicative, one loaded run (Dec 2026): setup
+// 1.6/8.0/31.7s vs rollout baseline 1.2/5.0/19.8s for 1/10/50 replicas, the
+// agents' rollout most of it and the tunnels ~0.7/1.2/7.8s (in parallel, so
+// CPU-bound here); about 1.1 MiB of heap and 21 goroutines per tunneled
+// pod; p50 per request flat in N (2.0ms through port-forward+agent+tunnel
+// vs 1.0ms for a bare port-forward).
 //
 //	go test ./kube/intercept -run '^$' -bench Scale -benchtime 1x
 func BenchmarkScale(b *testing.B) {
