@@ -21,6 +21,8 @@ runs=(
 	"./kube/intercept|InterceptSetup|5x|intercept: command to first tunneled request, agent injected (baseline) vs resident"
 	"./kube/intercept|DormantAgent|2000x|resident agent while dormant: added latency over the app's own port, and its RSS"
 	"./kube/intercept|RequestLatency|3000x|intercept: latency and throughput through real port-forward vs direct"
+	"./kube/intercept|Scale|1x|intercept at 1, 10 and 50 replicas: setup vs a no-op rollout, p50 through agent+tunnel vs a bare port-forward, daemon-side heap and goroutines"
+	"./kube/intercept|ConcurrentIntercepts|1x|10 concurrent intercepts: setup of the 10th vs the 1st, p50 with 10 active vs 1"
 	"./session/relaunch|SaveToServing|20x|relaunch: save to serving vs raw go build + exec floor"
 	"./test/dap|RelaunchUnderDebug|10x|debug: relaunch under Delve vs raw build (-N -l) + exec floor"
 	"./test/intercept|DebugLaunchToFirstStop|5x|debug: launch on a workload to the first stop on a cluster request (intercept, build, debugger), agent injected (baseline) vs resident"
