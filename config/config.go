@@ -51,7 +51,7 @@ const MaxFileBytes = 1 << 20
 // TrafficModes are the values of an intercept's traffic setting, as the
 // CLI's --traffic, launch configurations and the schema spell them; the
 // first is the default.
-var TrafficModes = []string{"steal"}
+var TrafficModes = []string{"steal", "mirror"}
 
 // CheckTraffic reports a traffic mode that is not one of TrafficModes
 // (spelled exactly, as the schema's enum has it); "" is the default.

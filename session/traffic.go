@@ -12,6 +12,11 @@ type Traffic string
 // answers them; the default.
 const TrafficSteal Traffic = "steal"
 
+// TrafficMirror leaves every answer to the cluster's pods and sends this
+// machine a copy of each request the rule selects; its answers are
+// discarded.
+const TrafficMirror Traffic = "mirror"
+
 // ParseTraffic reads a traffic mode; "" is the default (steal).
 func ParseTraffic(s string) (Traffic, error) {
 	if s == "" {
