@@ -102,7 +102,7 @@ type Intercept struct {
 	Run          *Command          `yaml:"run,omitempty" json:"run,omitempty" description:"Command that starts a program that is not Go (no debugger); use program for Go main packages."`
 	ReplayOnSave bool              `yaml:"replayOnSave,omitempty" json:"replayOnSave,omitempty" description:"After each relaunch, send the last recorded request of a safe method (GET, HEAD, OPTIONS, TRACE) to the new build and report how its answer changed, as 'kloop intercept --replay-on-save' does."`
 	Watch        []string          `yaml:"watch,omitempty" json:"watch,omitempty" description:"Glob patterns (relative to the directory of .kloop.yaml; ** matches any number of directories) of files whose change rebuilds and relaunches the program. Go programs already watch their module's Go files."`
-	Traffic      string            `yaml:"traffic,omitempty" json:"traffic,omitempty" description:"How the workload's traffic is treated: steal (the default) sends the intercepted requests to this machine, which answers them."`
+	Traffic      string            `yaml:"traffic,omitempty" json:"traffic,omitempty" description:"How the workload's traffic is treated: steal (the default) sends the intercepted requests to this machine, which answers them; mirror leaves every answer to the cluster's pods and sends this machine a copy of each request, whose answer is discarded."`
 	PauseHold    time.Duration     `yaml:"pauseHold,omitempty" json:"pauseHold,omitempty" default:"2s" description:"While the debugged program is stopped at a breakpoint, how long each new request of a global intercept waits for it before the workload's own container in the pod answers instead, as a Go duration such as 2s or 500ms; more than 0 and at most 30s."`
 }
 

@@ -212,7 +212,7 @@ func TestParseErrors(t *testing.T) {
 		{"pause hold zero", "intercepts:\n- workload: orders\n  pauseHold: 0s\n",
 			[]string{`3:14: intercepts[0].pauseHold: pauseHold 0s must be more than 0; leave it out for the default of 2s`}},
 		{"unknown traffic mode", "intercepts:\n- workload: orders\n  traffic: mirorr\n",
-			[]string{`3:12: intercepts[0].traffic: traffic "mirorr" is not one of steal; leave it out for steal`}},
+			[]string{`3:12: intercepts[0].traffic: traffic "mirorr" is not one of steal, mirror; leave it out for steal`}},
 		{"pause hold over 30s", "intercepts:\n- workload: orders\n  pauseHold: 1m\n",
 			[]string{`3:14: intercepts[0].pauseHold: pauseHold 1m0s is longer than the maximum of 30s: callers would time out before the pods answer`}},
 		{"pool name", "claim:\n  pool: Team_A\n",
