@@ -670,6 +670,9 @@ func (ai *activeIntercept) pid() int {
 
 func (ai *activeIntercept) status() InterceptStatus {
 	st := InterceptStatus{Workload: ai.workload, State: "intercepted"}
+	if ai.plan != nil {
+		st.Traffic = ai.plan.traffic
+	}
 	if ai.filter != nil {
 		st.Rule = ai.filter.String()
 		for _, h := range ai.filter.Headers {

@@ -34,9 +34,12 @@ type InterceptStatus struct {
 	Header   map[string]string `json:"header,omitempty"`
 	// Rule describes the whole personal rule (headers, path, method; all
 	// or any), such as "x-dev=me and path /api/"; "" for a global one.
-	Rule     string `json:"rule,omitempty"`
-	Requests int64  `json:"requests"`
-	State    string `json:"state"`
+	Rule string `json:"rule,omitempty"`
+	// Traffic is the mode (ParseTraffic); with mirror, Requests counts
+	// the copies that reached this machine.
+	Traffic  Traffic `json:"traffic,omitempty"`
+	Requests int64   `json:"requests"`
+	State    string  `json:"state"`
 	// Paused is true while the local process is stopped at a breakpoint;
 	// PausedToPods counts the requests the cluster's pods answered since
 	// (a global intercept's agents send them there after a brief hold).

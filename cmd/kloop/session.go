@@ -112,7 +112,11 @@ func printStatus(w io.Writer, format string, st session.Status) error {
 		fmt.Fprintln(w, "intercepts none (kloop intercept WORKLOAD)")
 	}
 	for _, in := range st.Intercepts {
-		fmt.Fprintf(w, "intercept  %s ports %s %s, %d requests\n", in.Workload, strings.Join(in.Ports, ","), in.State, in.Requests)
+		if in.Traffic == session.TrafficMirror {
+			fmt.Fprintf(w, "intercept  %s ports %s %s (mirror: the pods answer), %d copies\n", in.Workload, strings.Join(in.Ports, ","), in.State, in.Requests)
+		} else {
+			fmt.Fprintf(w, "intercept  %s ports %s %s, %d requests\n", in.Workload, strings.Join(in.Ports, ","), in.State, in.Requests)
+		}
 		if in.Notice != "" {
 			fmt.Fprintf(w, "  warning  %s\n", in.Notice)
 		}

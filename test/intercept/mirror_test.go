@@ -161,6 +161,9 @@ func TestMirrorLeavesAnswersToThePods(t *testing.T) {
 		}
 	}
 
+	if st := statusOf(t, daemon, ws); len(st.Intercepts) != 1 || st.Intercepts[0].Traffic != session.TrafficMirror {
+		t.Errorf("status intercepts = %+v; want statefulset/ledger in mirror mode", st.Intercepts)
+	}
 	out, err := kloop("requests", "-o", "json")
 	if err != nil {
 		t.Fatalf("kloop requests: %v\n%s", err, out)
