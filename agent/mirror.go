@@ -46,7 +46,6 @@ type mirrorCopy struct {
 type mirrorer struct {
 	queue  chan *mirrorCopy
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 }
 
 func (r *route) startMirror(ctx context.Context) {
@@ -54,9 +53,7 @@ func (r *route) startMirror(ctx context.Context) {
 	m := &mirrorer{queue: make(chan *mirrorCopy, mirrorQueue), cancel: cancel}
 	r.mirror = m
 	for range mirrorWorkers {
-		m.wg.Add(1)
 		go func() {
-			defer m.wg.Done()
 			for {
 				select {
 				case <-ctx.Done():
