@@ -311,9 +311,12 @@ func (c *controller) SetIntercept(ic tunnel.Intercept) error {
 	want := ic.Ports
 	if len(want) == 0 {
 		for _, p := range c.a.ports {
-			if rule == nil || p.fwd.Protocol == tunnel.ProtoHTTP {
+			if rule == nil && !ic.Mirror || p.fwd.Protocol == tunnel.ProtoHTTP {
 				want = append(want, p.fwd.AppPort())
 			}
+		}
+		if len(want) == 0 && ic.Mirror {
+			return errors.New("mirroring copies HTTP requests, and every port of this agent is tcp; use --traffic steal")
 		}
 		if len(want) == 0 {
 			return errors.New("a personal intercept (header, path or method) needs an HTTP port, and every port of this agent is tcp; use a global intercept")
@@ -323,6 +326,9 @@ func (c *controller) SetIntercept(ic tunnel.Intercept) error {
 		p := c.a.portByApp(n)
 		if p == nil {
 			return fmt.Errorf("port %d is not intercepted by this agent; it forwards %v", n, c.a.info().PortNumbers())
+		}
+		if ic.Mirror && p.fwd.Protocol != tunnel.ProtoHTTP {
+			return fmt.Errorf("port %d is tcp, and mirroring copies HTTP requests; leave it out or use --traffic steal for it", n)
 		}
 		if rule != nil && p.fwd.Protocol != tunnel.ProtoHTTP {
 			return fmt.Errorf("port %d is tcp, and a personal intercept (header, path or method) routes HTTP requests; use a global intercept for it", n)
@@ -337,9 +343,11 @@ func (c *controller) SetIntercept(ic tunnel.Intercept) error {
 		return errors.New("this tunnel was replaced by a newer one of the same holder")
 	}
 	cur := a.table.Load()
-	if err := cur.conflict(holder, ports); err != nil {
-		a.mu.Unlock()
-		return err
+	if !ic.Mirror {
+		if err := cur.conflict(holder, ports); err != nil {
+			a.mu.Unlock()
+			return err
+		}
 	}
 	next, old := cur.without(c.conn)
 	since := ic.Since
@@ -351,7 +359,11 @@ func (c *controller) SetIntercept(ic tunnel.Intercept) error {
 			since = r.since
 		}
 	}
-	next.insert(&route{conn: c.conn, holder: holder, ports: ports, since: since, laptop: newLaptopTransports(c.conn), stats: a.stats[holder], pause: c.pause})
+	nr := &route{conn: c.conn, holder: holder, ports: ports, since: since, laptop: newLaptopTransports(c.conn), stats: a.stats[holder], pause: c.pause}
+	if ic.Mirror {
+		nr.startMirror(a.ctx)
+	}
+	next.insert(nr)
 	a.table.Store(next)
 	a.mu.Unlock()
 	for _, r := range old {
@@ -416,6 +428,7 @@ func (c *controller) Stats() tunnel.Stats {
 		ps := tunnel.PortStats{Port: p.fwd.AppPort(), ToApp: p.toApp.Load(), Paused: c.pause.isPaused()}
 		if hs != nil {
 			ps.ToLaptop, ps.Fallbacks, ps.PausedToApp = hs.toLaptop[i].Load(), hs.fallbacks[i].Load(), hs.pausedToApp[i].Load()
+			ps.Mirrored, ps.MirrorDropped = hs.mirrored[i].Load(), hs.mirrorDropped[i].Load()
 		}
 		st.Ports = append(st.Ports, ps)
 	}

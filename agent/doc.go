@@ -13,7 +13,14 @@
 //   - personal intercept (header NAME=VALUE): each HTTP request is routed on
 //     its own, HTTP/1.1 keep-alive and h2c (prior knowledge and Upgrade)
 //     alike; requests without the header go to the app. tcp ports stay on the
-//     app.
+//     app;
+//   - mirror (global or with a rule): the app answers every request; once
+//     its answer's head is in, a copy of each request the rule takes goes
+//     to the laptop as HTTP/1.1, marked Kloop-Mirror: STATUS, and the
+//     laptop's answer is discarded. Copies wait in a bounded queue per
+//     holder and are dropped (and counted) when it is full, so a slow
+//     laptop never delays a caller. A mirror takes no request, so its rule
+//     overlaps any other; it copies the requests the app answers.
 //
 // Whenever the intercept changes or ends, the connections spliced to the
 // laptop are closed, so clients with long-lived keep-alive connections (an

@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
+
+	"github.com/kloop/kloop/agent/tunnel"
 )
 
 // maxUpgradeBody bounds the body of an HTTP/1.1 request that upgrades to
@@ -165,13 +167,14 @@ type router struct{ p *port }
 
 func (rt *router) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := rt.p
-	r := p.a.table.Load().forRequest(p.fwd.AppPort(), req)
+	table := p.a.table.Load()
+	r := table.forRequest(p.fwd.AppPort(), req)
 	if r != nil && (isProbe(req.Header) || r.heldAway(req.Context(), p)) {
 		r = nil
 	}
 	if r == nil {
 		p.toApp.Add(1)
-		return p.app.pick(req).RoundTrip(req)
+		return p.appAnswers(table, req)
 	}
 	out := req.WithContext(req.Context())
 	var body *trackedBody
@@ -191,7 +194,32 @@ func (rt *router) RoundTrip(req *http.Request) (*http.Response, error) {
 	// the app answers it rather than the client seeing an error.
 	r.fellBack(p)
 	p.a.log.Info("laptop did not answer; the app answers this request", "port", p.fwd.AppPort(), "method", req.Method, "path", req.URL.Path, "err", err)
-	return p.app.pick(req).RoundTrip(req)
+	return p.appAnswers(table, req)
+}
+
+// appAnswers sends req to the app and, once its answer's head is in, a
+// copy to every holder mirroring it.
+func (p *port) appAnswers(table *routes, req *http.Request) (*http.Response, error) {
+	mirrors := table.mirroring(p.fwd.AppPort(), req)
+	if mirrors == nil {
+		return p.app.pick(req).RoundTrip(req)
+	}
+	var mb *mirrorBody
+	tooLarge := req.ContentLength > tunnel.MaxMirrorBody
+	if req.Body != nil && req.Body != http.NoBody && !tooLarge {
+		mb = &mirrorBody{rc: req.Body}
+		req.Body = mb
+	}
+	resp, err := p.app.pick(req).RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	var body []byte
+	if mb != nil {
+		body, tooLarge = mb.result()
+	}
+	p.copyTo(mirrors, req, req.URL.RequestURI(), body, tooLarge, resp.StatusCode)
+	return resp, nil
 }
 
 func isLaptopUnavailable(err error) bool {

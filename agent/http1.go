@@ -59,6 +59,10 @@ type h1conn struct {
 	// headSrc and headBR parse request heads, reused across requests.
 	headSrc bytes.Reader
 	headBR  *bufio.Reader
+
+	// mirrorBody, while set, records the body of the request going to the
+	// app for the holders mirroring it.
+	mirrorBody *bytes.Buffer
 }
 
 // upstream is the client connection's own connection to one side.
@@ -162,7 +166,8 @@ func (c *h1conn) serve(head []byte, req *http.Request) bool {
 	// The parsed request only describes the head; its body is the client's.
 	n := len(head)
 	req.Body = http.NoBody
-	r := p.a.table.Load().forRequest(p.fwd.AppPort(), req)
+	table := p.a.table.Load()
+	r := table.forRequest(p.fwd.AppPort(), req)
 	if r != nil && (isProbe(req.Header) || r.heldAway(p.a.ctx, p)) {
 		r = nil
 	}
@@ -192,7 +197,20 @@ func (c *h1conn) serve(head []byte, req *http.Request) bool {
 	if resp == nil {
 		p.toApp.Add(1)
 		up = &c.app
+		mirrors := table.mirroring(p.fwd.AppPort(), req)
+		tooLarge := req.ContentLength > tunnel.MaxMirrorBody
+		if mirrors != nil && !tooLarge && req.ContentLength > 0 {
+			c.mirrorBody = bytes.NewBuffer(make([]byte, 0, req.ContentLength))
+		}
 		resp, err = c.roundTrip(up, req, n)
+		if err == nil && mirrors != nil {
+			var body []byte
+			if c.mirrorBody != nil {
+				body = c.mirrorBody.Bytes()
+			}
+			p.copyTo(mirrors, req, req.RequestURI, body, tooLarge, resp.StatusCode)
+		}
+		c.mirrorBody = nil
 		if err != nil {
 			p.a.log.Warn("app failed a request", "port", p.fwd.AppPort(), "target", p.fwd.Target, "err", err)
 			c.bw.Write(badGateway)
@@ -281,7 +299,11 @@ func (c *h1conn) roundTrip(up *upstream, req *http.Request, headLen int) (*http.
 			// The body is the client's next bytes; once copied they are
 			// gone, so no failure from here on can be retried elsewhere.
 			c.br.Discard(headLen)
-			if _, err = io.CopyN(up.bw, c.br, req.ContentLength); err == nil {
+			var dst io.Writer = up.bw
+			if c.mirrorBody != nil && up == &c.app {
+				dst = io.MultiWriter(up.bw, c.mirrorBody)
+			}
+			if _, err = io.CopyN(dst, c.br, req.ContentLength); err == nil {
 				err = up.bw.Flush()
 			}
 			var resp *http.Response

@@ -22,6 +22,7 @@ type route struct {
 	laptop *transports            // HTTP to the laptop through conn
 	stats  *holderStats
 	pause  *pauseGate // the tunnel's; shared by the routes it sets
+	mirror *mirrorer  // a mirror route's copies; nil for one that takes requests
 
 	mu      sync.Mutex
 	spliced map[net.Conn]struct{} // whole connections sent to the laptop
@@ -91,6 +92,7 @@ func (r *route) end() {
 		c.Close()
 	}
 	r.mu.Unlock()
+	r.stopMirror()
 	r.laptop.closeIdle()
 }
 
@@ -108,8 +110,9 @@ func (r *route) describe(port int) string {
 
 // routes is the agent's routing table, replaced whole on every change so
 // the request path reads it without a lock: at most one global route per
-// port, or any number of personal ones with distinct headers.
-type routes struct{ list []*route }
+// port, or any number of personal ones with distinct headers. Mirror
+// routes take no request, so they are kept apart and never conflict.
+type routes struct{ list, mirrors []*route }
 
 // forConn returns the route that takes whole connections on port: the
 // global one, if any.
@@ -144,6 +147,10 @@ func (rs *routes) forRequest(port int, req *http.Request) *route {
 // insert adds r at its place in the order of since (then holder ID, so
 // that two rules set in the same instant still order alike everywhere).
 func (rs *routes) insert(r *route) {
+	if r.mirror != nil {
+		rs.mirrors = append(rs.mirrors, r)
+		return
+	}
 	i := 0
 	for i < len(rs.list) {
 		o := rs.list[i]
@@ -165,6 +172,13 @@ func (rs *routes) without(conn *tunnel.ServerConn) (*routes, []*route) {
 				gone = append(gone, r)
 			} else {
 				next.list = append(next.list, r)
+			}
+		}
+		for _, r := range rs.mirrors {
+			if r.conn == conn {
+				gone = append(gone, r)
+			} else {
+				next.mirrors = append(next.mirrors, r)
 			}
 		}
 	}
@@ -209,10 +223,14 @@ func (rs *routes) conflict(holder string, ports map[int]*tunnel.Filter) error {
 // alone starts again at each pause.
 type holderStats struct {
 	toLaptop, fallbacks, pausedToApp []atomic.Uint64
+	mirrored, mirrorDropped          []atomic.Uint64
 }
 
 func newHolderStats(ports int) *holderStats {
-	return &holderStats{toLaptop: make([]atomic.Uint64, ports), fallbacks: make([]atomic.Uint64, ports), pausedToApp: make([]atomic.Uint64, ports)}
+	return &holderStats{
+		toLaptop: make([]atomic.Uint64, ports), fallbacks: make([]atomic.Uint64, ports), pausedToApp: make([]atomic.Uint64, ports),
+		mirrored: make([]atomic.Uint64, ports), mirrorDropped: make([]atomic.Uint64, ports),
+	}
 }
 
 // global reports whether r takes every request on port.

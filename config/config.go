@@ -51,7 +51,7 @@ const MaxFileBytes = 1 << 20
 // TrafficModes are the values of an intercept's traffic setting, as the
 // CLI's --traffic, launch configurations and the schema spell them; the
 // first is the default.
-var TrafficModes = []string{"steal", "none"}
+var TrafficModes = []string{"steal", "mirror", "none"}
 
 // CheckTraffic reports a traffic mode that is not one of TrafficModes
 // (spelled exactly, as the schema's enum has it); "" is the default.
@@ -109,7 +109,7 @@ type Intercept struct {
 	Run          *Command          `yaml:"run,omitempty" json:"run,omitempty" description:"Command that starts a program that is not Go (no debugger); use program for Go main packages."`
 	ReplayOnSave bool              `yaml:"replayOnSave,omitempty" json:"replayOnSave,omitempty" description:"After each relaunch, send the last recorded request of a safe method (GET, HEAD, OPTIONS, TRACE) to the new build and report how its answer changed, as 'kloop intercept --replay-on-save' does."`
 	Watch        []string          `yaml:"watch,omitempty" json:"watch,omitempty" description:"Glob patterns (relative to the directory of .kloop.yaml; ** matches any number of directories) of files whose change rebuilds and relaunches the program. Go programs already watch their module's Go files."`
-	Traffic      string            `yaml:"traffic,omitempty" json:"traffic,omitempty" description:"How the workload's traffic is treated: steal (the default) sends the intercepted requests to this machine, which answers them; none changes nothing in the cluster and gives the program only the pod's env, volumes and outbound access to Services."`
+	Traffic      string            `yaml:"traffic,omitempty" json:"traffic,omitempty" description:"How the workload's traffic is treated: steal (the default) sends the intercepted requests to this machine, which answers them; mirror leaves every answer to the cluster's pods and sends this machine a copy of each request, whose answer is discarded; none changes nothing in the cluster and gives the program only the pod's env, volumes and outbound access to Services."`
 	PauseHold    time.Duration     `yaml:"pauseHold,omitempty" json:"pauseHold,omitempty" default:"2s" description:"While the debugged program is stopped at a breakpoint, how long each new request of a global intercept waits for it before the workload's own container in the pod answers instead, as a Go duration such as 2s or 500ms; more than 0 and at most 30s."`
 }
 

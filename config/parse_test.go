@@ -212,7 +212,7 @@ func TestParseErrors(t *testing.T) {
 		{"pause hold zero", "intercepts:\n- workload: orders\n  pauseHold: 0s\n",
 			[]string{`3:14: intercepts[0].pauseHold: pauseHold 0s must be more than 0; leave it out for the default of 2s`}},
 		{"unknown traffic mode", "intercepts:\n- workload: orders\n  traffic: mirorr\n",
-			[]string{`3:12: intercepts[0].traffic: traffic "mirorr" is not one of steal, none; leave it out for steal`}},
+			[]string{`3:12: intercepts[0].traffic: traffic "mirorr" is not one of steal, mirror, none; leave it out for steal`}},
 		{"traffic none with a personal rule", "intercepts:\n- workload: orders\n  traffic: none\n  header: {x-dev: me}\n  method: [GET]\n",
 			[]string{
 				`4:3: intercepts[0].header: header applies to the traffic an intercept receives, and traffic none receives none: remove header, or use traffic steal`,

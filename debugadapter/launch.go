@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/kloop/kloop/agent/tunnel"
+	"github.com/kloop/kloop/config"
 )
 
 // LaunchConfig is the part of a `"type":"kloop"` launch configuration the bridge acts
@@ -151,6 +152,14 @@ func parseLaunchConfig(raw json.RawMessage) (LaunchConfig, map[string]json.RawMe
 			return cfg, nil, errors.New(`launch configuration has a personal rule ("header", "path", "pathRegex", "method" or "match") but no "workload": the rule chooses which of a workload's requests reach you; add "workload" or remove the rule`)
 		}
 		if _, err := tunnel.NewFilter(rule); err != nil {
+			return cfg, nil, fmt.Errorf("launch configuration: %w", err)
+		}
+	}
+	if cfg.Traffic != "" {
+		if cfg.Workload == "" {
+			return cfg, nil, errors.New(`launch configuration has "traffic" but no "workload": the mode says who answers a workload's requests; add "workload" or remove "traffic"`)
+		}
+		if err := config.CheckTraffic(cfg.Traffic); err != nil {
 			return cfg, nil, fmt.Errorf("launch configuration: %w", err)
 		}
 	}

@@ -17,6 +17,7 @@ func TestParseLaunchConfig(t *testing.T) {
 		wantPass    []string // keys that must reach Delve
 		wantDropped []string // keys that must not
 		wantReplay  bool
+		wantTraffic string
 	}{
 		{name: "full", in: `{"type":"kloop","request":"launch","workload":"orders","program":"./cmd/orders","port":"8080","header":{"x-dev":"me"},"args":["-v"],"env":{"A":"1"},"buildFlags":["-tags=dev"],"stopOnEntry":true,"maxStringLen":100}`,
 			wantProgram: "./cmd/orders", wantPass: []string{"stopOnEntry", "maxStringLen"}, wantDropped: []string{"workload", "program", "env", "args", "buildFlags", "type"}},
@@ -26,6 +27,10 @@ func TestParseLaunchConfig(t *testing.T) {
 			wantProgram: ".", wantDropped: []string{"replayOnSave"}, wantReplay: true},
 		{name: "filter is kloop's", in: `{"program":".","workload":"orders","header":{"x-dev":"me","x-team":"pay"},"path":"/api/","pathRegex":"^/v[0-9]+/","method":["GET","post"],"match":"any"}`,
 			wantProgram: ".", wantDropped: []string{"header", "path", "pathRegex", "method", "match"}},
+		{name: "traffic is kloop's", in: `{"program":".","workload":"orders","traffic":"mirror"}`,
+			wantProgram: ".", wantTraffic: "mirror", wantDropped: []string{"traffic"}},
+		{name: "bad traffic refused", in: `{"program":".","workload":"orders","traffic":"mirorr"}`, wantErr: `launch configuration: traffic "mirorr" is not one of steal, mirror`},
+		{name: "traffic without workload refused", in: `{"program":".","traffic":"mirror"}`, wantErr: `"traffic" but no "workload"`},
 		{name: "bad path regex refused with its offset", in: `{"program":".","workload":"orders","pathRegex":"^/v[0-9+/orders"}`, wantErr: `launch configuration: path regex "^/v[0-9+/orders" at offset 3: missing closing ]`},
 		{name: "bad method refused", in: `{"program":".","workload":"orders","method":["GET,GTE"]}`, wantErr: `method "GTE" (item 2 of "GET,GTE") is not an HTTP method`},
 		{name: "bad match refused", in: `{"program":".","workload":"orders","path":"/a","match":"some"}`, wantErr: `match "some" is not all or any`},
@@ -49,6 +54,9 @@ func TestParseLaunchConfig(t *testing.T) {
 			}
 			if cfg.Program != tt.wantProgram {
 				t.Errorf("program %q", cfg.Program)
+			}
+			if cfg.Traffic != tt.wantTraffic {
+				t.Errorf("traffic %q, want %q", cfg.Traffic, tt.wantTraffic)
 			}
 			if cfg.ReplayOnSave != tt.wantReplay {
 				t.Errorf("replayOnSave %v, want %v", cfg.ReplayOnSave, tt.wantReplay)

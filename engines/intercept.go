@@ -97,6 +97,7 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 		spec.Ports = []string{strconv.Itoa(req.Port)}
 	}
 	spec.Filter = req.Filter
+	spec.Mirror = req.Traffic == session.TrafficMirror
 	rc, cs, ns, err := connect(req.Target)
 	if err != nil {
 		return nil, err
@@ -273,7 +274,8 @@ type interception struct {
 func (it *interception) Env() []string { return append([]string(nil), it.env...) }
 func (it *interception) Port() int     { return it.port }
 
-// Requests counts what the agents sent to this machine, summed over pods.
+// Requests counts what the agents sent to this machine (taken or, for a
+// mirror, copied), summed over pods.
 // It asks the agents, so it is bounded to stay cheap for status updates.
 // Pods whose tunnel is down cannot be asked, so the count never goes back:
 // the highest seen stands.
@@ -287,7 +289,7 @@ func (it *interception) Requests() int64 {
 	var n int64
 	if err == nil {
 		for _, p := range st.Ports {
-			n += int64(p.ToLaptop)
+			n += int64(p.ToLaptop + p.Mirrored)
 		}
 	}
 	it.mu.Lock()

@@ -16,7 +16,8 @@ func (s *Session) watchForDebugger(ai *activeIntercept) {
 		wait = DefaultDebuggerWait
 	}
 	ai.noDebugger.Store(false)
-	if wait < 0 {
+	if wait < 0 || ai.plan != nil && ai.plan.traffic == TrafficMirror {
+		// The pods answer a mirror's callers: nothing waits on a debugger.
 		return
 	}
 	ai.debuggerMu.Lock()

@@ -707,15 +707,18 @@ func (ai *activeIntercept) pid() int {
 }
 
 func (ai *activeIntercept) status() InterceptStatus {
-	st := InterceptStatus{Workload: ai.workload, State: "intercepted", Traffic: string(ai.plan.traffic)}
-	if !ai.plan.traffic.Inbound() {
-		// No tunnels and no requests by design: "tunnels down" would be
-		// an alarm about nothing.
-		st.State = "none (no traffic)"
-		if ai.live != nil && ai.live.Port() != 0 {
-			st.Ports = []string{fmt.Sprintf("%d->%d", ai.live.Port(), ai.localPort)}
+	st := InterceptStatus{Workload: ai.workload, State: "intercepted"}
+	if ai.plan != nil {
+		st.Traffic = string(ai.plan.traffic)
+		if !ai.plan.traffic.Inbound() {
+			// No tunnels and no requests by design: "tunnels down" would be
+			// an alarm about nothing.
+			st.State = "none (no traffic)"
+			if ai.live != nil && ai.live.Port() != 0 {
+				st.Ports = []string{fmt.Sprintf("%d->%d", ai.live.Port(), ai.localPort)}
+			}
+			return st
 		}
-		return st
 	}
 	if ai.filter != nil {
 		st.Rule = ai.filter.String()

@@ -40,7 +40,8 @@ type InterceptStatus struct {
 	Rule     string `json:"rule,omitempty"`
 	Requests int64  `json:"requests"`
 	State    string `json:"state"`
-	// Traffic is the intercept's mode (steal, none).
+	// Traffic is the intercept's mode (steal, mirror, none); with
+	// mirror, Requests counts the copies that reached this machine.
 	Traffic string `json:"traffic,omitempty"`
 	// Paused is true while the local process is stopped at a breakpoint;
 	// PausedToPods counts the requests the cluster's pods answered since

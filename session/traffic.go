@@ -21,6 +21,11 @@ const TrafficNone Traffic = "none"
 // Inbound reports whether the mode brings the workload's requests here.
 func (t Traffic) Inbound() bool { return t != TrafficNone }
 
+// TrafficMirror leaves every answer to the cluster's pods and sends this
+// machine a copy of each request the rule selects; its answers are
+// discarded.
+const TrafficMirror Traffic = "mirror"
+
 // ParseTraffic reads a traffic mode; "" is the default (steal).
 func ParseTraffic(s string) (Traffic, error) {
 	if s == "" {

@@ -13,10 +13,11 @@ func TestParseTraffic(t *testing.T) {
 	}{
 		{in: "", want: "steal"},
 		{in: "steal", want: "steal"},
+		{in: "mirror", want: "mirror"},
 		{in: "none", want: "none"},
 		// Spelled as .kloop.yaml and the schema's enum spell it.
-		{in: "Steal", err: `traffic "Steal" is not one of steal, none; leave it out for steal`},
-		{in: "stael", err: `traffic "stael" is not one of steal, none; leave it out for steal`},
+		{in: "Steal", err: `traffic "Steal" is not one of steal, mirror, none; leave it out for steal`},
+		{in: "stael", err: `traffic "stael" is not one of steal, mirror, none; leave it out for steal`},
 	} {
 		got, err := ParseTraffic(tc.in)
 		if tc.err != "" {

@@ -173,6 +173,10 @@ func (c *Client) SetIntercept(ctx context.Context, ic Intercept) error {
 			ic.Header, ic.Filter = nil, rule
 		}
 	}
+	if ic.Mirror && c.version < 5 {
+		// An older agent would drop the unknown field and steal.
+		return fmt.Errorf("set intercept: %w", ErrMirrorUnsupported)
+	}
 	if _, err := c.control(ctx, controlRequest{Op: "set", Intercept: &ic}); err != nil {
 		return fmt.Errorf("set intercept: %w", err)
 	}
@@ -210,6 +214,10 @@ var ErrPauseUnsupported = errors.New("the agent's protocol is older than version
 // ErrFilterUnsupported: the agent predates protocol version 4 and routes
 // by one header only.
 var ErrFilterUnsupported = errors.New("the workload's agent speaks a protocol older than version 4 (it was injected by an older kloop) and routes by one header only, not by path, method or several headers: use a single --header rule, or, once every holder has left (kloop leave), intercept again to inject the current agent")
+
+// ErrMirrorUnsupported: the agent predates protocol version 5 and cannot
+// mirror; it would take the requests instead.
+var ErrMirrorUnsupported = errors.New("the workload's agent speaks a protocol older than version 5 (it was injected by an older kloop) and cannot mirror traffic: intercept with --traffic steal, or, once every holder has left (kloop leave), intercept again to inject the current agent")
 
 // SetPaused tells the agent that this holder's local process is stopped
 // (paused true), for example at a breakpoint, or runs again. While it is,

@@ -20,12 +20,13 @@
 //     a welcome frame (its ports) or an error (ErrTokenRefused), logging
 //     refusals without any secret.
 //
-// The agent picks the newest version both sides speak (this build: 4, and
-// 2 or 3 for agents and daemons of older kloops); a daemon asks an older
+// The agent picks the newest version both sides speak (this build: 5, and
+// 2 to 4 for agents and daemons of older kloops); a daemon asks an older
 // agent for nothing it cannot do: SetPaused returns ErrPauseUnsupported
 // before version 3, and SetIntercept with a filter beyond one header
 // returns ErrFilterUnsupported before version 4 (a one-header rule still
-// travels in the old form, which every version takes).
+// travels in the old form, which every version takes), and a mirror
+// intercept returns ErrMirrorUnsupported before version 5.
 //
 // A frame is a 4-byte big-endian length and a JSON object. Then yamux runs
 // with keep-alives every 2 s; a peer that does not answer within 3 s ends the

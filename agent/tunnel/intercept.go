@@ -28,7 +28,24 @@ type Intercept struct {
 	// the workload: when a request matches the rules of several holders,
 	// the earliest takes it, on every pod alike.
 	Since time.Time `json:"since,omitzero"`
+	// Mirror, since version 5, makes the agent send the laptop a copy of
+	// each request the rule takes (every HTTP request when global) while
+	// the app answers the caller; the laptop's answer is discarded. A
+	// mirror holder takes no request from anyone, so its rule may overlap
+	// any other holder's.
+	Mirror bool `json:"mirror,omitempty"`
 }
+
+// MirrorHeader marks a request copy a mirror intercept sends the laptop;
+// its value is the status code the app in the cluster answered the caller
+// with. The copy goes out only once that answer is known.
+const MirrorHeader = "Kloop-Mirror"
+
+// MaxMirrorBody caps the request body a copy carries: a request with a
+// larger body is not copied (it is counted in PortStats.MirrorDropped), as
+// a truncated body would make the laptop's process see a request no caller
+// sent.
+const MaxMirrorBody = 64 << 10
 
 // Rule is the intercept's personal rule, whichever field carries it; nil
 // means global.
@@ -105,4 +122,11 @@ type PortStats struct {
 	PausedToApp uint64 `json:"pausedToApp,omitempty"`
 	// Paused is whether this holder's process is paused now.
 	Paused bool `json:"paused,omitempty"`
+	// Mirrored counts copies a mirror intercept sent this holder's laptop
+	// (version 5); the requests themselves are counted in ToApp.
+	Mirrored uint64 `json:"mirrored,omitempty"`
+	// MirrorDropped counts copies not sent: the holder's queue was full
+	// because the laptop was slower than the callers, the request's body
+	// was over MaxMirrorBody, or the laptop did not take the copy.
+	MirrorDropped uint64 `json:"mirrorDropped,omitempty"`
 }

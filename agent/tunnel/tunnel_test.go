@@ -57,7 +57,7 @@ func TestHandshake(t *testing.T) {
 				conn.Write([]byte(magic))
 				return writeFrame(conn, hello{Versions: []int{99}, Nonce: make([]byte, nonceSize)})
 			},
-			wantClient: "this agent speaks 2 to 4",
+			wantClient: "this agent speaks 2 to 5",
 			wantAgent:  "protocol versions [99] are not supported",
 		},
 		{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -53,8 +54,8 @@ func TestVersionNegotiation(t *testing.T) {
 			t.Fatalf("Dial to a version 2 agent: %v", err)
 		}
 		defer c.Close()
-		if got := <-offered; len(got) != 3 || got[0] != 4 || got[1] != 3 || got[2] != 2 {
-			t.Errorf("the client offered %v; want [4 3 2]", got)
+		if got := <-offered; !slices.Equal(got, []int{5, 4, 3, 2}) {
+			t.Errorf("the client offered %v; want [5 4 3 2]", got)
 		}
 		if c.Version() != 2 {
 			t.Errorf("Version() = %d; want 2", c.Version())
@@ -189,5 +190,43 @@ func TestFilterOnOldAgent(t *testing.T) {
 	case got := <-sets:
 		t.Errorf("a refused filter still reached the agent: %v", got)
 	default:
+	}
+}
+
+// A mirror intercept on an agent of version 4, which would drop the
+// unknown mirror field and steal the workload's requests, fails at once
+// with ErrMirrorUnsupported and never reaches that agent; a steal
+// intercept on it still works.
+func TestMirrorOnOldAgent(t *testing.T) {
+	const token = "tok"
+	addr, sets := oldAgent(t, token, 4)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(context.Background(), conn, token)
+	if err != nil {
+		t.Fatalf("Dial to a version 4 agent: %v", err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for _, ic := range []Intercept{
+		{Mirror: true},
+		{Mirror: true, Filter: &Filter{PathPrefix: "/api/"}},
+	} {
+		if err := c.SetIntercept(ctx, ic); !errors.Is(err, ErrMirrorUnsupported) {
+			t.Errorf("mirror %+v on a version 4 agent: %v; want ErrMirrorUnsupported", ic, err)
+		}
+	}
+	select {
+	case got := <-sets:
+		t.Fatalf("a refused mirror intercept still reached the agent: %v", got)
+	default:
+	}
+	if err := c.SetIntercept(ctx, Intercept{Filter: &Filter{PathPrefix: "/api/"}}); err != nil {
+		t.Fatalf("steal on a version 4 agent: %v", err)
+	}
+	if got := <-sets; got["mirror"] != nil {
+		t.Errorf("a steal intercept carried mirror: %v", got)
 	}
 }

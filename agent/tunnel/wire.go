@@ -21,8 +21,10 @@ import (
 // the pause and resume control operations (the laptop's process stopped at
 // a breakpoint, or running again). Version 4 adds filters beyond one
 // header (Intercept.Filter: path prefix, path regex, methods, several
-// headers, all or any of them) and the rule's Since.
-const Version = 4
+// headers, all or any of them) and the rule's Since. Version 5 adds mirror
+// intercepts (Intercept.Mirror): the app answers every caller and the
+// laptop gets copies, marked by the MirrorHeader request header.
+const Version = 5
 
 // minVersion is the oldest version this build still speaks: an agent
 // injected by a kloop of version 2 keeps working, without pause. Version 1

@@ -150,7 +150,7 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 	cmd.Flags().BoolVar(&args.Debug, "debug", false, "run the program under the debugger (use your editor's kloop launch configuration)")
 	cmd.Flags().StringVar(&args.Program, "program", "", "Go main package to build and run, e.g. ./cmd/orders")
 	cmd.Flags().BoolVar(&args.ReplayOnSave, "replay-on-save", false, "after each relaunch, send the last recorded GET (or HEAD, OPTIONS) to the new build and show how its answer changed")
-	cmd.Flags().StringVar(&args.Traffic, "traffic", "", "traffic mode: steal (the default) sends the intercepted requests here; none changes nothing in the cluster and gives the program the pod's env, volumes and outbound access to Services only")
+	cmd.Flags().StringVar(&args.Traffic, "traffic", "", "traffic mode: steal (the default) sends the intercepted requests here; mirror lets the pods answer every caller and sends copies here; none changes nothing in the cluster and gives the program the pod's env, volumes and outbound access to Services only")
 	cmd.Flags().BoolVar(&detach, "detach", false, "return at once; the daemon keeps the intercept and the program running")
 	f.register(cmd, true)
 	return cmd

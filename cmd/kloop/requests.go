@@ -47,6 +47,11 @@ func newRequestsCmd() *cobra.Command {
 					if e.Response != nil {
 						status = strconv.Itoa(e.Response.Status)
 					}
+					if e.Mirrored {
+						// The caller got the cluster's answer; this
+						// process's was discarded.
+						status += fmt.Sprintf(" (mirror; cluster %d)", e.ClusterStatus)
+					}
 					fmt.Fprintf(tw, "%d\t%s\t%s\t%s %s\t%s\t%s\t%d\n", e.ID, e.Time.Local().Format("15:04:05"), e.Workload,
 						e.Method, e.Target, status, e.Duration.Round(100*time.Microsecond), e.Pid)
 				}

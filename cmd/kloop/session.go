@@ -118,6 +118,8 @@ func printStatus(w io.Writer, format string, st session.Status) error {
 			fmt.Fprintf(w, "intercept  %s ports %s %s\n", in.Workload, strings.Join(in.Ports, ","), in.State)
 		case in.Traffic == string(session.TrafficNone):
 			fmt.Fprintf(w, "intercept  %s %s\n", in.Workload, in.State)
+		case in.Traffic == string(session.TrafficMirror):
+			fmt.Fprintf(w, "intercept  %s ports %s %s (mirror: the pods answer), %d copies\n", in.Workload, strings.Join(in.Ports, ","), in.State, in.Requests)
 		default:
 			fmt.Fprintf(w, "intercept  %s ports %s %s, %d requests\n", in.Workload, strings.Join(in.Ports, ","), in.State, in.Requests)
 		}

@@ -80,6 +80,10 @@ type Spec struct {
 	// Filter is a personal rule beyond one header (path, method, several
 	// headers); it takes over Header.
 	Filter *tunnel.Filter
+	// Mirror leaves every answer to the app: the holder's machine gets
+	// copies of the HTTP requests the rule (or, with none, every request)
+	// selects. It takes no one's requests, so it may overlap any rule.
+	Mirror bool
 	// Holder (user@host) names who intercepts, for people.
 	Holder string
 	// HolderID is unique per kloop installation (engines keeps one in
@@ -344,18 +348,27 @@ func (in *Injector) inject(ctx context.Context, spec Spec, resident bool) (*Resu
 // HTTP ports, a global one all of them.
 func holderRule(spec Spec, container string, ports []PortRecord) (HolderRecord, error) {
 	rule := spec.rule()
-	h := HolderRecord{Name: spec.Holder, ID: spec.HolderID, Since: time.Now().UTC().Truncate(time.Millisecond), Header: rule.String()}
+	h := HolderRecord{Name: spec.Holder, ID: spec.HolderID, Since: time.Now().UTC().Truncate(time.Millisecond), Header: rule.String(), Mirror: spec.Mirror}
 	if rule.SingleHeader() == nil {
 		h.Filter = rule
 	}
 	for _, p := range ports {
 		switch {
+		case spec.Mirror && p.Protocol != tunnel.ProtoHTTP:
+			if len(spec.Ports) > 0 {
+				return h, &NoPortError{Workload: spec.Workload, Container: container, Port: strconv.Itoa(p.Port),
+					Why: "it is tcp, and mirroring copies HTTP requests; intercept it with --traffic steal or mark it /http"}
+			}
 		case rule == nil || p.Protocol == tunnel.ProtoHTTP:
 			h.Ports = append(h.Ports, p.Port)
 		case len(spec.Ports) > 0:
 			return h, &NoPortError{Workload: spec.Workload, Container: container, Port: strconv.Itoa(p.Port),
 				Why: "it is tcp, and a personal intercept (header, path or method) routes HTTP requests; intercept it globally or mark it /http"}
 		}
+	}
+	if len(h.Ports) == 0 && spec.Mirror {
+		return h, &NoPortError{Workload: spec.Workload, Container: container, Port: joinInts(portNumbers(ports)),
+			Why: "no HTTP port to mirror; mirroring copies HTTP requests, use --traffic steal for tcp ports"}
 	}
 	if len(h.Ports) == 0 {
 		return h, &NoPortError{Workload: spec.Workload, Container: container, Port: joinInts(portNumbers(ports)),
@@ -366,8 +379,12 @@ func holderRule(spec Spec, container string, ports []PortRecord) (HolderRecord, 
 
 // collision reports why mine cannot route beside other: a global rule
 // shares no port with anyone, and two personal rules never select the same
-// requests. The agent checks the same when the rules are set.
+// requests. A mirror rule takes no requests, so it collides with nothing.
+// The agent checks the same when the rules are set.
 func collision(w workload.Workload, mine, other HolderRecord) error {
+	if mine.Mirror || other.Mirror {
+		return nil
+	}
 	shared := false
 	for _, p := range mine.Ports {
 		shared = shared || slices.Contains(other.Ports, p)
@@ -427,7 +444,7 @@ func (in *Injector) join(ctx context.Context, obj *object, rec *Record, spec Spe
 	for _, o := range rec.others(me) {
 		sharing = append(sharing, (&Record{Holders: []HolderRecord{o}}).HolderNames()...)
 	}
-	if own != nil && own.Header == mine.Header && slices.Equal(own.Ports, mine.Ports) && (rec.Resident || !spec.Resident) {
+	if own != nil && own.Header == mine.Header && own.Mirror == mine.Mirror && slices.Equal(own.Ports, mine.Ports) && (rec.Resident || !spec.Resident) {
 		mine = *own
 	} else {
 		if own != nil {

@@ -90,7 +90,7 @@ func Start(ctx context.Context, cfg Config, spec Spec) (*Intercept, error) {
 	}
 	// A personal intercept routes the HTTP ports; tcp ports stay on the
 	// app. Since orders overlapping rules of holders alike on every pod.
-	ic := tunnel.Intercept{Filter: spec.rule(), Ports: res.Holder.Ports, Since: res.Holder.Since}
+	ic := tunnel.Intercept{Filter: spec.rule(), Ports: res.Holder.Ports, Since: res.Holder.Since, Mirror: spec.Mirror}
 	dialer := cfg.PortForward
 	if dialer == nil {
 		dialer = portforward.NewDialer(cfg.Rest)

@@ -88,6 +88,10 @@ type HolderRecord struct {
 	Filter *tunnel.Filter `json:"filter,omitempty"`
 	// Ports are the app ports this holder's rule routes.
 	Ports []int `json:"ports"`
+	// Mirror: the holder gets copies and takes no requests. A kloop
+	// before mirroring reads such a holder as one that takes requests,
+	// and so refuses to overlap it: safe, if stricter than needed.
+	Mirror bool `json:"mirror,omitempty"`
 }
 
 // rule is the holder's personal rule, nil for a global one.

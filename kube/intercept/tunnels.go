@@ -245,7 +245,7 @@ func (t *Tunnels) run(ctx context.Context, pt *podTunnel) {
 			return
 		case <-time.After(backoff):
 		}
-		if errors.Is(err, tunnel.ErrTokenRefused) || errors.Is(err, tunnel.ErrAgentUnproven) || errors.Is(err, tunnel.ErrFilterUnsupported) {
+		if errors.Is(err, tunnel.ErrTokenRefused) || errors.Is(err, tunnel.ErrAgentUnproven) || agentTooOld(err) {
 			backoff = 5 * time.Second
 		} else {
 			backoff = min(backoff*2, 3*time.Second)
@@ -351,7 +351,7 @@ func (t *Tunnels) WaitConnected(ctx context.Context, minPods int) error {
 				up++
 			} else if errors.Is(pt.lastErr, portforward.ErrForbidden) {
 				forbidden = pt.lastErr
-			} else if errors.Is(pt.lastErr, tunnel.ErrFilterUnsupported) {
+			} else if agentTooOld(pt.lastErr) {
 				old = pt.lastErr
 			}
 		}
@@ -467,6 +467,8 @@ func (t *Tunnels) Stats(ctx context.Context) (tunnel.Stats, error) {
 			s.ToApp += p.ToApp
 			s.Fallbacks += p.Fallbacks
 			s.PausedToApp += p.PausedToApp
+			s.Mirrored += p.Mirrored
+			s.MirrorDropped += p.MirrorDropped
 			s.Paused = s.Paused || p.Paused
 		}
 	}
@@ -493,4 +495,10 @@ func (t *Tunnels) Close() {
 	t.mu.Unlock()
 	t.cancel()
 	t.wg.Wait()
+}
+
+// agentTooOld reports an agent that cannot apply the intercept as asked:
+// retrying will not help until it is replaced.
+func agentTooOld(err error) bool {
+	return errors.Is(err, tunnel.ErrFilterUnsupported) || errors.Is(err, tunnel.ErrMirrorUnsupported)
 }

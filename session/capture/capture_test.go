@@ -283,3 +283,41 @@ func TestOutboundCallsAreTiedToTheRequestServed(t *testing.T) {
 		t.Errorf("after the intercept ended %d outbound calls are kept", len(o))
 	}
 }
+
+// A copy a mirror intercept sent is recorded as mirrored, with the status
+// the cluster's pods answered the caller with beside the local process's,
+// and without the agent's mark, so a replay sends it as the caller did;
+// the next request on the connection, a plain one, is not marked.
+func TestMirroredCopyIsMarkedWithTheClusterStatus(t *testing.T) {
+	s := NewStore(0)
+	c := dialRecorded(t, startServer(t), s)
+	br := bufio.NewReader(c)
+	for _, r := range []string{
+		"POST /orders HTTP/1.1\r\nHost: orders\r\nKloop-Mirror: 201\r\nX-Dev: me\r\nContent-Length: 2\r\n\r\n{}",
+		"GET /orders HTTP/1.1\r\nHost: orders\r\n\r\n",
+	} {
+		if _, err := io.WriteString(c, r); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	got := waitRecorded(t, s, 2)
+	if len(got) != 2 {
+		t.Fatalf("recorded %d exchanges; want 2", len(got))
+	}
+	m := got[0]
+	if !m.Mirrored || m.ClusterStatus != 201 || m.Response == nil || m.Response.Status != 200 {
+		t.Errorf("mirrored copy recorded as mirrored=%v cluster=%d response=%+v; want mirrored, cluster 201, local 200", m.Mirrored, m.ClusterStatus, m.Response)
+	}
+	if _, ok := m.Header["Kloop-Mirror"]; ok || m.Header.Get("X-Dev") != "me" {
+		t.Errorf("recorded header %v; want the caller's headers without Kloop-Mirror", m.Header)
+	}
+	if got[1].Mirrored || got[1].ClusterStatus != 0 {
+		t.Errorf("a plain request recorded as mirrored: %+v", got[1])
+	}
+}

@@ -37,6 +37,11 @@ type Exchange struct {
 	// stopped the process: the one a breakpoint sat in. Its Response is
 	// nil when the process was replaced before it answered.
 	Stopped bool `json:"stoppedAtBreakpoint,omitempty"`
+	// Mirrored marks a copy a mirror intercept sent: the cluster's pods
+	// answered the caller, with ClusterStatus, and Response is the local
+	// process's answer, which the agent discarded.
+	Mirrored      bool `json:"mirrored,omitempty"`
+	ClusterStatus int  `json:"clusterStatus,omitempty"`
 }
 
 // Response is the recorded answer.

@@ -6,8 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/kloop/kloop/agent/tunnel"
 )
 
 // teeChunks bounds what one direction of a connection may queue for its
@@ -119,6 +122,7 @@ func (c *recordingConn) parse(s *Store, inbound bool, workload string, pid func(
 		// When the process got the request: the parser may run behind
 		// the connection, and a stop in between still counts.
 		sent := reqT.last
+		mirrored, clusterStatus := mirrorMark(req.Header)
 		body, truncated, err := readCapped(req.Body)
 		if err != nil {
 			return
@@ -137,6 +141,7 @@ func (c *recordingConn) parse(s *Store, inbound bool, workload string, pid func(
 				ex := Exchange{
 					Workload: workload, Time: start, Method: req.Method, Target: req.RequestURI, Host: req.Host,
 					Header: req.Header, Body: string(body), BodyTruncated: truncated, Stopped: true,
+					Mirrored: mirrored, ClusterStatus: clusterStatus,
 				}
 				if pid != nil {
 					ex.Pid = pid()
@@ -152,7 +157,7 @@ func (c *recordingConn) parse(s *Store, inbound bool, workload string, pid func(
 			Method: req.Method, Target: req.RequestURI, Host: req.Host,
 			Header: req.Header, Body: string(body), BodyTruncated: truncated,
 			Response: &Response{Status: resp.StatusCode, Header: resp.Header, Body: string(rbody), BodyTruncated: rtruncated},
-			Stopped:  stopped,
+			Stopped:  stopped, Mirrored: mirrored, ClusterStatus: clusterStatus,
 		}
 		if pid != nil {
 			ex.Pid = pid()
@@ -162,6 +167,21 @@ func (c *recordingConn) parse(s *Store, inbound bool, workload string, pid func(
 			return
 		}
 	}
+}
+
+// mirrorMark reads and removes the agent's mark on a mirrored copy, so
+// that a replay or an exported test sends the request as the caller did.
+func mirrorMark(h http.Header) (bool, int) {
+	v, ok := h[http.CanonicalHeaderKey(tunnel.MirrorHeader)]
+	if !ok {
+		return false, 0
+	}
+	h.Del(tunnel.MirrorHeader)
+	status := 0
+	if len(v) > 0 {
+		status, _ = strconv.Atoi(v[0])
+	}
+	return true, status
 }
 
 // readCapped reads a whole body, keeping the first MaxBody bytes.
