@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/kloop/kloop/kube/intercept"
 	"github.com/kloop/kloop/kube/intercept/proxy"
 	"github.com/kloop/kloop/kube/kubeconfig"
+	"github.com/kloop/kloop/kube/outbound"
 	"github.com/kloop/kloop/kube/ports"
 	"github.com/kloop/kloop/kube/workload"
 	"github.com/kloop/kloop/session"
@@ -158,7 +161,22 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 			return req.Outbound(c), nil
 		}
 	}
-	if err := it.startProxies(dial); err != nil {
+	// The routing decision wraps whichever dial reaches the cluster, so
+	// the two change independently.
+	rules, err := outbound.New(req.OutboundRules.Include, req.OutboundRules.Exclude, outbound.Options{
+		Namespaces:   []string{ns},
+		ServiceCIDRs: e.serviceCIDRs(ctx, cs),
+	})
+	if err != nil {
+		err = fmt.Errorf("outbound %w", err)
+		if lerr := ic.Leave(context.WithoutCancel(ctx)); lerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore %s: %w", w, lerr))
+		}
+		return nil, err
+	}
+	var direct net.Dialer
+	dial = rules.Dial(dial, direct.DialContext)
+	if err := it.startProxies(dial, rules.NoProxy()); err != nil {
 		if lerr := ic.Leave(context.WithoutCancel(ctx)); lerr != nil {
 			err = errors.Join(err, fmt.Errorf("restore %s: %w", w, lerr))
 		}
@@ -166,6 +184,27 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	}
 	it.env = append(resolved.Environ(), it.proxyEnv...)
 	return it, nil
+}
+
+// serviceCIDRs are the cluster's Service IP ranges where the cluster
+// publishes them (networking.k8s.io/v1 ServiceCIDR, Kubernetes 1.33 and
+// later); without them, or without the right to list them, only names
+// decide.
+func (e *Intercepts) serviceCIDRs(ctx context.Context, cs kubernetes.Interface) []netip.Prefix {
+	list, err := cs.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		e.log.Debug("service CIDRs unknown; outbound rules route by name", "err", err)
+		return nil
+	}
+	var out []netip.Prefix
+	for _, sc := range list.Items {
+		for _, c := range sc.Spec.CIDRs {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				out = append(out, p.Masked())
+			}
+		}
+	}
+	return out
 }
 
 // agentImage is the agent image to inject: $KLOOP_AGENT_IMAGE, the
@@ -291,7 +330,7 @@ func (it *interception) Leave(ctx context.Context, _ session.Progress) error {
 // startProxies listens on loopback for the program's outbound traffic:
 // HTTP_PROXY/HTTPS_PROXY (CONNECT) and ALL_PROXY (SOCKS5), both behind a
 // random password so other users of the machine cannot use the tunnel.
-func (it *interception) startProxies(dial proxy.DialFunc) error {
+func (it *interception) startProxies(dial proxy.DialFunc, noProxy string) error {
 	secret := make([]byte, 16)
 	if _, err := rand.Read(secret); err != nil {
 		return fmt.Errorf("proxy credentials: %w", err)
@@ -327,7 +366,6 @@ func (it *interception) startProxies(dial proxy.DialFunc) error {
 	user := url.UserPassword("kloop", pass)
 	httpURL := (&url.URL{Scheme: "http", User: user, Host: httpLn.Addr().String()}).String()
 	socksURL := (&url.URL{Scheme: "socks5h", User: user, Host: socksLn.Addr().String()}).String()
-	noProxy := "localhost,127.0.0.1,::1"
 	it.proxyEnv = []string{
 		"HTTP_PROXY=" + httpURL, "HTTPS_PROXY=" + httpURL, "ALL_PROXY=" + socksURL, "NO_PROXY=" + noProxy,
 		"http_proxy=" + httpURL, "https_proxy=" + httpURL, "all_proxy=" + socksURL, "no_proxy=" + noProxy,

@@ -164,6 +164,17 @@ type InterceptArgs struct {
 	// Traffic is the traffic mode (ParseTraffic); "" takes .kloop.yaml's,
 	// else steal.
 	Traffic string `json:"traffic,omitempty"`
+	// Outbound adds to .kloop.yaml's outbound rules: which hosts the
+	// program reaches through the cluster (include) and which it dials
+	// from this machine (exclude wins).
+	Outbound OutboundRules `json:"outbound,omitzero"`
+}
+
+// OutboundRules are include and exclude lists of outbound rules (host
+// globs, IPs or CIDRs, each with an optional :PORT; see kube/outbound).
+type OutboundRules struct {
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
 }
 
 // LeaveArgs are the arguments of kloop.leave / `kloop leave`.

@@ -7,6 +7,7 @@ import (
 	"github.com/kloop/kloop/session/capture"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/config"
+	"github.com/kloop/kloop/kube/outbound"
 	"github.com/kloop/kloop/kube/workload"
 )
 
@@ -74,6 +76,9 @@ type InterceptRequest struct {
 	// Outbound, when set, wraps each connection the outbound proxy dials
 	// into the cluster for the local process (capture records the calls).
 	Outbound func(net.Conn) net.Conn
+	// OutboundRules choose which of the program's outbound connections
+	// go through the cluster; checked by the session (outbound.New).
+	OutboundRules OutboundRules
 }
 
 // Interception is a live intercept.
@@ -216,6 +221,7 @@ type interceptPlan struct {
 	// notice that tells how to run it without one.
 	debug        bool
 	debugProgram string
+	outbound     OutboundRules
 }
 
 func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, error) {
@@ -241,6 +247,9 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 			p.run = ic.Run.Command
 		}
 		p.watch = ic.Watch
+		if ic.Outbound != nil {
+			p.outbound = OutboundRules{Include: slices.Clone(ic.Outbound.Include), Exclude: slices.Clone(ic.Outbound.Exclude)}
+		}
 	} else {
 		w, err := workload.Parse(args.Workload)
 		if err != nil {
@@ -283,6 +292,13 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 		return nil, fmt.Errorf("intercept %s: %w", p.workload, err)
 	}
 	p.traffic = mode
+	// The command's rules add to the file's: both are lists, and exclude
+	// wins whichever side names a host.
+	p.outbound.Include = append(p.outbound.Include, args.Outbound.Include...)
+	p.outbound.Exclude = append(p.outbound.Exclude, args.Outbound.Exclude...)
+	if _, err := outbound.New(p.outbound.Include, p.outbound.Exclude, outbound.Options{}); err != nil {
+		return nil, fmt.Errorf("intercept %s: outbound %w", p.workload, err)
+	}
 	// Without a port the engine chooses one from the workload (its only
 	// port, else the one a Service targets) before a program starts, and
 	// the local port is that one too.
@@ -383,7 +399,8 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 			}
 			return capture.Wrap(c, s.captures, ai.workload, ai.pid), nil
 		},
-		Outbound: func(c net.Conn) net.Conn { return capture.WrapOutbound(c, s.captures, ai.workload) },
+		Outbound:      func(c net.Conn) net.Conn { return capture.WrapOutbound(c, s.captures, ai.workload) },
+		OutboundRules: plan.outbound,
 	}, p)
 	if err != nil {
 		// The engine may have materialized the volumes before it failed.

@@ -35,7 +35,7 @@ func newInterceptCmd() *cobra.Command {
 	var headers []string
 	var detach bool
 	cmd := &cobra.Command{
-		Use:   "intercept WORKLOAD [--port 8080[:LOCAL]] [--header NAME=VALUE]... [--path /api/] [--path-regex RE] [--method GET,POST] [--match all|any] [--program ./cmd/x] [--detach] [-- ARGS...]",
+		Use:   "intercept WORKLOAD [--port 8080[:LOCAL]] [--header NAME=VALUE]... [--path /api/] [--path-regex RE] [--method GET,POST] [--match all|any] [--outbound-include HOST]... [--outbound-exclude HOST]... [--program ./cmd/x] [--detach] [-- ARGS...]",
 		Short: "Send a workload's cluster traffic to a process on this machine",
 		Long: `Send a workload's cluster traffic to a process on this machine.
 
@@ -143,6 +143,8 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 	cmd.Flags().StringVar(&args.Program, "program", "", "Go main package to build and run, e.g. ./cmd/orders")
 	cmd.Flags().BoolVar(&args.ReplayOnSave, "replay-on-save", false, "after each relaunch, send the last recorded GET (or HEAD, OPTIONS) to the new build and show how its answer changed")
 	cmd.Flags().StringVar(&args.Traffic, "traffic", "", "traffic mode: steal (the default) sends the intercepted requests here")
+	cmd.Flags().StringArrayVar(&args.Outbound.Include, "outbound-include", nil, "send the program's connections to this host glob, IP or CIDR (optional :PORT) through the cluster, besides cluster names; repeatable")
+	cmd.Flags().StringArrayVar(&args.Outbound.Exclude, "outbound-exclude", nil, "dial this host glob, IP or CIDR (optional :PORT) from this machine even if it is a cluster name or included; repeatable")
 	cmd.Flags().BoolVar(&detach, "detach", false, "return at once; the daemon keeps the intercept and the program running")
 	f.register(cmd, true)
 	return cmd
