@@ -1,6 +1,7 @@
 package session
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -38,5 +39,29 @@ func TestPlanInterceptRule(t *testing.T) {
 	_, err = planIntercept(cfg, InterceptArgs{Workload: "orders", PathRegex: "^/(a"})
 	if err == nil || !strings.Contains(err.Error(), `intercept deployment/orders: path regex "^/(a" at offset 0`) {
 		t.Errorf("a bad regex: %v; want refused naming the workload and the offset", err)
+	}
+}
+
+// The command's outbound rules add to the file's, and a bad one is refused
+// before anything touches the workload.
+func TestPlanInterceptOutbound(t *testing.T) {
+	cfg, err := config.Parse(".kloop.yaml", []byte("intercepts:\n  - workload: orders\n    outbound: {include: [\"*.internal\"], exclude: [users]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := planIntercept(cfg, InterceptArgs{Workload: "orders", Outbound: OutboundRules{Exclude: []string{"10.0.0.0/8"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := OutboundRules{Include: []string{"*.internal"}, Exclude: []string{"users", "10.0.0.0/8"}}
+	if !slices.Equal(p.outbound.Include, want.Include) || !slices.Equal(p.outbound.Exclude, want.Exclude) {
+		t.Errorf("outbound %+v; want %+v", p.outbound, want)
+	}
+	if len(cfg.Intercepts[0].Outbound.Exclude) != 1 {
+		t.Errorf("planning changed the file's rules: %+v", cfg.Intercepts[0].Outbound)
+	}
+	_, err = planIntercept(cfg, InterceptArgs{Workload: "orders", Outbound: OutboundRules{Include: []string{"users:http"}}})
+	if err == nil || !strings.Contains(err.Error(), `intercept deployment/orders: outbound include: outbound rule "users:http": port "http"`) {
+		t.Errorf("a bad rule: %v; want refused naming the workload and the rule", err)
 	}
 }
