@@ -97,6 +97,9 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	spec := intercept.Spec{Workload: w, Holder: e.opts.Holder, HolderID: e.opts.HolderID, Resident: req.Target.ResidentAgents}
 	if req.Port != 0 {
 		spec.Ports = []string{strconv.Itoa(req.Port)}
+		for _, p := range req.ExtraPorts {
+			spec.Ports = append(spec.Ports, strconv.Itoa(p))
+		}
 	}
 	spec.Filter = req.Filter
 	rc, cs, ns, err := connect(req.Target)

@@ -145,6 +145,9 @@ type ReleaseArgs struct{}
 type InterceptArgs struct {
 	Workload string `json:"workload"`
 	Port     string `json:"port,omitempty"`
+	// Ports are more container ports to intercept besides Port, each
+	// REMOTE[:LOCAL] by number; they need Port.
+	Ports []string `json:"ports,omitempty"`
 	// Header, Path, PathRegex, Method and Match are the personal rule: a
 	// request is intercepted when it meets all of them (Match "any": at
 	// least one). Given here, they replace .kloop.yaml's rule as a whole.

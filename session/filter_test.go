@@ -65,3 +65,29 @@ func TestPlanInterceptOutbound(t *testing.T) {
 		t.Errorf("a bad rule: %v; want refused naming the workload and the rule", err)
 	}
 }
+
+// More ports map each container port to its own local port; a second port
+// without a first, or one given twice, is refused saying what to write.
+func TestPlanInterceptExtraPorts(t *testing.T) {
+	cfg := config.Default()
+	p, err := planIntercept(cfg, InterceptArgs{Workload: "orders", Port: "8080:18080", Ports: []string{"9090:19090", "7070"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.remote != 8080 || p.local != 18080 || p.extra[9090] != 19090 || p.extra[7070] != 7070 || len(p.extra) != 2 {
+		t.Errorf("plan ports %d->%d and %v; want 8080->18080, 9090->19090, 7070->7070", p.remote, p.local, p.extra)
+	}
+	for _, tc := range []struct {
+		args InterceptArgs
+		want string
+	}{
+		{InterceptArgs{Workload: "orders", Ports: []string{"9090"}}, "give the main port first, as --port 8080 --port 9090"},
+		{InterceptArgs{Workload: "orders", Port: "8080", Ports: []string{"9090", "9090:1"}}, "container port 9090 is given twice"},
+		{InterceptArgs{Workload: "orders", Port: "8080", Ports: []string{"8080:1"}}, "container port 8080 is given twice"},
+		{InterceptArgs{Workload: "orders", Port: "8080", Ports: []string{"0"}}, "out of range"},
+	} {
+		if _, err := planIntercept(cfg, tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ports %q %q: %v; want an error containing %q", tc.args.Port, tc.args.Ports, err, tc.want)
+		}
+	}
+}

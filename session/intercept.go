@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/kloop/kloop/session/capture"
+	"maps"
 	"net"
 	"path/filepath"
 	"slices"
@@ -79,6 +80,9 @@ type InterceptRequest struct {
 	// OutboundRules choose which of the program's outbound connections
 	// go through the cluster; checked by the session (outbound.New).
 	OutboundRules OutboundRules
+	// ExtraPorts are container ports intercepted besides Port (which is
+	// then set); Dial gets their connections too.
+	ExtraPorts []int
 }
 
 // Interception is a live intercept.
@@ -222,6 +226,7 @@ type interceptPlan struct {
 	debug        bool
 	debugProgram string
 	outbound     OutboundRules
+	extra        map[int]int // more container ports -> local ports
 }
 
 func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, error) {
@@ -266,6 +271,22 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 	}
 	if p.local == 0 {
 		p.local = p.remote
+	}
+	for _, spec := range args.Ports {
+		remote, local, err := config.ParsePort(spec)
+		if err != nil {
+			return nil, err
+		}
+		if p.remote == 0 {
+			return nil, fmt.Errorf("intercept %s: port %q is a second port but there is no first: give the main port first, as --port 8080 --port %s", p.workload, spec, spec)
+		}
+		if _, dup := p.extra[remote]; dup || remote == p.remote {
+			return nil, fmt.Errorf("intercept %s: container port %d is given twice; name each port once", p.workload, remote)
+		}
+		if p.extra == nil {
+			p.extra = map[int]int{}
+		}
+		p.extra[remote] = local
 	}
 	// A rule given with the command replaces the file's whole rule, so
 	// that --path does not silently add to a header the file names.
@@ -401,6 +422,7 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 		},
 		Outbound:      func(c net.Conn) net.Conn { return capture.WrapOutbound(c, s.captures, ai.workload) },
 		OutboundRules: plan.outbound,
+		ExtraPorts:    slices.Sorted(maps.Keys(plan.extra)),
 	}, p)
 	if err != nil {
 		// The engine may have materialized the volumes before it failed.
@@ -659,6 +681,9 @@ func (s *Session) dialLocal(ctx context.Context, ai *activeIntercept, port int) 
 		// Read each time: a connection that came before Intercept learnt
 		// the inferred port waits for it like for the user's program.
 		local := port
+		if l, ok := ai.plan.extra[port]; ok && !main {
+			local = l
+		}
 		if main {
 			if _, l := ai.ports(); l != 0 {
 				local = l
@@ -701,6 +726,9 @@ func (ai *activeIntercept) status() InterceptStatus {
 	}
 	if ai.live != nil {
 		st.Ports = []string{fmt.Sprintf("%d->%d", ai.live.Port(), ai.localPort)}
+		for _, r := range slices.Sorted(maps.Keys(ai.plan.extra)) {
+			st.Ports = append(st.Ports, fmt.Sprintf("%d->%d", r, ai.plan.extra[r]))
+		}
 		st.Requests = ai.live.Requests()
 		if up, pods := ai.live.Tunnels(); up == 0 {
 			// The truth a status bar must show: traffic is on the app.

@@ -32,10 +32,10 @@ import (
 func newInterceptCmd() *cobra.Command {
 	var f sessionFlags
 	var args session.InterceptArgs
-	var headers []string
+	var headers, ports []string
 	var detach bool
 	cmd := &cobra.Command{
-		Use:   "intercept WORKLOAD [--port 8080[:LOCAL]] [--header NAME=VALUE]... [--path /api/] [--path-regex RE] [--method GET,POST] [--match all|any] [--outbound-include HOST]... [--outbound-exclude HOST]... [--program ./cmd/x] [--detach] [-- ARGS...]",
+		Use:   "intercept WORKLOAD [--port 8080[:LOCAL]]... [--header NAME=VALUE]... [--path /api/] [--path-regex RE] [--method GET,POST] [--match all|any] [--outbound-include HOST]... [--outbound-exclude HOST]... [--program ./cmd/x] [--detach] [-- ARGS...]",
 		Short: "Send a workload's cluster traffic to a process on this machine",
 		Long: `Send a workload's cluster traffic to a process on this machine.
 
@@ -56,6 +56,9 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 		RunE: func(cmd *cobra.Command, pos []string) error {
 			args.Workload = pos[0]
 			args.Args = pos[1:]
+			if len(ports) > 0 {
+				args.Port, args.Ports = ports[0], ports[1:]
+			}
 			for _, h := range headers {
 				name, value, ok := strings.Cut(h, "=")
 				if !ok || name == "" {
@@ -133,7 +136,7 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 			})
 		},
 	}
-	cmd.Flags().StringVar(&args.Port, "port", "", "container port to intercept, REMOTE[:LOCAL]")
+	cmd.Flags().StringArrayVar(&ports, "port", nil, "container port to intercept, REMOTE[:LOCAL]; repeat for more ports, the first is the program's")
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "personal intercept: only requests with this header NAME=VALUE (repeatable: each is one condition)")
 	cmd.Flags().StringVar(&args.Path, "path", "", "personal intercept: only requests whose path starts with this prefix, e.g. /api/")
 	cmd.Flags().StringVar(&args.PathRegex, "path-regex", "", "personal intercept: only requests whose path matches this Go regular expression, e.g. ^/v[0-9]+/orders")
