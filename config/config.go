@@ -110,7 +110,15 @@ type Intercept struct {
 	ReplayOnSave bool              `yaml:"replayOnSave,omitempty" json:"replayOnSave,omitempty" description:"After each relaunch, send the last recorded request of a safe method (GET, HEAD, OPTIONS, TRACE) to the new build and report how its answer changed, as 'kloop intercept --replay-on-save' does."`
 	Watch        []string          `yaml:"watch,omitempty" json:"watch,omitempty" description:"Glob patterns (relative to the directory of .kloop.yaml; ** matches any number of directories) of files whose change rebuilds and relaunches the program. Go programs already watch their module's Go files."`
 	Traffic      string            `yaml:"traffic,omitempty" json:"traffic,omitempty" description:"How the workload's traffic is treated: steal (the default) sends the intercepted requests to this machine, which answers them; mirror leaves every answer to the cluster's pods and sends this machine a copy of each request, whose answer is discarded; none changes nothing in the cluster and gives the program only the pod's env, volumes and outbound access to Services."`
+	Outbound     *Outbound         `yaml:"outbound,omitempty" json:"outbound,omitempty" description:"Which of the local program's outbound connections leave from inside the cluster (through the HTTP_PROXY/HTTPS_PROXY/ALL_PROXY kloop sets) and which are dialed from this machine. By default cluster names (single-label names such as users, NAME.NAMESPACE of the intercept's namespace, *.svc, *.svc.cluster.local) and the cluster's Service CIDRs go to the cluster, everything else stays local."`
 	PauseHold    time.Duration     `yaml:"pauseHold,omitempty" json:"pauseHold,omitempty" default:"2s" description:"While the debugged program is stopped at a breakpoint, how long each new request of a global intercept waits for it before the workload's own container in the pod answers instead, as a Go duration such as 2s or 500ms; more than 0 and at most 30s."`
+}
+
+// Outbound lists rules, each a host glob (users, *.internal), an IP or a
+// CIDR (10.0.0.0/8), with an optional :PORT; see package kube/outbound.
+type Outbound struct {
+	Include []string `yaml:"include,omitempty" json:"include,omitempty" description:"Hosts that go through the cluster besides the defaults: host globs such as *.internal or users, IPs or CIDRs such as 10.0.0.0/8, each with an optional :PORT (users:8080, [fd00::/8]:443)."`
+	Exclude []string `yaml:"exclude,omitempty" json:"exclude,omitempty" description:"Hosts dialed from this machine even when include or the defaults would send them to the cluster (exclude wins), in include's forms. They are also added to NO_PROXY."`
 }
 
 // Readiness says how to tell that a freshly started local program serves.

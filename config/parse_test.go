@@ -35,6 +35,9 @@ intercepts:
     build: {command: ["./gradlew", "installDist"]}
     run: {command: ["build/install/app/bin/app"]}
     watch: ["src/**/*.kt"]
+    outbound:
+      include: ["*.internal", "10.20.0.0/16:5432"]
+      exclude: [users.dev.svc.cluster.local]
   - workload: payments
     port: 7000
     header: {x-dev: me, x-team: pay}
@@ -73,6 +76,7 @@ func TestParseFullExample(t *testing.T) {
 				Build:    &Command{Command: []string{"./gradlew", "installDist"}},
 				Run:      &Command{Command: []string{"build/install/app/bin/app"}},
 				Watch:    []string{"src/**/*.kt"},
+				Outbound: &Outbound{Include: []string{"*.internal", "10.20.0.0/16:5432"}, Exclude: []string{"users.dev.svc.cluster.local"}},
 			},
 			{
 				Name:      "payments", // from the workload
@@ -222,6 +226,13 @@ func TestParseErrors(t *testing.T) {
 			[]string{`4:3: intercepts[0].replayOnSave: replayOnSave applies to the traffic an intercept receives, and traffic none receives none: remove replayOnSave, or use traffic steal`}},
 		{"pause hold over 30s", "intercepts:\n- workload: orders\n  pauseHold: 1m\n",
 			[]string{`3:14: intercepts[0].pauseHold: pauseHold 1m0s is longer than the maximum of 30s: callers would time out before the pods answer`}},
+		{"outbound rules with a bad port and a bad CIDR", "intercepts:\n- workload: orders\n  outbound:\n    include: [users, \"users:http\"]\n    exclude:\n    - 10.0.0.0/33\n",
+			[]string{
+				`4:22: intercepts[0].outbound.include[1]: outbound rule "users:http": port "http" must be a number from 1 to 65535`,
+				`6:7: intercepts[0].outbound.exclude[0]: outbound rule "10.0.0.0/33": "10.0.0.0/33" is not a CIDR such as 10.0.0.0/8 or fd00::/8`,
+			}},
+		{"outbound as a list", "intercepts:\n- workload: orders\n  outbound: [users]\n",
+			[]string{`3:13: intercepts[0].outbound: must be a mapping (key: value lines), not a list`}},
 		{"pool name", "claim:\n  pool: Team_A\n",
 			[]string{`2:9: claim.pool: pool "Team_A" is not a pool name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit`}},
 		// ports

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/kloop/kloop/agent/tunnel"
+	"github.com/kloop/kloop/kube/outbound"
 	"github.com/kloop/kloop/kube/workload"
 )
 
@@ -131,6 +132,19 @@ func (ic *Intercept) validate(r reporter) {
 	for i, pattern := range ic.Watch {
 		if _, err := path.Match(pattern, ""); err != nil {
 			r.atValue("watch["+strconv.Itoa(i)+"]", fmt.Sprintf("watch pattern %q is not a valid glob (check its [ ] brackets and \\ escapes)", pattern))
+		}
+	}
+}
+
+func (o *Outbound) validate(r reporter) {
+	for _, list := range []struct {
+		field string
+		rules []string
+	}{{"include", o.Include}, {"exclude", o.Exclude}} {
+		for i, rule := range list.rules {
+			if _, err := outbound.ParseRule(rule); err != nil {
+				r.atValue(list.field+"["+strconv.Itoa(i)+"]", err.Error())
+			}
 		}
 	}
 }

@@ -403,6 +403,7 @@ func (b *Bridge) launch(ctx context.Context, arguments json.RawMessage) (*sessio
 		RelaunchOnSave: cfg.RelaunchOnSave == nil || *cfg.RelaunchOnSave,
 		ReplayOnSave:   cfg.ReplayOnSave,
 		Traffic:        cfg.Traffic,
+		Outbound:       cfg.Outbound,
 	}
 	if cfg.Workload != "" {
 		b.output("console", fmt.Sprintf("kloop: intercepting %s and building %s with debug flags\n", cfg.Workload, t.display))

@@ -11,6 +11,8 @@ import (
 
 	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/config"
+	"github.com/kloop/kloop/kube/outbound"
+	"github.com/kloop/kloop/session"
 )
 
 // LaunchConfig is the part of a `"type":"kloop"` launch configuration the bridge acts
@@ -42,13 +44,16 @@ type LaunchConfig struct {
 	ReplayOnSave bool `json:"replayOnSave,omitempty"`
 	// Traffic is the intercept's traffic mode, as `kloop intercept --traffic`.
 	Traffic string `json:"traffic,omitempty"`
+	// Outbound adds include and exclude rules for the program's outbound
+	// connections, as kloop intercept --outbound-include/--outbound-exclude.
+	Outbound session.OutboundRules `json:"outbound,omitzero"`
 }
 
 // kloopOnlyKeys are launch attributes Delve must not see, because the bridge owns what
 // they mean (Delve would otherwise build, redirect output or pick a console itself).
 var kloopOnlyKeys = []string{
 	"type", "name", "request", "workload", "port", "header", "path", "pathRegex", "method", "match", "program", "args", "env", "cwd",
-	"buildFlags", "endWithProgram", "relaunchOnSave", "replayOnSave", "traffic", "mode", "output", "outputMode", "stdoutTo", "stderrTo",
+	"buildFlags", "endWithProgram", "relaunchOnSave", "replayOnSave", "traffic", "outbound", "mode", "output", "outputMode", "stdoutTo", "stderrTo",
 	"console", "dlvCwd", "backend", "noDebug", "__sessionId", "__configurationTarget",
 }
 
@@ -161,6 +166,14 @@ func parseLaunchConfig(raw json.RawMessage) (LaunchConfig, map[string]json.RawMe
 		}
 		if err := config.CheckTraffic(cfg.Traffic); err != nil {
 			return cfg, nil, fmt.Errorf("launch configuration: %w", err)
+		}
+	}
+	if len(cfg.Outbound.Include)+len(cfg.Outbound.Exclude) > 0 {
+		if cfg.Workload == "" {
+			return cfg, nil, errors.New(`launch configuration has "outbound" but no "workload": outbound rules choose what goes through an intercepted workload's pod; add "workload" or remove "outbound"`)
+		}
+		if _, err := outbound.New(cfg.Outbound.Include, cfg.Outbound.Exclude, outbound.Options{}); err != nil {
+			return cfg, nil, fmt.Errorf(`launch configuration "outbound": %w`, err)
 		}
 	}
 	for _, k := range kloopOnlyKeys {

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/kloop/kloop/kube/intercept"
 	"github.com/kloop/kloop/kube/intercept/proxy"
 	"github.com/kloop/kloop/kube/kubeconfig"
+	"github.com/kloop/kloop/kube/outbound"
 	"github.com/kloop/kloop/kube/portforward"
 	"github.com/kloop/kloop/kube/ports"
 	"github.com/kloop/kloop/kube/workload"
@@ -95,6 +98,9 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 	spec := intercept.Spec{Workload: w, Holder: e.opts.Holder, HolderID: e.opts.HolderID, Resident: req.Target.ResidentAgents}
 	if req.Port != 0 {
 		spec.Ports = []string{strconv.Itoa(req.Port)}
+		for _, p := range req.ExtraPorts {
+			spec.Ports = append(spec.Ports, strconv.Itoa(p))
+		}
 	}
 	spec.Filter = req.Filter
 	spec.Mirror = req.Traffic == session.TrafficMirror
@@ -163,7 +169,14 @@ func (e *Intercepts) Intercept(ctx context.Context, req session.InterceptRequest
 			return req.Outbound(c), nil
 		}
 	}
-	if err := it.startProxies(dial); err != nil {
+	dial, noProxy, err := e.routeOutbound(ctx, cs, ns, req, dial)
+	if err != nil {
+		if lerr := ic.Leave(context.WithoutCancel(ctx)); lerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore %s: %w", w, lerr))
+		}
+		return nil, err
+	}
+	if err := it.startProxies(dial, noProxy); err != nil {
 		if lerr := ic.Leave(context.WithoutCancel(ctx)); lerr != nil {
 			err = errors.Join(err, fmt.Errorf("restore %s: %w", w, lerr))
 		}
@@ -198,12 +211,53 @@ func (e *Intercepts) interceptNone(ctx context.Context, req session.InterceptReq
 			return req.Outbound(c), nil
 		}
 	}
+	dial, noProxy, err := e.routeOutbound(ctx, cs, ns, req, dial)
+	if err != nil {
+		return nil, err
+	}
 	it := &interception{holder: e.opts.Holder, port: req.Port, log: e.log}
-	if err := it.startProxies(dial); err != nil {
+	if err := it.startProxies(dial, noProxy); err != nil {
 		return nil, err
 	}
 	it.env = append(resolved.Environ(), it.proxyEnv...)
 	return it, nil
+}
+
+// routeOutbound wraps cluster, whichever dial reaches the cluster (the
+// agents' tunnels, or the API server for traffic none), in the request's
+// outbound rules: what they keep local is dialed from this machine. It
+// returns the NO_PROXY value that matches.
+func (e *Intercepts) routeOutbound(ctx context.Context, cs kubernetes.Interface, ns string, req session.InterceptRequest, cluster proxy.DialFunc) (proxy.DialFunc, string, error) {
+	rules, err := outbound.New(req.OutboundRules.Include, req.OutboundRules.Exclude, outbound.Options{
+		Namespaces:   []string{ns},
+		ServiceCIDRs: e.serviceCIDRs(ctx, cs),
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("outbound %w", err)
+	}
+	var direct net.Dialer
+	return rules.Dial(cluster, direct.DialContext), rules.NoProxy(), nil
+}
+
+// serviceCIDRs are the cluster's Service IP ranges where the cluster
+// publishes them (networking.k8s.io/v1 ServiceCIDR, Kubernetes 1.33 and
+// later); without them, or without the right to list them, only names
+// decide.
+func (e *Intercepts) serviceCIDRs(ctx context.Context, cs kubernetes.Interface) []netip.Prefix {
+	list, err := cs.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		e.log.Debug("service CIDRs unknown; outbound rules route by name", "err", err)
+		return nil
+	}
+	var out []netip.Prefix
+	for _, sc := range list.Items {
+		for _, c := range sc.Spec.CIDRs {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				out = append(out, p.Masked())
+			}
+		}
+	}
+	return out
 }
 
 // agentImage is the agent image to inject: $KLOOP_AGENT_IMAGE, the
@@ -346,7 +400,7 @@ func (it *interception) Leave(ctx context.Context, _ session.Progress) error {
 // startProxies listens on loopback for the program's outbound traffic:
 // HTTP_PROXY/HTTPS_PROXY (CONNECT) and ALL_PROXY (SOCKS5), both behind a
 // random password so other users of the machine cannot use the tunnel.
-func (it *interception) startProxies(dial proxy.DialFunc) error {
+func (it *interception) startProxies(dial proxy.DialFunc, noProxy string) error {
 	secret := make([]byte, 16)
 	if _, err := rand.Read(secret); err != nil {
 		return fmt.Errorf("proxy credentials: %w", err)
@@ -382,7 +436,6 @@ func (it *interception) startProxies(dial proxy.DialFunc) error {
 	user := url.UserPassword("kloop", pass)
 	httpURL := (&url.URL{Scheme: "http", User: user, Host: httpLn.Addr().String()}).String()
 	socksURL := (&url.URL{Scheme: "socks5h", User: user, Host: socksLn.Addr().String()}).String()
-	noProxy := "localhost,127.0.0.1,::1"
 	it.proxyEnv = []string{
 		"HTTP_PROXY=" + httpURL, "HTTPS_PROXY=" + httpURL, "ALL_PROXY=" + socksURL, "NO_PROXY=" + noProxy,
 		"http_proxy=" + httpURL, "https_proxy=" + httpURL, "all_proxy=" + socksURL, "no_proxy=" + noProxy,

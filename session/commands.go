@@ -145,6 +145,9 @@ type ReleaseArgs struct{}
 type InterceptArgs struct {
 	Workload string `json:"workload"`
 	Port     string `json:"port,omitempty"`
+	// Ports are more container ports to intercept besides Port, each
+	// REMOTE[:LOCAL] by number; they need Port.
+	Ports []string `json:"ports,omitempty"`
 	// Header, Path, PathRegex, Method and Match are the personal rule: a
 	// request is intercepted when it meets all of them (Match "any": at
 	// least one). Given here, they replace .kloop.yaml's rule as a whole.
@@ -164,6 +167,17 @@ type InterceptArgs struct {
 	// Traffic is the traffic mode (ParseTraffic); "" takes .kloop.yaml's,
 	// else steal.
 	Traffic string `json:"traffic,omitempty"`
+	// Outbound adds to .kloop.yaml's outbound rules: which hosts the
+	// program reaches through the cluster (include) and which it dials
+	// from this machine (exclude wins).
+	Outbound OutboundRules `json:"outbound,omitzero"`
+}
+
+// OutboundRules are include and exclude lists of outbound rules (host
+// globs, IPs or CIDRs, each with an optional :PORT; see kube/outbound).
+type OutboundRules struct {
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
 }
 
 // LeaveArgs are the arguments of kloop.leave / `kloop leave`.

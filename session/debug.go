@@ -60,6 +60,9 @@ type DebugArgs struct {
 	// Traffic is the launch configuration's traffic mode; "" takes
 	// .kloop.yaml's, else steal.
 	Traffic string
+	// Outbound adds to .kloop.yaml's outbound rules, as kloop intercept
+	// --outbound-include and --outbound-exclude.
+	Outbound OutboundRules
 }
 
 // DebugProcessSpec is what the debugger starts after each good build.
@@ -145,7 +148,8 @@ func (s *Session) Debug(ctx context.Context, args DebugArgs, hooks DebugHooks, p
 		return nil, err
 	}
 	plan, err := planIntercept(cfg, InterceptArgs{Workload: args.Workload, Port: args.Port, Header: args.Header,
-		Path: args.Path, PathRegex: args.PathRegex, Method: args.Method, Match: args.Match, Traffic: args.Traffic, ReplayOnSave: args.ReplayOnSave})
+		Path: args.Path, PathRegex: args.PathRegex, Method: args.Method, Match: args.Match, Traffic: args.Traffic, ReplayOnSave: args.ReplayOnSave,
+		Outbound: args.Outbound})
 	if err != nil {
 		return nil, err
 	}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"github.com/kloop/kloop/session/capture"
+	"maps"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/kloop/kloop/agent/tunnel"
 	"github.com/kloop/kloop/config"
+	"github.com/kloop/kloop/kube/outbound"
 	"github.com/kloop/kloop/kube/workload"
 )
 
@@ -74,6 +77,12 @@ type InterceptRequest struct {
 	// Outbound, when set, wraps each connection the outbound proxy dials
 	// into the cluster for the local process (capture records the calls).
 	Outbound func(net.Conn) net.Conn
+	// OutboundRules choose which of the program's outbound connections
+	// go through the cluster; checked by the session (outbound.New).
+	OutboundRules OutboundRules
+	// ExtraPorts are container ports intercepted besides Port (which is
+	// then set); Dial gets their connections too.
+	ExtraPorts []int
 }
 
 // Interception is a live intercept.
@@ -216,6 +225,8 @@ type interceptPlan struct {
 	// notice that tells how to run it without one.
 	debug        bool
 	debugProgram string
+	outbound     OutboundRules
+	extra        map[int]int // more container ports -> local ports
 }
 
 func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, error) {
@@ -241,6 +252,9 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 			p.run = ic.Run.Command
 		}
 		p.watch = ic.Watch
+		if ic.Outbound != nil {
+			p.outbound = OutboundRules{Include: slices.Clone(ic.Outbound.Include), Exclude: slices.Clone(ic.Outbound.Exclude)}
+		}
 	} else {
 		w, err := workload.Parse(args.Workload)
 		if err != nil {
@@ -257,6 +271,22 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 	}
 	if p.local == 0 {
 		p.local = p.remote
+	}
+	for _, spec := range args.Ports {
+		remote, local, err := config.ParsePort(spec)
+		if err != nil {
+			return nil, err
+		}
+		if p.remote == 0 {
+			return nil, fmt.Errorf("intercept %s: port %q is a second port but there is no first: give the main port first, as --port 8080 --port %s", p.workload, spec, spec)
+		}
+		if _, dup := p.extra[remote]; dup || remote == p.remote {
+			return nil, fmt.Errorf("intercept %s: container port %d is given twice; name each port once", p.workload, remote)
+		}
+		if p.extra == nil {
+			p.extra = map[int]int{}
+		}
+		p.extra[remote] = local
 	}
 	// A rule given with the command replaces the file's whole rule, so
 	// that --path does not silently add to a header the file names.
@@ -287,6 +317,13 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 		if err := p.checkNoTraffic(args); err != nil {
 			return nil, fmt.Errorf("intercept %s: %w", p.workload, err)
 		}
+	}
+	// The command's rules add to the file's: both are lists, and exclude
+	// wins whichever side names a host.
+	p.outbound.Include = append(p.outbound.Include, args.Outbound.Include...)
+	p.outbound.Exclude = append(p.outbound.Exclude, args.Outbound.Exclude...)
+	if _, err := outbound.New(p.outbound.Include, p.outbound.Exclude, outbound.Options{}); err != nil {
+		return nil, fmt.Errorf("intercept %s: outbound %w", p.workload, err)
 	}
 	// Without a port the engine chooses one from the workload (its only
 	// port, else the one a Service targets) before a program starts, and
@@ -418,7 +455,9 @@ func (s *Session) interceptLocked(ctx context.Context, engine InterceptEngine, c
 			}
 			return capture.Wrap(c, s.captures, ai.workload, ai.pid), nil
 		},
-		Outbound: func(c net.Conn) net.Conn { return capture.WrapOutbound(c, s.captures, ai.workload) },
+		Outbound:      func(c net.Conn) net.Conn { return capture.WrapOutbound(c, s.captures, ai.workload) },
+		OutboundRules: plan.outbound,
+		ExtraPorts:    slices.Sorted(maps.Keys(plan.extra)),
 	}, p)
 	if err != nil {
 		// The engine may have materialized the volumes before it failed.
@@ -677,6 +716,9 @@ func (s *Session) dialLocal(ctx context.Context, ai *activeIntercept, port int) 
 		// Read each time: a connection that came before Intercept learnt
 		// the inferred port waits for it like for the user's program.
 		local := port
+		if l, ok := ai.plan.extra[port]; ok && !main {
+			local = l
+		}
 		if main {
 			if _, l := ai.ports(); l != 0 {
 				local = l
@@ -731,6 +773,9 @@ func (ai *activeIntercept) status() InterceptStatus {
 	}
 	if ai.live != nil {
 		st.Ports = []string{fmt.Sprintf("%d->%d", ai.live.Port(), ai.localPort)}
+		for _, r := range slices.Sorted(maps.Keys(ai.plan.extra)) {
+			st.Ports = append(st.Ports, fmt.Sprintf("%d->%d", r, ai.plan.extra[r]))
+		}
 		st.Requests = ai.live.Requests()
 		if up, pods := ai.live.Tunnels(); up == 0 {
 			// The truth a status bar must show: traffic is on the app.

@@ -32,10 +32,10 @@ import (
 func newInterceptCmd() *cobra.Command {
 	var f sessionFlags
 	var args session.InterceptArgs
-	var headers []string
+	var headers, ports []string
 	var detach bool
 	cmd := &cobra.Command{
-		Use:   "intercept WORKLOAD [--port 8080[:LOCAL]] [--header NAME=VALUE]... [--path /api/] [--path-regex RE] [--method GET,POST] [--match all|any] [--program ./cmd/x] [--detach] [-- ARGS...]",
+		Use:   "intercept WORKLOAD [--port 8080[:LOCAL]]... [--header NAME=VALUE]... [--path /api/] [--path-regex RE] [--method GET,POST] [--match all|any] [--outbound-include HOST]... [--outbound-exclude HOST]... [--program ./cmd/x] [--detach] [-- ARGS...]",
 		Short: "Send a workload's cluster traffic to a process on this machine",
 		Long: `Send a workload's cluster traffic to a process on this machine.
 
@@ -56,6 +56,9 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 		RunE: func(cmd *cobra.Command, pos []string) error {
 			args.Workload = pos[0]
 			args.Args = pos[1:]
+			if len(ports) > 0 {
+				args.Port, args.Ports = ports[0], ports[1:]
+			}
 			for _, h := range headers {
 				name, value, ok := strings.Cut(h, "=")
 				if !ok || name == "" {
@@ -141,7 +144,7 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 			})
 		},
 	}
-	cmd.Flags().StringVar(&args.Port, "port", "", "container port to intercept, REMOTE[:LOCAL]")
+	cmd.Flags().StringArrayVar(&ports, "port", nil, "container port to intercept, REMOTE[:LOCAL]; repeat for more ports, the first is the program's")
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "personal intercept: only requests with this header NAME=VALUE (repeatable: each is one condition)")
 	cmd.Flags().StringVar(&args.Path, "path", "", "personal intercept: only requests whose path starts with this prefix, e.g. /api/")
 	cmd.Flags().StringVar(&args.PathRegex, "path-regex", "", "personal intercept: only requests whose path matches this Go regular expression, e.g. ^/v[0-9]+/orders")
@@ -151,6 +154,8 @@ stay on the workload's own container. Each --header, --path, --path-regex and
 	cmd.Flags().StringVar(&args.Program, "program", "", "Go main package to build and run, e.g. ./cmd/orders")
 	cmd.Flags().BoolVar(&args.ReplayOnSave, "replay-on-save", false, "after each relaunch, send the last recorded GET (or HEAD, OPTIONS) to the new build and show how its answer changed")
 	cmd.Flags().StringVar(&args.Traffic, "traffic", "", "traffic mode: steal (the default) sends the intercepted requests here; mirror lets the pods answer every caller and sends copies here; none changes nothing in the cluster and gives the program the pod's env, volumes and outbound access to Services only")
+	cmd.Flags().StringArrayVar(&args.Outbound.Include, "outbound-include", nil, "send the program's connections to this host glob, IP or CIDR (optional :PORT) through the cluster, besides cluster names; repeatable")
+	cmd.Flags().StringArrayVar(&args.Outbound.Exclude, "outbound-exclude", nil, "dial this host glob, IP or CIDR (optional :PORT) from this machine even if it is a cluster name or included; repeatable")
 	cmd.Flags().BoolVar(&detach, "detach", false, "return at once; the daemon keeps the intercept and the program running")
 	f.register(cmd, true)
 	return cmd

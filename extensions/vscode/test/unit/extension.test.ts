@@ -67,7 +67,7 @@ test('the kloop debug type: only program is required; local and cluster snippets
   assert.ok(dbg, 'debugger kloop');
   const launch = dbg.configurationAttributes.launch;
   assert.deepEqual(launch.required, ['program']);
-  for (const k of ['workload', 'program', 'port', 'header', 'args', 'env', 'buildFlags', 'cwd', 'relaunchOnSave', 'replayOnSave', 'traffic', 'stopOnEntry']) assert.ok(launch.properties[k], k);
+  for (const k of ['workload', 'program', 'port', 'header', 'args', 'env', 'buildFlags', 'cwd', 'relaunchOnSave', 'replayOnSave', 'traffic', 'outbound', 'stopOnEntry']) assert.ok(launch.properties[k], k);
   const re = new RegExp(launch.properties.workload.pattern);
   assert.ok(re.test('deployment/orders') && re.test('orders') && !re.test('pod/orders'));
   assert.ok(new RegExp(launch.properties.port.pattern).test('8080:18080'));
