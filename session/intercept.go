@@ -777,7 +777,9 @@ func (ai *activeIntercept) status() InterceptStatus {
 			st.Ports = append(st.Ports, fmt.Sprintf("%d->%d", r, ai.plan.extra[r]))
 		}
 		st.Requests = ai.live.Requests()
-		if up, pods := ai.live.Tunnels(); up == 0 {
+		up, pods := ai.live.Tunnels()
+		st.Pods = up
+		if up == 0 {
 			// The truth a status bar must show: traffic is on the app.
 			st.State = fmt.Sprintf("tunnels down (0 of %d pods); traffic goes to the app", pods)
 		}

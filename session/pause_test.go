@@ -51,8 +51,9 @@ func TestDebugPauseReachesTheAgentsAndTheStatus(t *testing.T) {
 	d.SetPaused(false)
 	waitPauses(true, false)
 	s.refreshIntercepts()
-	if in := s.Status().Intercepts; len(in) != 1 || in[0].Paused || in[0].State != "intercepted" {
-		t.Errorf("status after the resume: %+v", in)
+	// Pods: the fake's one pod has its tunnel up.
+	if in := s.Status().Intercepts; len(in) != 1 || in[0].Paused || in[0].State != "intercepted" || in[0].Pods != 1 {
+		t.Errorf("status after the resume (want intercepted, 1 pod): %+v", in)
 	}
 	d.SetPaused(true)
 	waitPauses(true, false, true)

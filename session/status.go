@@ -40,6 +40,9 @@ type InterceptStatus struct {
 	Rule     string `json:"rule,omitempty"`
 	Requests int64  `json:"requests"`
 	State    string `json:"state"`
+	// Pods counts the workload's pods whose tunnel to this machine is up:
+	// the ones whose traffic can reach it.
+	Pods int `json:"pods,omitempty"`
 	// Traffic is the intercept's mode (steal, mirror, none); with
 	// mirror, Requests counts the copies that reached this machine.
 	Traffic string `json:"traffic,omitempty"`

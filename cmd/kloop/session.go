@@ -26,19 +26,33 @@ type sessionFlags struct {
 	// and kloop/status notifications while the command runs.
 	onOutput func(session.OutputLine)
 	onStatus func(session.Status)
+	// line: the command also offers -o line, one line for an IDE's tool
+	// window or a shell prompt.
+	line bool
 }
 
 func (f *sessionFlags) register(cmd *cobra.Command, read bool) {
 	cmd.Flags().StringVarP(&f.workspace, "workspace", "w", "", "workspace folder (default: nearest parent with .kloop.yaml, go.mod or .git)")
 	if read {
-		cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+		help := "output format: text or json"
+		if f.line {
+			help = "output format: text, json or line (one line, for an IDE tool window or a prompt)"
+		}
+		cmd.Flags().StringVarP(&f.output, "output", "o", "text", help)
 	}
 }
 
 // run connects to the daemon (starting it if needed) for the workspace and
 // calls fn. Progress goes to stderr as a single updating line.
 func (f *sessionFlags) run(cmd *cobra.Command, fn func(ctx context.Context, c *server.Client) error) error {
-	if f.output != "" && f.output != "text" && f.output != "json" {
+	switch {
+	case f.output == "line" && f.line:
+	case f.output == "line":
+		return fmt.Errorf("--output line: only kloop status prints one line; want text or json here")
+	case f.output != "" && f.output != "text" && f.output != "json":
+		if f.line {
+			return fmt.Errorf("--output %q: want text, json or line", f.output)
+		}
 		return fmt.Errorf("--output %q: want text or json", f.output)
 	}
 	ws := f.workspace
@@ -79,7 +93,7 @@ func (f *sessionFlags) run(cmd *cobra.Command, fn func(ctx context.Context, c *s
 }
 
 func newStatusCmd() *cobra.Command {
-	var f sessionFlags
+	f := sessionFlags{line: true}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the workspace's claim, intercepts and process",
@@ -99,8 +113,12 @@ func newStatusCmd() *cobra.Command {
 }
 
 func printStatus(w io.Writer, format string, st session.Status) error {
-	if format == "json" {
+	switch format {
+	case "json":
 		return writeJSON(w, st)
+	case "line":
+		_, err := fmt.Fprintln(w, statusLine(st))
+		return err
 	}
 	fmt.Fprintf(w, "workspace  %s\n", st.Workspace)
 	if st.Claim == nil {
@@ -134,6 +152,60 @@ func printStatus(w io.Writer, format string, st session.Status) error {
 		fmt.Fprintf(w, "last build %s in %dms\n", map[bool]string{true: "ok", false: "failed"}[st.LastBuild.OK], st.LastBuild.Millis)
 	}
 	return nil
+}
+
+// statusLine is the whole status in one line, the most urgent facts first:
+// GoLand's External Tools and shell prompts show one line, and a user
+// glancing at it must see whether traffic reaches their process.
+func statusLine(st session.Status) string {
+	var parts []string
+	if st.Claim == nil {
+		parts = append(parts, "no claim")
+	} else {
+		parts = append(parts, "claim "+st.Claim.Slot)
+	}
+	if len(st.Intercepts) == 0 {
+		parts = append(parts, "no intercept")
+	}
+	for _, in := range st.Intercepts {
+		switch {
+		case in.Traffic == string(session.TrafficNone):
+			parts = append(parts, in.Workload+" ingested (traffic none)")
+		case in.State == "intercepted":
+			var detail []string
+			if in.Pods > 0 {
+				detail = append(detail, plural(in.Pods, "pod", "pods"))
+			}
+			if in.Traffic == string(session.TrafficMirror) {
+				detail = append(detail, "mirror, "+plural(int(in.Requests), "copy", "copies"))
+			} else {
+				detail = append(detail, plural(int(in.Requests), "request", "requests"))
+			}
+			parts = append(parts, fmt.Sprintf("%s intercepted (%s)", in.Workload, strings.Join(detail, ", ")))
+		default:
+			// Waiting for a debugger, paused, tunnels down: the state
+			// itself is what the user must read.
+			parts = append(parts, in.Workload+" "+in.State)
+		}
+	}
+	if p := st.Process; p != nil {
+		s := "process " + p.State
+		if p.Debug {
+			s += " (debug)"
+		}
+		parts = append(parts, s)
+	}
+	if st.LastBuild != nil && !st.LastBuild.OK {
+		parts = append(parts, "last build failed")
+	}
+	return "kloop: " + strings.Join(parts, " · ")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func newClaimCmd() *cobra.Command {
@@ -222,8 +294,9 @@ func newLeaveCmd() *cobra.Command {
 func newEnvCmd() *cobra.Command {
 	var f sessionFlags
 	var args session.EnvArgs
+	var out string
 	cmd := &cobra.Command{
-		Use:   "env WORKLOAD [--format dotenv|json|shell]",
+		Use:   "env WORKLOAD [--format dotenv|json|shell] [--out FILE]",
 		Short: "Print the environment of a workload's container, resolved from the cluster",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, pos []string) error {
@@ -233,14 +306,44 @@ func newEnvCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				_, err = io.WriteString(cmd.OutOrStdout(), res.Content)
-				return err
+				if out == "" {
+					_, err = io.WriteString(cmd.OutOrStdout(), res.Content)
+					return err
+				}
+				if err := writeEnvFile(out, res.Content); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "kloop: wrote %s's environment to %s\n", args.Workload, out)
+				return nil
 			})
 		},
 	}
 	cmd.Flags().StringVar(&args.Format, "format", "dotenv", "dotenv, json or shell")
+	cmd.Flags().StringVar(&out, "out", "", "write to this file (mode 0600, replaced whole) instead of stdout, e.g. .kloop.env for an IDE run configuration")
 	f.register(cmd, false)
 	return cmd
+}
+
+// writeEnvFile replaces path with content, readable by the user only: the
+// env holds the pod's secrets, and a run configuration reading the file
+// mid-write must not see half of it.
+func writeEnvFile(path, content string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".kloop-env-*")
+	if err != nil {
+		return fmt.Errorf("write the env file %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
+	if _, err := tmp.WriteString(content); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write the env file %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write the env file %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write the env file %s: %w", path, err)
+	}
+	return nil
 }
 
 func newRelaunchCmd() *cobra.Command {

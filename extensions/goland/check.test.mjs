@@ -132,6 +132,28 @@ test('every External Tool runs a kloop command and flags that exist; claim, rele
   for (const want of ['claim', 'release', 'intercept', 'leave', 'status', 'env']) assert.ok(subs.has(want), `no tool runs kloop ${want}`);
 });
 
+test('the status line tool prints exactly one status line from a real daemon', async (ctx) => {
+  const tool = kids(parseXML(toolsXML), 'tool').find((t) => option(kids(t, 'exec')[0], 'PARAMETERS').startsWith('status -o line'));
+  assert.ok(tool, 'no tool runs kloop status -o line');
+  const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'kloop-gl-status-'));
+  fs.writeFileSync(path.join(ws, 'go.mod'), 'module example.com/shop\n\ngo 1.22\n');
+  const { dir, env } = privateEnv();
+  ctx.after(() => {
+    stopDaemons(env);
+    fs.rmSync(ws, { recursive: true, force: true });
+    try { checkRaces(dir); } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+  });
+  const params = option(kids(tool, 'exec')[0], 'PARAMETERS').replaceAll('$ProjectFileDir$', ws).split(/\s+/);
+  const out = execFileSync(bin, params, { cwd: ws, env, encoding: 'utf8' });
+  assert.equal(out, 'kloop: no claim · no intercept\n');
+});
+
+test('the GoLand native-debugger route has its tools: intercept with no program, env written to .kloop.env', () => {
+  const params = kids(parseXML(toolsXML), 'tool').map((t) => option(kids(t, 'exec')[0], 'PARAMETERS'));
+  assert.ok(params.includes('intercept $Prompt$ --detach -w $ProjectFileDir$'), 'no intercept tool without --program');
+  assert.ok(params.some((p) => /^env \$Prompt\$ --format dotenv --out \$ProjectFileDir\$\/\.kloop\.env /.test(p)), 'no tool writes .kloop.env');
+});
+
 // JetBrains output filter macros -> a regular expression.
 function filterRegExp(macro) {
   const esc = macro.replace(/[.*+?^{}()|[\]\\]/g, '\\$&');
