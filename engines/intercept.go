@@ -211,12 +211,11 @@ func (e *Intercepts) interceptNone(ctx context.Context, req session.InterceptReq
 			return req.Outbound(c), nil
 		}
 	}
-	dial, noProxy, err := e.routeOutbound(ctx, cs, ns, req, dial)
-	if err != nil {
-		return nil, err
-	}
+	// Every connection goes to a Service by name through the API server:
+	// with no agent there is no pod to dial from, so outbound rules (which
+	// session refuses with traffic none) have nothing to choose between.
 	it := &interception{holder: e.opts.Holder, port: req.Port, log: e.log}
-	if err := it.startProxies(dial, noProxy); err != nil {
+	if err := it.startProxies(dial, "localhost,127.0.0.1,::1"); err != nil {
 		return nil, err
 	}
 	it.env = append(resolved.Environ(), it.proxyEnv...)

@@ -325,6 +325,9 @@ func planIntercept(cfg *config.Config, args InterceptArgs) (*interceptPlan, erro
 	if _, err := outbound.New(p.outbound.Include, p.outbound.Exclude, outbound.Options{}); err != nil {
 		return nil, fmt.Errorf("intercept %s: outbound %w", p.workload, err)
 	}
+	if !mode.Inbound() && len(p.outbound.Include)+len(p.outbound.Exclude) > 0 {
+		return nil, fmt.Errorf("intercept %s: outbound rules choose between the pod's network and this machine, and traffic none has no agent in a pod: every connection goes to a Service by name through the API server; remove outbound (--outbound-include, --outbound-exclude), or use traffic steal", p.workload)
+	}
 	// Without a port the engine chooses one from the workload (its only
 	// port, else the one a Service targets) before a program starts, and
 	// the local port is that one too.
