@@ -53,6 +53,8 @@ func TestPlanInterceptRefusesRulesWithoutTraffic(t *testing.T) {
 			"so header (--header) would do nothing"},
 		{"path, method and replay on save", InterceptArgs{Workload: "users", PathRegex: "^/a", Method: []string{"GET"}, ReplayOnSave: true},
 			"so pathRegex (--path-regex), method (--method), replayOnSave (--replay-on-save) would do nothing"},
+		{"outbound rules", InterceptArgs{Workload: "users", Outbound: OutboundRules{Exclude: []string{"*.corp"}}},
+			"traffic none has no agent in a pod"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := planIntercept(cfg, tc.args)
