@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -37,7 +38,7 @@ intercept and kloop agent install write that command into the pod template.`,
 				}
 			}
 			if len(forwards) == 0 {
-				return fmt.Errorf("kloop agent needs a subcommand (install or uninstall WORKLOAD), or --forward to run as the in-cluster agent")
+				return errors.New("agent: name what to do: install WORKLOAD or uninstall WORKLOAD (or --forward LISTEN=APP to run as the in-cluster agent, as the pod template does)")
 			}
 			cfg := agent.Config{
 				Control: envDefault(control, "KLOOP_AGENT_CONTROL"),

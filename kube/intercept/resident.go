@@ -151,9 +151,9 @@ func (in *Injector) uninstall(ctx context.Context, w workload.Workload, timeout 
 	if err != nil {
 		return false, err
 	}
-	return in.restore(ctx, w, nobody, timeout, wait)
+	return in.restore(ctx, w, nobody(), timeout, wait)
 }
 
 // nobody owns no holder's record: restoring on its behalf keeps the agent
 // for any holder who joined meanwhile.
-var nobody = Holder{ID: "\x00kloop: nobody"}
+func nobody() Holder { return Holder{ID: "\x00kloop: nobody"} }
